@@ -1,0 +1,26 @@
+// One esbuild script, several entries: extension host, analysis worker, CLI, webviews.
+import * as esbuild from 'esbuild';
+import { chmodSync } from 'node:fs';
+
+const production = process.argv.includes('--production');
+const watch = process.argv.includes('--watch');
+const common = { bundle: true, sourcemap: !production, minify: production, logLevel: 'info' };
+const node = { ...common, platform: 'node', format: 'cjs', target: 'node20', external: ['vscode', 'onnxruntime-node'] };
+const browser = { ...common, platform: 'browser', format: 'iife', target: 'es2022' };
+
+const builds = [
+  { ...node, entryPoints: ['src/extension.ts'], outfile: 'dist/extension.js' },
+  { ...node, entryPoints: ['src/worker/analysisWorker.ts'], outfile: 'dist/worker.js' },
+  { ...node, entryPoints: ['src/core/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
+  { ...browser, entryPoints: ['webview/report/main.ts'], outfile: 'dist/webview/report.js' },
+  { ...browser, entryPoints: ['webview/viewer/main.ts'], outfile: 'dist/webview/viewer.js' },
+];
+
+const { existsSync } = await import('node:fs');
+const present = builds.filter((b) => existsSync(b.entryPoints[0]));
+if (watch) {
+  for (const b of present) await (await esbuild.context(b)).watch();
+} else {
+  await Promise.all(present.map((b) => esbuild.build(b)));
+  if (existsSync('dist/cli.js')) chmodSync('dist/cli.js', 0o755);
+}

@@ -1,0 +1,95 @@
+/**
+ * lora-lens command line: the same core as the extension, for pipelines and benchmarks.
+ *
+ *   lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]
+ *   lora-lens inspect FILE [--json]
+ */
+import { analyzeAdapter } from './analysis/lora';
+import { Engine, ExecutionProvider } from './engine/ort';
+import { FormatError } from './formats/errors';
+import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
+import './formats/register';
+import { fmt4, reportToCsv } from '../shared/report';
+
+const USAGE = `usage:
+  lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]
+  lora-lens inspect FILE [--json]`;
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  args.splice(i, 2);
+  return v;
+}
+
+function bool(args: string[], name: string): boolean {
+  const i = args.indexOf(name);
+  if (i < 0) return false;
+  args.splice(i, 1);
+  return true;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const args = [...argv];
+  const cmd = args.shift();
+  if (!cmd || cmd === '-h' || cmd === '--help') {
+    console.log(USAGE);
+    return cmd ? 0 : 2;
+  }
+  const json = bool(args, '--json');
+  const csv = bool(args, '--csv');
+  const method = (flag(args, '--method') ?? 'auto') as 'auto' | 'householder';
+  const provider = (flag(args, '--provider') ?? 'cpu') as ExecutionProvider;
+  const target = args[0];
+  if (!target) {
+    console.error(USAGE);
+    return 2;
+  }
+  if (cmd === 'inspect') {
+    const s = describeWeights(target);
+    if (json) console.log(JSON.stringify(s, null, 1));
+    else {
+      console.log(`${s.path}: ${s.kind}, ${s.tensorCount} tensors, ${formatCount(s.parameters)} parameters, ${formatBytes(s.fileBytes)}`);
+      for (const t of s.tensors) console.log(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]`);
+      for (const [k, v] of Object.entries(s.metadata)) console.log(`  meta ${k} = ${v.length > 200 ? v.slice(0, 200) + '…' : v}`);
+      for (const w of s.warnings) console.log(`  warning: ${w}`);
+    }
+    return 0;
+  }
+  if (cmd === 'analyze') {
+    const adapter = openAdapter(target);
+    const engine = new Engine({ provider });
+    try {
+      const report = await analyzeAdapter(adapter, { engine, method });
+      if (json) console.log(JSON.stringify(report, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1));
+      else if (csv) process.stdout.write(reportToCsv(report));
+      else {
+        console.log(`${report.adapter.name} (${report.adapter.format}): ${report.modules.length} modules, engine ${report.engine.provider}, ${report.timings.totalMs.toFixed(1)} ms`);
+        console.log('module'.padEnd(48), 'r'.padStart(4), 'scale'.padStart(8), 'σ1'.padStart(10), '‖ΔW‖F'.padStart(10), 'srank'.padStart(7), 'κ(A)'.padStart(9), 'κ(B)'.padStart(9), 'gap'.padStart(9));
+        for (const m of report.modules) {
+          if (m.error) { console.log(m.name.padEnd(48), `error: ${m.error}`); continue; }
+          console.log(m.name.padEnd(48), String(m.rank).padStart(4), fmt4(m.scale).padStart(8), fmt4(m.spectral).padStart(10), fmt4(m.fro).padStart(10),
+            fmt4(m.stableRank).padStart(7), fmt4(m.kappaA).padStart(9), fmt4(m.kappaB).padStart(9), fmt4(m.balanceGap).padStart(9));
+        }
+        for (const w of report.warnings) console.log(`warning: ${w}`);
+      }
+    } finally {
+      adapter.store.close();
+      await engine.dispose();
+    }
+    return 0;
+  }
+  console.error(`unknown command ${cmd}\n${USAGE}`);
+  return 2;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (e) => {
+      console.error(e instanceof FormatError ? `error: ${e.message}` : `error: ${(e as Error).stack ?? e}`);
+      process.exitCode = 1;
+    },
+  );
+}

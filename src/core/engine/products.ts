@@ -1,0 +1,63 @@
+/**
+ * Batched products on full factor/weight matrices, run by onnxruntime.
+ */
+import type { Engine } from './ort';
+import { GraphBuilder } from './graph';
+
+export type GramSide = 'rows' | 'cols';
+
+/** Largest number of fp32 input elements sent in one run (256 MB). */
+export const MAX_RUN_ELEMENTS = 64 * 1024 * 1024;
+
+function gramGraph(side: GramSide): Uint8Array {
+  const g = new GraphBuilder(`gram_${side}`);
+  const x = g.input('x', 'float32', ['L', 'p', 'q']);
+  const xd = g.op('Cast', [x], { to: 11 });
+  const xt = g.op('Transpose', [xd], { perm: [0, 2, 1] });
+  g.op('MatMul', side === 'cols' ? [xt, xd] : [xd, xt], {}, 'y');
+  g.output('y', 'float64', ['L', 'k', 'k']);
+  return g.build();
+}
+
+/**
+ * Gram matrices of L stacked p×q matrices (row-major, fp32), computed in fp64:
+ * side 'cols' gives XᵀX (q×q), side 'rows' gives XXᵀ (p×p). Returns L·k·k doubles.
+ */
+export async function batchedGram(engine: Engine, stacked: Float32Array, L: number, p: number, q: number, side: GramSide): Promise<Float64Array> {
+  if (stacked.length !== L * p * q) throw new Error(`batchedGram: ${stacked.length} values for ${L}×${p}×${q}`);
+  const k = side === 'cols' ? q : p;
+  const out = new Float64Array(L * k * k);
+  const per = p * q;
+  const chunk = Math.max(1, Math.floor(MAX_RUN_ELEMENTS / per));
+  const session = await engine.session(`gram_${side}`, () => gramGraph(side));
+  for (let start = 0; start < L; start += chunk) {
+    const n = Math.min(chunk, L - start);
+    const x = engine.tensor('float32', stacked.subarray(start * per, (start + n) * per), [n, p, q]);
+    const res = await engine.run(session, { x });
+    out.set(res.y.data as Float64Array, start * k * k);
+    res.y.dispose?.();
+  }
+  return out;
+}
+
+function matmulGraph(t: 'float32' | 'float64'): Uint8Array {
+  const g = new GraphBuilder(`matmul_${t}`);
+  const a = g.input('a', t, ['m', 'k']);
+  const b = g.input('b', t, ['k', 'n']);
+  g.op('MatMul', [a, b], {}, 'y');
+  g.output('y', t, ['m', 'n']);
+  return g.build();
+}
+
+/** Plain product A·B of row-major matrices through onnxruntime. */
+export async function matmul(engine: Engine, a: Float32Array, m: number, k: number, b: Float32Array, n: number): Promise<Float32Array> {
+  const s = await engine.session('matmul_float32', () => matmulGraph('float32'));
+  const res = await engine.run(s, { a: engine.tensor('float32', a, [m, k]), b: engine.tensor('float32', b, [k, n]) });
+  return res.y.data as Float32Array;
+}
+
+export async function matmul64(engine: Engine, a: Float64Array, m: number, k: number, b: Float64Array, n: number): Promise<Float64Array> {
+  const s = await engine.session('matmul_float64', () => matmulGraph('float64'));
+  const res = await engine.run(s, { a: engine.tensor('float64', a, [m, k]), b: engine.tensor('float64', b, [k, n]) });
+  return res.y.data as Float64Array;
+}

@@ -1,0 +1,104 @@
+/**
+ * Format-independent model of a LoRA adapter: a list of modules, each with its two factors in
+ * the PEFT orientation (A: r×in, B: out×r), the effective scale s and where s came from.
+ *
+ * ΔW = s · B · A (in the weight's [out, in] layout; transposed when fan_in_fan_out is set).
+ */
+import type { TensorInfo, TensorStore } from './safetensors';
+
+export type AdapterFormat = 'peft' | 'mlx' | 'kohya' | 'diffusers' | 'cloneofsimo' | 'gguf' | 'torchtune';
+
+export interface LoraFactor {
+  tensor: TensorInfo;
+  /**
+   * When true, the stored tensor is the transpose of the PEFT orientation
+   * (mlx-lm stores lora_a as [in, r] and lora_b as [r, out]).
+   */
+  transposed: boolean;
+}
+
+export interface LoraModule {
+  /** Module path without wrapper prefixes, e.g. `model.layers.0.self_attn.q_proj`. */
+  name: string;
+  /** Layer index parsed from the name, when there is one. */
+  layer?: number;
+  /** Last name component, e.g. `q_proj`; used to group modules across layers. */
+  kind: string;
+  A: LoraFactor;
+  B: LoraFactor;
+  rank: number;
+  /** Shape of ΔW in [out, in] orientation. */
+  outFeatures: number;
+  inFeatures: number;
+  alpha?: number;
+  /** Effective scale s in ΔW = s·B·A. */
+  scale: number;
+  /** Human-readable provenance of `scale`, e.g. "alpha/r = 16/8" or "rank_pattern: 4". */
+  scaleSource: string;
+  /** DoRA magnitude vector, when present. */
+  magnitude?: TensorInfo;
+  /** GPT-2 Conv1D style weight stored as [in, out]. */
+  fanInFanOut: boolean;
+  /** Conv LoRA: factor kernels beyond the first two dims (analysed as flattened matrices). */
+  conv?: boolean;
+}
+
+export interface AdapterSummary {
+  rank?: number;
+  alpha?: number;
+  targetModules: string[];
+  useRslora: boolean;
+  useDora: boolean;
+  fanInFanOut: boolean;
+  baseModel?: string;
+  peftType?: string;
+  taskType?: string;
+  hasRankPattern: boolean;
+  hasAlphaPattern: boolean;
+  modulesToSave: string[];
+}
+
+export interface Adapter {
+  format: AdapterFormat;
+  /** Folder (PEFT/mlx) or file that was opened. */
+  path: string;
+  /** The weights file. */
+  weightsFile: string;
+  /** Display name (folder or file name). */
+  name: string;
+  /** Parsed config (adapter_config.json), if any. */
+  config?: Record<string, unknown>;
+  summary: AdapterSummary;
+  modules: LoraModule[];
+  /** Tensors that are not LoRA factors (modules_to_save, biases, embeddings...). */
+  otherTensors: TensorInfo[];
+  store: TensorStore;
+  warnings: string[];
+}
+
+const LAYER_RE = /(?:^|\.)(?:layers|layer|h|blocks|block|encoder\.layer|decoder\.layers|transformer_blocks|resblocks)\.(\d+)(?:\.|$)/;
+
+/** Parses the layer index from a module path (`model.layers.12.mlp.up_proj` -> 12). */
+export function layerOf(name: string): number | undefined {
+  const m = LAYER_RE.exec(name) ?? /\.(\d+)\./.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Module kind used for grouping across layers: the last path component (`q_proj`, `c_attn`...). */
+export function kindOf(name: string): string {
+  const parts = name.split('.');
+  return parts[parts.length - 1] ?? name;
+}
+
+/** Display group of a module, e.g. `layers.0` (or `other`). */
+export function groupOf(m: LoraModule): string {
+  if (m.layer === undefined) return 'other';
+  const re = new RegExp(`(?:^|\\.)([A-Za-z_]+)\\.${m.layer}(?:\\.|$)`);
+  const prefix = re.exec(m.name)?.[1] ?? 'layer';
+  return `${prefix}.${m.layer}`;
+}
+
+/** Parameter count of an adapter's LoRA factors. */
+export function loraParameterCount(a: Adapter): number {
+  return a.modules.reduce((s, m) => s + m.A.tensor.numel + m.B.tensor.numel, 0);
+}

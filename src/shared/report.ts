@@ -1,0 +1,100 @@
+/**
+ * Report model shared by the core, the CLI, the extension host and the webviews.
+ * Plain data only (JSON-serialisable), no Node or VS Code imports.
+ */
+
+export interface ModuleReport {
+  /** Module path, e.g. `model.layers.0.self_attn.q_proj`. */
+  name: string;
+  layer?: number;
+  /** Last path component (`q_proj`). */
+  kind: string;
+  /** Display group (`layers.0`). */
+  group: string;
+  rank: number;
+  outFeatures: number;
+  inFeatures: number;
+  alpha?: number;
+  /** Effective scale s in ΔW = s·B·A. */
+  scale: number;
+  scaleSource: string;
+  dtype: string;
+  /** Singular values of ΔW = s·B·A, descending (length = rank). */
+  sigma: number[];
+  /** ‖ΔW‖_F */
+  fro: number;
+  /** ‖ΔW‖_2 = σ₁ */
+  spectral: number;
+  /** ‖ΔW‖_* = Σσ */
+  nuclear: number;
+  /** ‖ΔW‖_F² / ‖ΔW‖_2² */
+  stableRank: number;
+  /** exp(entropy of σ/Σσ) (Roy & Vetterli). */
+  effectiveRank: number;
+  /** Singular values of the raw factors (unscaled). */
+  sigmaA: number[];
+  sigmaB: number[];
+  kappaA: number;
+  kappaB: number;
+  normA: number;
+  normB: number;
+  /** ‖BᵀB − AAᵀ‖_F / (‖A‖_F² + ‖B‖_F²), raw factors (0 = balanced). */
+  balanceGap: number;
+  /** How the R factors were obtained: Cholesky-QR on ORT fp64 Gram matrices, or Householder QR in fp64. */
+  method: 'cholesky-qr' | 'householder';
+  dora: boolean;
+  /** Set when the module could not be analysed (e.g. NaN/Inf in a factor). */
+  error?: string;
+}
+
+export interface AdapterInfo {
+  path: string;
+  name: string;
+  format: string;
+  weightsFile: string;
+  rank?: number;
+  alpha?: number;
+  targetModules: string[];
+  useRslora: boolean;
+  useDora: boolean;
+  fanInFanOut: boolean;
+  baseModel?: string;
+  hasRankPattern: boolean;
+  hasAlphaPattern: boolean;
+}
+
+export interface AdapterReport {
+  tool: 'lora-lens';
+  version: string;
+  adapter: AdapterInfo;
+  createdAt: string;
+  engine: { provider: string; fallbackReason?: string };
+  timings: { readMs: number; computeMs: number; totalMs: number };
+  modules: ModuleReport[];
+  warnings: string[];
+}
+
+/** CSV export: one row per module; σ as a `;`-separated list. */
+export function reportToCsv(r: AdapterReport): string {
+  const cols: (keyof ModuleReport)[] = [
+    'name', 'group', 'kind', 'rank', 'outFeatures', 'inFeatures', 'alpha', 'scale', 'dtype', 'fro', 'spectral', 'nuclear',
+    'stableRank', 'effectiveRank', 'kappaA', 'kappaB', 'normA', 'normB', 'balanceGap', 'method', 'dora', 'error',
+  ];
+  const esc = (v: unknown): string => {
+    const s = v === undefined || v === null ? '' : String(v);
+    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const lines = [[...cols, 'sigma'].join(',')];
+  for (const m of r.modules) lines.push([...cols.map((c) => esc(m[c])), esc(m.sigma.map((x) => x.toPrecision(10)).join(';'))].join(','));
+  return lines.join('\n') + '\n';
+}
+
+/** Formats a number with 4 significant digits (the report table's format). */
+export function fmt4(x: number | undefined): string {
+  if (x === undefined || Number.isNaN(x)) return '–';
+  if (x === Infinity) return '∞';
+  if (x === 0) return '0';
+  const a = Math.abs(x);
+  if (a >= 1e5 || a < 1e-3) return x.toExponential(3);
+  return x.toPrecision(4);
+}
