@@ -6,6 +6,7 @@
  */
 import { analyzeAdapter } from './analysis/lora';
 import { Engine, ExecutionProvider } from './engine/ort';
+import { makeDemoWorkspace } from './demo/makeDemo';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
 import './formats/register';
@@ -13,7 +14,8 @@ import { fmt4, reportToCsv } from '../shared/report';
 
 const USAGE = `usage:
   lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]
-  lora-lens inspect FILE [--json]`;
+  lora-lens inspect FILE [--json]
+  lora-lens demo DIR          write the deterministic demo workspace`;
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -45,6 +47,10 @@ export async function main(argv: string[]): Promise<number> {
   if (!target) {
     console.error(USAGE);
     return 2;
+  }
+  if (cmd === 'demo') {
+    for (const p of makeDemoWorkspace(target)) console.log(`wrote ${p}`);
+    return 0;
   }
   if (cmd === 'inspect') {
     const s = describeWeights(target);

@@ -378,7 +378,17 @@ export async function runCommand(page, title, { timeout = TIMEOUT } = {}) {
       { timeout },
     );
     await row.asElement().click();
-    await page.waitForSelector(SEL.quickInputBox, { state: 'hidden', timeout }).catch(() => {});
+    // The palette closes, or the command opens its own quick input (value no longer '>...').
+    await page
+      .waitForFunction(
+        (sel) => {
+          const i = document.querySelector(sel);
+          return !i || i.offsetParent === null || !i.value.startsWith('>');
+        },
+        SEL.quickInputBox,
+        { timeout: 5000 },
+      )
+      .catch(() => {});
   }).catch(async (e) => {
     const rows = await page
       .$$eval(SEL.quickInputRows, (rs) => rs.map((r) => r.getAttribute('aria-label')))
@@ -386,6 +396,22 @@ export async function runCommand(page, title, { timeout = TIMEOUT } = {}) {
     e.message += `\n  command palette offered: ${JSON.stringify(rows.slice(0, 15))}`;
     await closeQuickInput(page).catch(() => {});
     throw e;
+  });
+}
+
+/** Labels of the command palette entries matching `filter` (palette is closed afterwards). */
+export async function commandPaletteEntries(page, filter, { timeout = TIMEOUT } = {}) {
+  return withContext(`commandPaletteEntries(${JSON.stringify(filter)})`, async () => {
+    await closeQuickInput(page);
+    await page.keyboard.press('F1');
+    const input = await page.waitForSelector(SEL.quickInputBox, { state: 'visible', timeout });
+    await input.fill(`>${filter}`);
+    await page.waitForSelector(`${SEL.quickInputRows}`, { timeout }).catch(() => {});
+    const labels = await page.$$eval(SEL.quickInputRows, (rs) =>
+      rs.map((r) => (r.querySelector('.label-name')?.textContent || r.getAttribute('aria-label') || '').trim()),
+    );
+    await page.keyboard.press('Escape');
+    return labels;
   });
 }
 
@@ -632,10 +658,16 @@ export async function waitForTreeItem(page, label, { timeout = TIMEOUT } = {}) {
   return withContext(`waitForTreeItem(${JSON.stringify(label)})`, async () => {
     const h = await page
       .waitForFunction(
-        ({ sel, label }) =>
-          [...document.querySelectorAll(sel)].find(
-            (r) => r.offsetParent !== null && ((r.innerText || '').includes(label) || (r.getAttribute('aria-label') || '').includes(label)),
-          ) || null,
+        ({ sel, label }) => {
+          const rows = [...document.querySelectorAll(sel)].filter((r) => r.offsetParent !== null);
+          const name = (r) => (r.querySelector('.label-name')?.textContent || '').trim();
+          return (
+            rows.find((r) => name(r) === label) ||
+            rows.find((r) => name(r).endsWith(label)) ||
+            rows.find((r) => (r.innerText || '').includes(label) || (r.getAttribute('aria-label') || '').includes(label)) ||
+            null
+          );
+        },
         { sel: SEL.sidebarRows, label },
         { timeout },
       )

@@ -1,0 +1,54 @@
+/**
+ * Worker-thread entry (dist/worker.js): runs analyses off the extension host thread, because
+ * onnxruntime's `session.run` blocks the thread it runs on. One engine (and its cached ORT
+ * sessions) lives for the worker's lifetime.
+ */
+import { parentPort } from 'node:worker_threads';
+import { analyzeAdapter } from '../core/analysis/lora';
+import { Engine, ExecutionProvider } from '../core/engine/ort';
+import { CancelledError } from '../core/formats/errors';
+import { openAdapter } from '../core/formats/open';
+import '../core/formats/register';
+import type { WorkerRequest, WorkerResponse } from '../shared/workerProtocol';
+
+const port = parentPort;
+if (!port) throw new Error('analysisWorker must run in a worker thread');
+
+const engines = new Map<ExecutionProvider, Engine>();
+const cancelled = new Set<number>();
+
+function engineFor(p: ExecutionProvider = 'cpu'): Engine {
+  let e = engines.get(p);
+  if (!e) {
+    e = new Engine({ provider: p });
+    engines.set(p, e);
+  }
+  return e;
+}
+
+const post = (m: WorkerResponse): void => port.postMessage(m);
+
+port.on('message', async (msg: WorkerRequest) => {
+  if (msg.type === 'cancel') {
+    cancelled.add(msg.id);
+    return;
+  }
+  if (msg.type === 'analyze') {
+    const id = msg.id;
+    const token = { get cancelled() { return cancelled.has(id); } };
+    let adapter;
+    try {
+      adapter = openAdapter(msg.path);
+      const report = await analyzeAdapter(adapter, {
+        engine: engineFor(msg.provider), method: msg.method, token,
+        onProgress: (done, total, message) => post({ type: 'progress', id, done, total, message }),
+      });
+      post({ type: 'result', id, report });
+    } catch (e) {
+      post({ type: 'error', id, message: (e as Error).message, cancelled: e instanceof CancelledError });
+    } finally {
+      adapter?.store.close();
+      cancelled.delete(id);
+    }
+  }
+});

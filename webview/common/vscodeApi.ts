@@ -1,0 +1,63 @@
+/** Typed access to the webview API and a small request/response helper. */
+interface VsCodeApi<S> {
+  postMessage(message: unknown): void;
+  getState(): S | undefined;
+  setState(state: S): void;
+}
+declare function acquireVsCodeApi<S = unknown>(): VsCodeApi<S>;
+
+export interface Reply { type: 'reply'; requestId: number; error?: string }
+
+export class HostChannel<ToHost extends { type: string }, FromHost extends { type: string }, S = unknown> {
+  readonly api: VsCodeApi<S> = acquireVsCodeApi<S>();
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (r: FromHost) => void; reject: (e: Error) => void }>();
+
+  constructor(private readonly onMessage: (m: FromHost) => void) {
+    window.addEventListener('message', (ev: MessageEvent) => {
+      const m = ev.data as FromHost & Partial<Reply>;
+      if (!m || typeof m !== 'object' || typeof m.type !== 'string') return;
+      if (m.type === 'reply' && typeof m.requestId === 'number') {
+        const p = this.pending.get(m.requestId);
+        if (p) {
+          this.pending.delete(m.requestId);
+          if (m.error) p.reject(new Error(m.error));
+          else p.resolve(m);
+        }
+        return;
+      }
+      this.onMessage(m);
+    });
+  }
+
+  post(m: ToHost): void {
+    this.api.postMessage(m);
+  }
+
+  /** Sends a request (the id is filled in) and resolves with the host's reply; rejects on `error`. */
+  request<R extends FromHost>(m: Omit<ToHost, 'requestId'> & { requestId?: never }): Promise<R> {
+    const requestId = this.nextId++;
+    return new Promise<R>((resolve, reject) => {
+      this.pending.set(requestId, { resolve: resolve as (r: FromHost) => void, reject });
+      this.api.postMessage({ ...m, requestId });
+    });
+  }
+}
+
+/** Tiny DOM builder: h('div', {class: 'x', 'data-a': '1'}, child, 'text'). No inline styles. */
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string | number | boolean | undefined> = {},
+  ...children: (Node | string | undefined | null | false)[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(typeof c === 'string' ? document.createTextNode(c) : c);
+  }
+  return el;
+}
