@@ -112,7 +112,8 @@ else
     # npm >= 11 may block dependency install scripts ("npm warn install-scripts"): approve and rebuild.
     log "code-server: native modules missing (install scripts blocked?), approving and rebuilding"
     (cd "$CS_PREFIX" && { npm install-scripts approve code-server argon2 2>/dev/null || true; } &&
-      npm rebuild --foreground-scripts --ignore-scripts=false code-server argon2 2>&1 | grep -v "gyp info" | tail -n 40) || true
+      npm_config_ignore_scripts=false npm rebuild --foreground-scripts code-server argon2 >"$CS_PREFIX/rebuild.log" 2>&1) ||
+      { grep -v "gyp info" "$CS_PREFIX/rebuild.log" | tail -n 40 >&2; }
     native_ok || die "code-server native modules were not built; see $CS_PREFIX/install.log (needs ${APT_PACKAGES[*]})"
   fi
 

@@ -171,7 +171,7 @@ const DEFAULT_SETTINGS = {
 
 /**
  * Start code-server on `workspace` with the extension(s) linked in.
- * @param {{workspace?: string, extensions?: {path: string}[], settings?: object, logFile?: string}} opts
+ * @param {{workspace?: string, extensions?: {path: string}[], settings?: object, logFile?: string, manifest?: boolean}} opts
  * @returns {Promise<{url: string, port: number, extensionsDir: string, userDataDir: string, logFile: string, stop: () => Promise<void>}>}
  */
 export async function startCodeServer(opts = {}) {
@@ -199,6 +199,7 @@ export async function startCodeServer(opts = {}) {
   );
   const extensions = opts.extensions ?? [repoExtension()];
   linkExtensions(extensionsDir, extensions);
+  if (opts.manifest === false) fs.rmSync(path.join(extensionsDir, 'extensions.json')); // (pickup experiments)
 
   const port = await freePort();
   const log = fs.openSync(logFile, 'a');
@@ -399,19 +400,28 @@ export async function runCommand(page, title, { timeout = TIMEOUT } = {}) {
   });
 }
 
-/** Labels of the command palette entries matching `filter` (palette is closed afterwards). */
-export async function commandPaletteEntries(page, filter, { timeout = TIMEOUT } = {}) {
+/**
+ * Labels of the command palette entries matching `filter` (palette is closed afterwards).
+ * With `expect`, re-queries until all expected labels are listed (extension contributions are
+ * registered asynchronously after the workbench renders) or the timeout passes.
+ */
+export async function commandPaletteEntries(page, filter, { expect = [], timeout = TIMEOUT } = {}) {
   return withContext(`commandPaletteEntries(${JSON.stringify(filter)})`, async () => {
-    await closeQuickInput(page);
-    await page.keyboard.press('F1');
-    const input = await page.waitForSelector(SEL.quickInputBox, { state: 'visible', timeout });
-    await input.fill(`>${filter}`);
-    await page.waitForSelector(`${SEL.quickInputRows}`, { timeout }).catch(() => {});
-    const labels = await page.$$eval(SEL.quickInputRows, (rs) =>
-      rs.map((r) => (r.querySelector('.label-name')?.textContent || r.getAttribute('aria-label') || '').trim()),
-    );
-    await page.keyboard.press('Escape');
-    return labels;
+    const deadline = Date.now() + timeout;
+    let labels = [];
+    for (;;) {
+      await closeQuickInput(page);
+      await page.keyboard.press('F1');
+      const input = await page.waitForSelector(SEL.quickInputBox, { state: 'visible', timeout });
+      await input.fill(`>${filter}`);
+      await page.waitForSelector(SEL.quickInputRows, { timeout }).catch(() => {});
+      labels = await page.$$eval(SEL.quickInputRows, (rs) =>
+        rs.map((r) => (r.querySelector('.label-name')?.textContent || r.getAttribute('aria-label') || '').trim()),
+      );
+      await page.keyboard.press('Escape');
+      if (expect.every((e) => labels.includes(e)) || Date.now() > deadline) return labels;
+      await sleep(1000);
+    }
   });
 }
 
@@ -617,6 +627,8 @@ export async function openView(page, title, { timeout = TIMEOUT } = {}) {
           `.part.sidebar .composite-bar .action-item[aria-label^="${title}"], .part.sidebar .composite-bar .action-label[aria-label^="${title}"]`,
       )
       .first();
+    // Contributed containers appear once the extension host has registered contributions.
+    await item.waitFor({ state: 'visible', timeout: Math.min(timeout, 20000) }).catch(() => {});
     if (await item.count()) {
       const selected = await item.evaluate((e) => {
         const li = e.closest('.action-item');

@@ -11,7 +11,7 @@
  */
 import type { Adapter, LoraModule } from '../formats/adapter';
 import { groupOf } from '../formats/adapter';
-import { DTYPE_SIZE, toFloat32 } from '../formats/dtype';
+import { DTYPE_SIZE, toFloat32Checked } from '../formats/dtype';
 import { CancelToken, throwIfCancelled } from '../formats/errors';
 import { cholesky, householderQRColumns, singularValues, conditionNumber } from '../linalg/decomp';
 import { Mat, mat, matmul, transpose, frobenius } from '../linalg/dense';
@@ -154,6 +154,8 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
     if (g) g.push(j); else groups.set(k, [j]);
   }
   let readMs = 0, computeMs = 0;
+  // One scratch buffer for raw bytes, grown to the largest factor.
+  let scratch = new Uint8Array(0);
   let done = 0;
   const total = jobs.length;
   for (const [key, g] of groups) {
@@ -167,11 +169,13 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
       part.forEach((j, idx) => {
         const m = modules[j.module];
         const t = m[j.role].tensor;
-        const raw = adapter.store.readRaw(t.name);
+        let raw: Uint8Array;
+        if (adapter.store.readRawInto) {
+          if (scratch.byteLength < t.byteLength) scratch = new Uint8Array(t.byteLength);
+          raw = adapter.store.readRawInto(t.name, scratch);
+        } else raw = adapter.store.readRaw(t.name);
         const dst = stacked.subarray(idx * per, (idx + 1) * per);
-        toFloat32(raw, t.dtype, dst);
-        let bad = 0;
-        for (let i = 0; i < dst.length; i++) { const v = dst[i]; if (v - v !== 0) bad++; }
+        const bad = toFloat32Checked(raw, t.dtype, dst);
         j.nonFinite = bad;
         if (bad) dst.fill(0);
         j.data = dst;

@@ -159,6 +159,52 @@ export function toFloat32(bytes: Uint8Array, dtype: DType, out?: Float32Array): 
   return dst;
 }
 
+/**
+ * Converts to fp32 like toFloat32 and counts NaN/±Inf values in the same pass (on the raw bits
+ * for BF16/F16/F32, so the hot loop stays a shift plus a mask test).
+ */
+export function toFloat32Checked(bytes: Uint8Array, dtype: DType, out: Float32Array): number {
+  const n = bytes.byteLength / DTYPE_SIZE[dtype];
+  const el = DTYPE_SIZE[dtype];
+  const aligned = bytes.byteOffset % el === 0 ? bytes : bytes.slice();
+  if (dtype === 'BF16') {
+    const s = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
+    const d = new Uint32Array(out.buffer, out.byteOffset, n);
+    let bad = 0;
+    for (let i = 0; i < n; i++) {
+      const h = s[i];
+      d[i] = h << 16;
+      if ((h & 0x7f80) === 0x7f80) bad++;
+    }
+    return bad;
+  }
+  if (dtype === 'F32') {
+    const s = new Uint32Array(aligned.buffer, aligned.byteOffset, n);
+    const d = new Uint32Array(out.buffer, out.byteOffset, n);
+    let bad = 0;
+    for (let i = 0; i < n; i++) {
+      const w = s[i];
+      d[i] = w;
+      if ((w & 0x7f800000) === 0x7f800000) bad++;
+    }
+    return bad;
+  }
+  if (dtype === 'F16') {
+    const s = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
+    const t = halfTable();
+    let bad = 0;
+    for (let i = 0; i < n; i++) {
+      const h = s[i];
+      out[i] = t[h];
+      if ((h & 0x7c00) === 0x7c00) bad++;
+    }
+    return bad;
+  }
+  toFloat32(aligned, dtype, out);
+  const c = countNonFinite(out.subarray(0, n));
+  return c.nan + c.inf;
+}
+
 /** Converts raw tensor bytes to fp64 (exact for every float dtype up to F64). */
 export function toFloat64(bytes: Uint8Array, dtype: DType, out?: Float64Array): Float64Array {
   const n = bytes.byteLength / DTYPE_SIZE[dtype];

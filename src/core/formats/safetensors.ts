@@ -165,6 +165,8 @@ export interface TensorStore {
   /** Total size of the weight files in bytes. */
   readonly totalBytes: number;
   readRaw(name: string): Uint8Array;
+  /** Reads the raw bytes into `into` (at least byteLength long) and returns the filled view; optional. */
+  readRawInto?(name: string, into: Uint8Array): Uint8Array;
   readF32(name: string, out?: Float32Array): Float32Array;
   readF64(name: string): Float64Array;
   close(): void;
@@ -250,6 +252,11 @@ export class SafetensorsStore implements TensorStore {
   readRaw(name: string): Uint8Array {
     const t = this.info(name);
     return this.fileFor(t).read(t.offset, t.byteLength);
+  }
+
+  readRawInto(name: string, into: Uint8Array): Uint8Array {
+    const t = this.info(name);
+    return this.fileFor(t).read(t.offset, t.byteLength, into.subarray(0, t.byteLength));
   }
 
   readF32(name: string, out?: Float32Array): Float32Array {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what is needed, builds, then runs unit tests
+# and end-to-end tests in a real VS Code (code-server + headless Chromium) in ONE node:test run,
+# so the closing summary covers everything. The @vscode/test-electron suite runs afterwards where a
+# VS Code binary exists (it says so and skips otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/e2e-setup.sh
+echo "test: build"
+node scripts/build.mjs
+npx tsc -p tsconfig.json
+npx tsc -p webview/tsconfig.json
+node dist/cli.js demo demo-workspace >/dev/null
+mkdir -p test-artifacts
+files=(out/test/unit/*.test.js test/e2e/*.e2e.mjs)
+echo "test: node --test (${#files[@]} files)"
+status=0
+node --test --test-concurrency=1 --test-timeout=600000 "${files[@]}" || status=$?
+node test/electron/runTest.mjs || status=$?
+exit $status

@@ -1,0 +1,273 @@
+/**
+ * Tree view `loraLens.inspector` ("Checkpoints"): checkpoints found in the workspace folders,
+ * adapters → layer groups → modules → tensors, weight files → tensors (grouped by layer when
+ * large). Everything is read from headers, lazily, when a node is expanded.
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { FormatError } from '../core/formats/errors';
+import { detectCheckpoints, formatBytes, formatCount, type CheckpointRef } from '../core/formats/open';
+import {
+  adapterDescription, adapterFlags, adapterSnapshot, clearCaches, fileSummary, formatLabel, scaleRule, shapeText,
+  type AdapterSnapshot, type ModuleBrief, type TensorBrief,
+} from './describe';
+import { Disposable } from './dispose';
+import { errorMessage, log } from './log';
+
+const ADAPTER_KINDS = new Set(['peft-adapter', 'mlx-adapter', 'adapter-file']);
+const GROUP_THRESHOLD = 50;
+
+export type InspectorNode = CheckpointNode | GroupNode | ModuleNode | TensorNode | MessageNode;
+
+abstract class Node extends vscode.TreeItem {
+  abstract readonly parent: InspectorNode | undefined;
+  abstract children(): InspectorNode[];
+}
+
+export class CheckpointNode extends Node {
+  readonly parent = undefined;
+  readonly isAdapter: boolean;
+  readonly error?: string;
+  private adapter?: AdapterSnapshot;
+
+  constructor(readonly ref: CheckpointRef, readonly folder: vscode.WorkspaceFolder) {
+    const rel = path.relative(folder.uri.fsPath, ref.path) || ref.name;
+    super(ref.name, vscode.TreeItemCollapsibleState.Collapsed);
+    this.id = `ckpt:${ref.path}`;
+    this.isAdapter = ADAPTER_KINDS.has(ref.kind);
+    this.resourceUri = vscode.Uri.file(ref.path);
+    try {
+      if (this.isAdapter) {
+        const a = (this.adapter = adapterSnapshot(ref.path));
+        this.description = adapterDescription(a);
+        this.iconPath = new vscode.ThemeIcon('layers');
+        this.contextValue = 'adapter';
+        this.tooltip = adapterTooltip(a, rel);
+      } else {
+        const f = ref.files[0] ?? ref.path;
+        const s = fileSummary(f);
+        this.description = `${ref.kind === 'sharded' ? 'sharded' : s.kind} · ${formatCount(s.parameters)} params · ${formatBytes(s.fileBytes)}`;
+        this.iconPath = new vscode.ThemeIcon(ref.kind === 'sharded' ? 'files' : 'file-binary');
+        this.contextValue = ref.kind === 'sharded' ? 'sharded' : 'file';
+        const md = new vscode.MarkdownString(`**${ref.name}**\n\n`);
+        md.appendMarkdown(`- path: \`${rel}\`\n- kind: ${s.kind}\n- tensors: ${s.tensorCount}\n- parameters: ${formatCount(s.parameters)}\n- size: ${formatBytes(s.fileBytes)}\n`);
+        md.appendMarkdown(`- dtypes: ${Object.entries(s.dtypes).map(([d, n]) => `${d} (${formatCount(n)})`).join(', ')}\n`);
+        this.tooltip = md;
+      }
+    } catch (e) {
+      this.error = e instanceof FormatError ? e.problem : errorMessage(e);
+      this.description = this.error;
+      this.iconPath = new vscode.ThemeIcon('error', new vscode.ThemeColor('errorForeground'));
+      this.contextValue = this.isAdapter ? 'adapterError' : 'fileError';
+      this.collapsibleState = vscode.TreeItemCollapsibleState.None;
+      this.tooltip = new vscode.MarkdownString(`$(error) **${ref.name}**\n\n${mdEscape(errorMessage(e))}`, true);
+      log.warn(`inspector: ${errorMessage(e)}`);
+    }
+  }
+
+  /** The file the checkpoint viewer should open for this node. */
+  get viewerFile(): string {
+    return this.adapter?.weightsFile ?? this.ref.files[0] ?? this.ref.path;
+  }
+
+  children(): InspectorNode[] {
+    if (this.error) return [];
+    if (this.adapter) {
+      const a = this.adapter;
+      const groups = new Map<string, ModuleBrief[]>();
+      for (const m of a.modules) {
+        const g = groups.get(m.group) ?? [];
+        g.push(m);
+        groups.set(m.group, g);
+      }
+      const out: InspectorNode[] = [...groups.entries()].map(([g, ms]) => new GroupNode(this, g, ms.map((m) => ({ m })), `${ms.length} module${ms.length === 1 ? '' : 's'}`));
+      if (a.other.length) out.push(new GroupNode(this, 'other tensors', a.other.map((t) => ({ t })), `${a.other.length}`));
+      return out;
+    }
+    try {
+      const s = fileSummary(this.ref.files[0] ?? this.ref.path);
+      const tensors: TensorBrief[] = s.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype }));
+      if (tensors.length <= GROUP_THRESHOLD) return tensors.map((t) => new TensorNode(this, t, t.name));
+      const groups = new Map<string, TensorBrief[]>();
+      for (const t of tensors) {
+        const m = /(?:^|\.)((?:layers|layer|h|blocks|block|resblocks|transformer_blocks)\.\d+)(?:\.|$)/.exec(t.name) ?? /(?:^|\.)(blk\.\d+)(?:\.|$)/.exec(t.name);
+        const g = m ? m[1] : 'other';
+        const arr = groups.get(g) ?? [];
+        arr.push(t);
+        groups.set(g, arr);
+      }
+      return [...groups.entries()].map(([g, ts]) => new GroupNode(this, g, ts.map((t) => ({ t })), `${ts.length} tensors`));
+    } catch (e) {
+      return [new MessageNode(this, errorMessage(e), true)];
+    }
+  }
+}
+
+export class GroupNode extends Node {
+  constructor(readonly parent: CheckpointNode, readonly group: string, private readonly items: ({ m: ModuleBrief } | { t: TensorBrief })[], description: string) {
+    super(group, vscode.TreeItemCollapsibleState.Collapsed);
+    this.id = `${parent.id}/group:${group}`;
+    this.description = description;
+    this.iconPath = new vscode.ThemeIcon('symbol-namespace');
+    this.contextValue = 'group';
+  }
+
+  children(): InspectorNode[] {
+    return this.items.map((it) => ('m' in it ? new ModuleNode(this, it.m) : new TensorNode(this, it.t, relName(it.t.name, this.group))));
+  }
+}
+
+function relName(name: string, group: string): string {
+  const i = name.indexOf(`${group}.`);
+  return i >= 0 ? name.slice(i + group.length + 1) || name : name;
+}
+
+export class ModuleNode extends Node {
+  constructor(readonly parent: GroupNode, readonly module: ModuleBrief) {
+    super(module.label, vscode.TreeItemCollapsibleState.Collapsed);
+    const m = module;
+    this.id = `${parent.id}/module:${m.name}`;
+    const s = Number.isInteger(m.scale) ? String(m.scale) : m.scale.toPrecision(4);
+    this.description = `r=${m.rank} · s=${s} · ${m.outFeatures}×${m.inFeatures}${m.dora ? ' · DoRA' : ''}`;
+    this.iconPath = new vscode.ThemeIcon('symbol-method');
+    this.contextValue = 'module';
+    this.tooltip = new vscode.MarkdownString(
+      `**${mdEscape(m.name)}**\n\n| | |\n|---|---|\n| rank | ${m.rank} |\n| alpha | ${m.alpha ?? '–'} |\n| scale | ${s} (${mdEscape(m.scaleSource)}) |\n| ΔW shape | ${m.outFeatures}×${m.inFeatures} |\n| DoRA | ${m.dora ? 'yes' : 'no'} |\n`,
+    );
+  }
+
+  children(): InspectorNode[] {
+    return this.module.tensors.map((t) => new TensorNode(this, t, tensorLeaf(t.name, this.module.name)));
+  }
+}
+
+/** `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight` → `lora_A.weight`. */
+function tensorLeaf(name: string, moduleName: string): string {
+  const i = name.indexOf(`${moduleName}.`);
+  if (i >= 0) return name.slice(i + moduleName.length + 1);
+  const parts = name.split('.');
+  return parts.slice(-2).join('.');
+}
+
+export class TensorNode extends Node {
+  constructor(readonly parent: InspectorNode, readonly tensor: TensorBrief, label: string) {
+    super(label, vscode.TreeItemCollapsibleState.None);
+    this.id = `${parent.id}/t:${tensor.name}`;
+    this.description = `${shapeText(tensor.shape)} ${tensor.dtype}`;
+    this.iconPath = new vscode.ThemeIcon('symbol-array');
+    this.contextValue = 'tensor';
+    const numel = tensor.shape.reduce((a, b) => a * b, 1);
+    this.tooltip = new vscode.MarkdownString(`\`${mdEscape(tensor.name)}\`\n\n- shape: ${shapeText(tensor.shape)}\n- dtype: ${tensor.dtype}\n- elements: ${numel.toLocaleString('en-US')}`);
+  }
+  children(): InspectorNode[] {
+    return [];
+  }
+}
+
+export class MessageNode extends Node {
+  constructor(readonly parent: InspectorNode | undefined, message: string, error = false) {
+    super(message, vscode.TreeItemCollapsibleState.None);
+    this.iconPath = new vscode.ThemeIcon(error ? 'error' : 'info', error ? new vscode.ThemeColor('errorForeground') : undefined);
+    this.contextValue = error ? 'message.error' : 'message';
+    this.tooltip = message;
+  }
+  children(): InspectorNode[] {
+    return [];
+  }
+}
+
+function mdEscape(s: string): string {
+  return s.replace(/([\\`*_{}[\]<>|#])/g, '\\$1');
+}
+
+function adapterTooltip(a: AdapterSnapshot, rel: string): vscode.MarkdownString {
+  const s = a.summary;
+  const md = new vscode.MarkdownString(`**${mdEscape(a.name)}** — ${formatLabel(a.format)} adapter\n\n`);
+  md.appendMarkdown(`| | |\n|---|---|\n`);
+  md.appendMarkdown(`| path | \`${rel}\` |\n| rank | **${s.rank ?? a.modules[0]?.rank ?? '–'}** |\n| alpha | **${s.alpha ?? '–'}** |\n`);
+  md.appendMarkdown(`| scale | ${mdEscape(scaleRule(a))} |\n| targets | ${mdEscape(s.targetModules.join(', ') || '–')} |\n`);
+  md.appendMarkdown(`| modules | ${a.modules.length} |\n| parameters | ${formatCount(a.parameters)} |\n`);
+  const flags = adapterFlags(a);
+  if (flags.length) md.appendMarkdown(`| flags | ${flags.join(', ')} |\n`);
+  if (s.baseModel) md.appendMarkdown(`| base model | \`${mdEscape(s.baseModel)}\` |\n`);
+  if (a.warnings.length) md.appendMarkdown(`\n**Warnings**\n\n${a.warnings.slice(0, 5).map((w) => `- ${mdEscape(w)}`).join('\n')}\n`);
+  return md;
+}
+
+export class InspectorProvider extends Disposable implements vscode.TreeDataProvider<InspectorNode> {
+  static readonly viewType = 'loraLens.inspector';
+  private readonly emitter = this.register(new vscode.EventEmitter<InspectorNode | undefined | void>());
+  readonly onDidChangeTreeData = this.emitter.event;
+  private timer: NodeJS.Timeout | undefined;
+
+  static register(context: vscode.ExtensionContext): InspectorProvider {
+    const p = new InspectorProvider();
+    const view = vscode.window.createTreeView(InspectorProvider.viewType, { treeDataProvider: p, showCollapseAll: true });
+    p.register(view);
+    for (const glob of ['**/*.safetensors', '**/*.gguf', '**/adapter_config.json', '**/*.index.json', '**/*.bin']) {
+      const w = p.register(vscode.workspace.createFileSystemWatcher(glob));
+      p.register(w.onDidCreate(() => p.scheduleRefresh()));
+      p.register(w.onDidChange(() => p.scheduleRefresh()));
+      p.register(w.onDidDelete(() => p.scheduleRefresh()));
+    }
+    p.register(vscode.workspace.onDidChangeWorkspaceFolders(() => p.scheduleRefresh()));
+    context.subscriptions.push(p);
+    return p;
+  }
+
+  scheduleRefresh(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.refresh();
+    }, 400);
+  }
+
+  refresh(): void {
+    clearCaches();
+    this.emitter.fire();
+  }
+
+  override dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    super.dispose();
+  }
+
+  getTreeItem(n: InspectorNode): vscode.TreeItem {
+    return n;
+  }
+
+  getParent(n: InspectorNode): InspectorNode | undefined {
+    return n.parent;
+  }
+
+  getChildren(n?: InspectorNode): InspectorNode[] {
+    if (n) return n.children();
+    const roots: InspectorNode[] = [];
+    for (const folder of vscode.workspace.workspaceFolders ?? []) {
+      if (folder.uri.scheme !== 'file') continue;
+      let refs: CheckpointRef[] = [];
+      try {
+        refs = detectCheckpoints(folder.uri.fsPath);
+      } catch (e) {
+        log.error(`detectCheckpoints(${folder.uri.fsPath}): ${errorMessage(e)}`);
+      }
+      for (const r of refs) roots.push(new CheckpointNode(r, folder));
+    }
+    return roots;
+  }
+}
+
+/** All adapters in the workspace (for the quick pick of Analyze Adapter). */
+export function workspaceAdapters(): CheckpointRef[] {
+  const out: CheckpointRef[] = [];
+  for (const folder of vscode.workspace.workspaceFolders ?? []) {
+    if (folder.uri.scheme !== 'file') continue;
+    try {
+      out.push(...detectCheckpoints(folder.uri.fsPath).filter((r) => ADAPTER_KINDS.has(r.kind)));
+    } catch (e) {
+      log.error(`detectCheckpoints(${folder.uri.fsPath}): ${errorMessage(e)}`);
+    }
+  }
+  return out;
+}
