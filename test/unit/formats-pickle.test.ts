@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FormatError } from '../../src/core/formats/errors';
-import { parsePickle } from '../../src/core/formats/pickle';
+import { collectTensors, parsePickle } from '../../src/core/formats/pickle';
 import { openTorchCheckpoint, readZipDirectory } from '../../src/core/formats/torchzip';
 import { RangeFile } from '../../src/core/formats/fileio';
 import { openPeftBinAdapter } from '../../src/core/formats/peftbin';
@@ -85,6 +85,17 @@ test('truncated / garbage pickles give FormatErrors, not crashes', () => {
   for (const c of cases) assert.throws(() => parsePickle(c, 'bad.pkl'), (e: unknown) => e instanceof FormatError && e.message.startsWith('bad.pkl: pickle byte'));
 });
 
+test('a DAG of shared dicts (2^30 paths) is walked once per dict, not exponentially', () => {
+  const p: number[] = [0x80, 0x02, 0x7d, 0x71, 0]; // {} -> memo 0
+  for (let i = 1; i <= 30; i++) p.push(0x7d, 0x8c, 1, 0x61, 0x68, i - 1, 0x73, 0x8c, 1, 0x62, 0x68, i - 1, 0x73, 0x71, i);
+  p.push(0x2e);
+  const t0 = Date.now();
+  const { tensors, ignored } = collectTensors(parsePickle(Uint8Array.from(p), 'dag.pkl'), 'dag.pkl');
+  assert.equal(tensors.length, 0);
+  assert.equal(ignored.length, 30); // one 'dict seen before' per level (the second reference)
+  assert.ok(Date.now() - t0 < 1000);
+});
+
 test('zip problems: compressed entry, missing storage, truncation, not a zip', () => {
   const fx = fs.readFileSync(path.join(FIX, 'torch_tiny.pt'));
   // Re-pack with data.pkl marked deflated.
@@ -147,7 +158,7 @@ test('real: TheSotti legacy PEFT adapter_model.bin (cuda:0 storages) opens as an
   a.store.close();
 });
 
-test('real: torchtune .pt files and catundchat .bin equal their independent twins', { skip: !hasReal }, () => {
+test('real: torchtune .pt files and catundchat .bin match torch.load values and the .safetensors twin names and shapes', { skip: !hasReal }, () => {
   const tt = openTorchCheckpoint(path.join(REAL, 'pytorch__torchtune/tiny_fair_checkpoint.pt'));
   assert.equal(tt.tensors.size, 21);
   assert.deepEqual(tt.tensors.get('layers.1.feed_forward.w2.weight')!.shape, [32, 256]);

@@ -6,6 +6,8 @@ interface VsCodeApi<S> {
 }
 declare function acquireVsCodeApi<S = unknown>(): VsCodeApi<S>;
 
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
 export interface Reply { type: 'reply'; requestId: number; error?: string }
 
 export class HostChannel<ToHost extends { type: string }, FromHost extends { type: string }, S = unknown> {
@@ -35,7 +37,7 @@ export class HostChannel<ToHost extends { type: string }, FromHost extends { typ
   }
 
   /** Sends a request (the id is filled in) and resolves with the host's reply; rejects on `error`. */
-  request<R extends FromHost>(m: Omit<ToHost, 'requestId'> & { requestId?: never }): Promise<R> {
+  request<R extends FromHost>(m: DistributiveOmit<Extract<ToHost, { requestId: number }>, 'requestId'>): Promise<R> {
     const requestId = this.nextId++;
     return new Promise<R>((resolve, reject) => {
       this.pending.set(requestId, { resolve: resolve as (r: FromHost) => void, reject });

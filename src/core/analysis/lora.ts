@@ -11,7 +11,7 @@
  */
 import type { Adapter, LoraModule } from '../formats/adapter';
 import { groupOf } from '../formats/adapter';
-import { DTYPE_SIZE, toFloat32Checked } from '../formats/dtype';
+import { countNonFinite, toFloat32Checked } from '../formats/dtype';
 import { CancelToken, throwIfCancelled } from '../formats/errors';
 import { cholesky, householderQRColumns, singularValues, conditionNumber } from '../linalg/decomp';
 import { Mat, mat, matmul, transpose, frobenius } from '../linalg/dense';
@@ -169,13 +169,20 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
       part.forEach((j, idx) => {
         const m = modules[j.module];
         const t = m[j.role].tensor;
-        let raw: Uint8Array;
-        if (adapter.store.readRawInto) {
-          if (scratch.byteLength < t.byteLength) scratch = new Uint8Array(t.byteLength);
-          raw = adapter.store.readRawInto(t.name, scratch);
-        } else raw = adapter.store.readRaw(t.name);
         const dst = stacked.subarray(idx * per, (idx + 1) * per);
-        const bad = toFloat32Checked(raw, t.dtype, dst);
+        let bad: number;
+        if (t.quantized) {
+          adapter.store.readF32(t.name, dst);
+          const c = countNonFinite(dst);
+          bad = c.nan + c.inf;
+        } else {
+          let raw: Uint8Array;
+          if (adapter.store.readRawInto) {
+            if (scratch.byteLength < t.byteLength) scratch = new Uint8Array(t.byteLength);
+            raw = adapter.store.readRawInto(t.name, scratch);
+          } else raw = adapter.store.readRaw(t.name);
+          bad = toFloat32Checked(raw, t.dtype, dst);
+        }
         j.nonFinite = bad;
         if (bad) dst.fill(0);
         j.data = dst;
@@ -248,5 +255,5 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
 
 /** Bytes read by an analysis (both factors of every module). */
 export function analysedBytes(a: Adapter): number {
-  return a.modules.reduce((s, m) => s + m.A.tensor.numel * DTYPE_SIZE[m.A.tensor.dtype] + m.B.tensor.numel * DTYPE_SIZE[m.B.tensor.dtype], 0);
+  return a.modules.reduce((s, m) => s + m.A.tensor.byteLength + m.B.tensor.byteLength, 0);
 }

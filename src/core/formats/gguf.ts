@@ -271,6 +271,7 @@ export function parseGgufHeader(f: RangeFile): GgufHeader {
     tensors.push({
       name: t.name, dtype: gt.dtype ?? 'F32', shape: [...t.ne].reverse(), numel, offset: dataStart + t.offset, byteLength, file,
       ggmlType: gt.name, ne: t.ne, readable: gt.dtype !== undefined || DEQUANT.has(gt.name),
+      quantized: gt.dtype === undefined ? gt.name : undefined,
     });
   }
   const sorted = [...tensors].sort((a, b) => a.offset - b.offset);

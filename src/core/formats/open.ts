@@ -21,7 +21,7 @@ export interface ExtraReaders {
   /** GGUF LoRA adapter. */
   openGgufAdapter?: (file: string) => Adapter;
   /** Tensor store of a GGUF file. */
-  openGgufStore?: (file: string) => TensorStore & { kv?: Record<string, unknown> };
+  openGgufStore?: (file: string) => TensorStore;
   /** Tensor store of a torch pickle checkpoint. */
   openPickleStore?: (file: string) => TensorStore;
 }
@@ -144,6 +144,7 @@ export function openAdapter(p: string): Adapter {
     if (readers.openLoraFile) return readers.openLoraFile(p);
     return openPeftKeysWithoutConfig(p);
   }
+  if (['.bin', '.pt', '.pth', '.ckpt'].includes(ext) && readers.openLoraFile) return readers.openLoraFile(p);
   throw new FormatError(p, `is not a recognised adapter file (expected a folder with ${PEFT_CONFIG}, .safetensors or .gguf)`);
 }
 

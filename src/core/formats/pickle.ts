@@ -329,10 +329,11 @@ export function collectTensors(root: PickleValue, file: string): { tensors: Pick
     if (depth > 32) throw new FormatError(file, `pickle nests dicts more than 32 levels deep at "${prefix}"`);
     if (isObj(v, 'tensor')) { tensors.push({ key: prefix, ref: v as TensorRef }); return; }
     if (isObj(v, 'dict')) {
-      if (seen.has(v as object)) throw new FormatError(file, `pickle dict at "${prefix}" contains itself`);
+      // Each dict is walked once: a dict reached again (memo reuse, or a cycle) is skipped, so a
+      // crafted DAG of shared dicts cannot make the walk exponential.
+      if (seen.has(v as object)) { ignored.push(`${prefix || '(root)'} (dict seen before)`); return; }
       seen.add(v as object);
       for (const [k, x] of (v as PickleDict).entries) walk(x, prefix ? `${prefix}.${String(k)}` : String(k), depth + 1);
-      seen.delete(v as object);
       return;
     }
     ignored.push(`${prefix || '(root)'} (${describe(v)})`);

@@ -30,6 +30,11 @@ export interface TensorInfo {
   byteLength: number;
   /** File that holds the data. */
   file: string;
+  /**
+   * Set when the stored bytes are a block-quantised encoding (GGUF Q4_K...): `dtype` is then what
+   * readF32 yields and `byteLength` is the stored size, so callers must use readF32, not readRaw.
+   */
+  quantized?: string;
 }
 
 export interface SafetensorsHeader {

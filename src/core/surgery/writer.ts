@@ -113,3 +113,58 @@ export function writeAdapterFolder(
 export function removeOutput(p: string): void {
   fs.rmSync(p, { recursive: true, force: true });
 }
+
+export interface LazyTensor {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  byteLength: number;
+  /** Produces the bytes when the writer reaches this tensor (one tensor in memory at a time). */
+  produce: () => Uint8Array | Promise<Uint8Array>;
+}
+
+/**
+ * Streams a safetensors file to a NEW path (tensor by tensor, for base models larger than memory):
+ * same layout as encodeSafetensors, written to `<path>.tmp-<pid>` and linked into place.
+ */
+export async function writeSafetensorsStreaming(target: string, tensors: LazyTensor[], metadata: Record<string, string>): Promise<void> {
+  if (fs.existsSync(target)) throw new OutputExistsError(target);
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let pos = 0;
+  for (const t of tensors) {
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [pos, pos + t.byteLength] };
+    pos += t.byteLength;
+  }
+  let json = JSON.stringify(header);
+  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
+  const hb = Buffer.from(json, 'utf8');
+  const tmp = `${target}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, 'wx');
+  let ok = false;
+  try {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(hb.length), 0);
+    fs.writeSync(fd, len);
+    fs.writeSync(fd, hb);
+    for (const t of tensors) {
+      const b = await t.produce();
+      if (b.byteLength !== t.byteLength) throw new Error(`${t.name}: produced ${b.byteLength} bytes, expected ${t.byteLength}`);
+      let off = 0;
+      while (off < b.byteLength) off += fs.writeSync(fd, b, off, b.byteLength - off);
+    }
+    ok = true;
+  } finally {
+    fs.closeSync(fd);
+    if (!ok) fs.rmSync(tmp, { force: true });
+  }
+  try {
+    fs.linkSync(tmp, target);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') { fs.rmSync(tmp, { force: true }); throw new OutputExistsError(target); }
+    if (fs.existsSync(target)) { fs.rmSync(tmp, { force: true }); throw new OutputExistsError(target); }
+    fs.renameSync(tmp, target);
+    return;
+  }
+  fs.rmSync(tmp, { force: true });
+}

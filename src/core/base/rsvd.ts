@@ -1,0 +1,462 @@
+/**
+ * Randomized SVD (Halko, Martinsson & Tropp 2011, Alg. 4.4 with re-orthonormalisation between
+ * power iterations) and exact spectra of base-model weight matrices.
+ *
+ * Rule of the project: every product that touches the m×n weight runs in onnxruntime; TypeScript
+ * only decomposes l×l matrices (l = k + p) in fp64. Orthonormalisation of a tall block Y is
+ * CholeskyQR2: Gram YᵀY in ORT (fp64), Cholesky in TS, second pass on Q = Y·R₁⁻¹ (Gram again in
+ * ORT), and Q = Y·(R₁⁻¹R₂⁻¹) is formed inside the next ORT graph (it never comes back to JS
+ * except for the final U).
+ *
+ * `fullSpectrum` computes every singular value through the fp64 Gram of the smaller side plus a
+ * Householder-tridiagonal + implicit QL eigen solver (`symEigTridiag`, JAMA tred2/tql2 port). It is
+ * limited to min(m, n) ≤ 1024: the TS eigen solver is O(d³) at ~1–2 GF/s (perf.md §2/§4: 108 ms
+ * for d = 512, 786 ms for d = 1024, values only); beyond that use rsvd.
+ */
+import type { Engine } from '../engine/ort';
+import { GraphBuilder } from '../engine/graph';
+import { batchedGram } from '../engine/products';
+import { cholesky } from '../linalg/decomp';
+import { mat, type Mat } from '../linalg/dense';
+import { Rng } from '../demo/makeDemo';
+
+const DOUBLE = 11;
+const FLOAT = 1;
+
+export interface RsvdOptions {
+  /** Oversampling p (default 8). */
+  oversample?: number;
+  /** Power iterations q (default 2). */
+  powerIters?: number;
+  /** Seed of the Gaussian test matrix (default 1234). */
+  seed?: number;
+}
+
+export interface RsvdResult {
+  /** m×k left singular vectors, row-major fp64. */
+  U: Float64Array;
+  /** k singular values, descending. */
+  S: Float64Array;
+  /** n×k right singular vectors, row-major fp64 (W ≈ U diag(S) Vᵀ). */
+  V: Float64Array;
+  m: number;
+  n: number;
+  k: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small fp64 helpers (l×l only)
+
+/** Inverse of an upper-triangular n×n matrix. */
+export function invUpper(R: Mat): Mat {
+  const n = R.rows;
+  const X = mat(n, n);
+  for (let j = 0; j < n; j++) {
+    X.data[j * n + j] = 1 / R.data[j * n + j];
+    for (let i = j - 1; i >= 0; i--) {
+      let s = 0;
+      for (let k = i + 1; k <= j; k++) s += R.data[i * n + k] * X.data[k * n + j];
+      X.data[i * n + j] = -s / R.data[i * n + i];
+    }
+  }
+  return X;
+}
+
+function mul(a: Mat, b: Mat): Mat {
+  const c = mat(a.rows, b.cols);
+  for (let i = 0; i < a.rows; i++) for (let k = 0; k < a.cols; k++) {
+    const v = a.data[i * a.cols + k];
+    if (v === 0) continue;
+    for (let j = 0; j < b.cols; j++) c.data[i * b.cols + j] += v * b.data[k * b.cols + j];
+  }
+  return c;
+}
+
+/**
+ * "R⁻¹" of a Gram matrix G = YᵀY such that Y·R⁻¹ has orthonormal columns. Cholesky when G is
+ * numerically positive definite; otherwise the eigen pseudo-inverse square root V·Λ^{-1/2}
+ * (directions with λ < 1e-14·λmax become zero columns).
+ */
+export function orthoFactor(G: Mat): Mat {
+  const R = cholesky(G);
+  if (R) {
+    let ok = true;
+    for (let i = 0; i < R.rows; i++) if (!(R.data[i * R.rows + i] > 1e-150)) ok = false;
+    if (ok) {
+      const X = invUpper(R);
+      if (X.data.every(Number.isFinite)) return X;
+    }
+  }
+  const n = G.rows;
+  const { values, vectors } = symEigTridiag(G.data, n, true);
+  const vmax = Math.max(values[0], 0);
+  const X = mat(n, n);
+  for (let j = 0; j < n; j++) {
+    const lam = values[j];
+    if (!(lam > 1e-14 * vmax)) continue;
+    const f = 1 / Math.sqrt(lam);
+    for (let i = 0; i < n; i++) X.data[i * n + j] = vectors![j * n + i] * f;
+  }
+  return X;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Symmetric eigen solver: Householder tridiagonalisation + implicit QL (JAMA tred2/tql2)
+
+/**
+ * Eigenvalues (descending) of a symmetric n×n row-major matrix and, when wanted, eigenvectors as
+ * ROWS of `vectors` (row j = eigenvector of values[j]). O(n³); fine up to n ≈ 1024.
+ */
+export function symEigTridiag(a: ArrayLike<number>, n: number, wantVectors = true): { values: Float64Array; vectors?: Float64Array } {
+  // V[i][j] row-major, initialised with A (symmetrised).
+  const V = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) V[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+  const d = new Float64Array(n), e = new Float64Array(n);
+  if (n === 0) return { values: d, vectors: wantVectors ? V : undefined };
+  // tred2
+  for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j];
+  for (let i = n - 1; i > 0; i--) {
+    let scale = 0, h = 0;
+    for (let k = 0; k < i; k++) scale += Math.abs(d[k]);
+    if (scale === 0) {
+      e[i] = d[i - 1];
+      for (let j = 0; j < i; j++) {
+        d[j] = V[(i - 1) * n + j];
+        V[i * n + j] = 0;
+        V[j * n + i] = 0;
+      }
+    } else {
+      for (let k = 0; k < i; k++) { d[k] /= scale; h += d[k] * d[k]; }
+      let f = d[i - 1];
+      let g = Math.sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (let j = 0; j < i; j++) e[j] = 0;
+      for (let j = 0; j < i; j++) {
+        f = d[j];
+        V[j * n + i] = f;
+        g = e[j] + V[j * n + j] * f;
+        for (let k = j + 1; k <= i - 1; k++) {
+          g += V[k * n + j] * d[k];
+          e[k] += V[k * n + j] * f;
+        }
+        e[j] = g;
+      }
+      f = 0;
+      for (let j = 0; j < i; j++) { e[j] /= h; f += e[j] * d[j]; }
+      const hh = f / (h + h);
+      for (let j = 0; j < i; j++) e[j] -= hh * d[j];
+      for (let j = 0; j < i; j++) {
+        f = d[j];
+        g = e[j];
+        for (let k = j; k <= i - 1; k++) V[k * n + j] -= f * e[k] + g * d[k];
+        d[j] = V[(i - 1) * n + j];
+        V[i * n + j] = 0;
+      }
+    }
+    d[i] = h;
+  }
+  if (wantVectors) {
+    for (let i = 0; i < n - 1; i++) {
+      V[(n - 1) * n + i] = V[i * n + i];
+      V[i * n + i] = 1;
+      const h = d[i + 1];
+      if (h !== 0) {
+        for (let k = 0; k <= i; k++) d[k] = V[k * n + i + 1] / h;
+        for (let j = 0; j <= i; j++) {
+          let g = 0;
+          for (let k = 0; k <= i; k++) g += V[k * n + i + 1] * V[k * n + j];
+          for (let k = 0; k <= i; k++) V[k * n + j] -= g * d[k];
+        }
+      }
+      for (let k = 0; k <= i; k++) V[k * n + i + 1] = 0;
+    }
+    for (let j = 0; j < n; j++) { d[j] = V[(n - 1) * n + j]; V[(n - 1) * n + j] = 0; }
+    V[(n - 1) * n + n - 1] = 1;
+  } else {
+    for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j];
+    // d currently holds h values for i ≥ 1 in the loop above; the diagonal of T is the diagonal
+    // left in V after the reduction.
+    for (let j = 0; j < n; j++) d[j] = V[j * n + j];
+  }
+  e[0] = 0;
+  // Eigenvectors transposed: Vt row i = column i of V (contiguous rotations in tql2).
+  let Vt: Float64Array | undefined;
+  if (wantVectors) {
+    Vt = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let k = 0; k < n; k++) Vt[i * n + k] = V[k * n + i];
+  }
+  // tql2
+  for (let i = 1; i < n; i++) e[i - 1] = e[i];
+  e[n - 1] = 0;
+  let f = 0, tst1 = 0;
+  const eps = 2 ** -52;
+  for (let l = 0; l < n; l++) {
+    tst1 = Math.max(tst1, Math.abs(d[l]) + Math.abs(e[l]));
+    let m = l;
+    while (m < n) {
+      if (Math.abs(e[m]) <= eps * tst1) break;
+      m++;
+    }
+    if (m > l) {
+      let iter = 0;
+      do {
+        if (++iter > 60) break;
+        let g = d[l];
+        let p = (d[l + 1] - g) / (2 * e[l]);
+        let r = Math.hypot(p, 1);
+        if (p < 0) r = -r;
+        d[l] = e[l] / (p + r);
+        d[l + 1] = e[l] * (p + r);
+        const dl1 = d[l + 1];
+        let h = g - d[l];
+        for (let i = l + 2; i < n; i++) d[i] -= h;
+        f += h;
+        p = d[m];
+        let c = 1, c2 = 1, c3 = 1;
+        const el1 = e[l + 1];
+        let s = 0, s2 = 0;
+        for (let i = m - 1; i >= l; i--) {
+          c3 = c2;
+          c2 = c;
+          s2 = s;
+          g = c * e[i];
+          h = c * p;
+          r = Math.hypot(p, e[i]);
+          e[i + 1] = s * r;
+          s = e[i] / r;
+          c = p / r;
+          p = c * d[i] - s * g;
+          d[i + 1] = h + s * (c * g + s * d[i]);
+          if (Vt) {
+            const o0 = i * n, o1 = (i + 1) * n;
+            for (let k = 0; k < n; k++) {
+              const hk = Vt[o1 + k], vk = Vt[o0 + k];
+              Vt[o1 + k] = s * vk + c * hk;
+              Vt[o0 + k] = c * vk - s * hk;
+            }
+          }
+        }
+        p = (-s * s2 * c3 * el1 * e[l]) / dl1;
+        e[l] = s * p;
+        d[l] = c * p;
+      } while (Math.abs(e[l]) > eps * tst1);
+    }
+    d[l] += f;
+    e[l] = 0;
+  }
+  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y] - d[x]);
+  const values = new Float64Array(n);
+  let vectors: Float64Array | undefined;
+  if (Vt) vectors = new Float64Array(n * n);
+  order.forEach((src, dst) => {
+    values[dst] = d[src];
+    if (Vt) vectors!.set(Vt.subarray(src * n, src * n + n), dst * n);
+  });
+  return { values, vectors };
+}
+
+// ---------------------------------------------------------------------------------------------
+// ORT graphs
+
+function sampleGraph(): Uint8Array {
+  // Y = W·X (fp32 product), Yd = double(Y), G = YdᵀYd
+  const g = new GraphBuilder('rsvd_sample');
+  g.input('W', 'float32', ['m', 'n']);
+  g.input('X', 'float32', ['n', 'l']);
+  const y = g.op('Cast', [g.op('MatMul', ['W', 'X'])], { to: DOUBLE }, 'Y');
+  g.op('MatMul', [g.op('Transpose', [y], { perm: [1, 0] }), y], {}, 'G');
+  g.output('Y', 'float64', ['m', 'l']);
+  g.output('G', 'float64', ['l', 'l']);
+  return g.build();
+}
+
+function orthoGramGraph(): Uint8Array {
+  // Q = Y·R, G = QᵀQ (second CholeskyQR pass), all fp64, small
+  const g = new GraphBuilder('rsvd_orthogram');
+  g.input('Y', 'float64', ['m', 'l']);
+  g.input('R', 'float64', ['l', 'l']);
+  const q = g.op('MatMul', ['Y', 'R']);
+  g.op('MatMul', [g.op('Transpose', [q], { perm: [1, 0] }), q], {}, 'G');
+  g.output('G', 'float64', ['l', 'l']);
+  return g.build();
+}
+
+function powerTGraph(): Uint8Array {
+  // Q = float(Y·R) (m×l); Z = (Qᵀ·W)ᵀ (n×l) without transposing W; G = ZᵀZ
+  const g = new GraphBuilder('rsvd_powerT');
+  g.input('W', 'float32', ['m', 'n']);
+  g.input('Y', 'float64', ['m', 'l']);
+  g.input('R', 'float64', ['l', 'l']);
+  const q = g.op('Cast', [g.op('MatMul', ['Y', 'R'])], { to: FLOAT });
+  const zt = g.op('MatMul', [g.op('Transpose', [q], { perm: [1, 0] }), 'W']); // l×n
+  const ztd = g.op('Cast', [zt], { to: DOUBLE });
+  g.op('Transpose', [ztd], { perm: [1, 0] }, 'Z');
+  g.op('MatMul', [ztd, 'Z'], {}, 'G');
+  g.output('Z', 'float64', ['n', 'l']);
+  g.output('G', 'float64', ['l', 'l']);
+  return g.build();
+}
+
+function powerGraph(): Uint8Array {
+  // Qz = float(Z·R) (n×l); Y = W·Qz; G = YᵀY
+  const g = new GraphBuilder('rsvd_power');
+  g.input('W', 'float32', ['m', 'n']);
+  g.input('Z', 'float64', ['n', 'l']);
+  g.input('R', 'float64', ['l', 'l']);
+  const qz = g.op('Cast', [g.op('MatMul', ['Z', 'R'])], { to: FLOAT });
+  const y = g.op('Cast', [g.op('MatMul', ['W', qz])], { to: DOUBLE }, 'Y');
+  g.op('MatMul', [g.op('Transpose', [y], { perm: [1, 0] }), y], {}, 'G');
+  g.output('Y', 'float64', ['m', 'l']);
+  g.output('G', 'float64', ['l', 'l']);
+  return g.build();
+}
+
+function projectGraph(): Uint8Array {
+  // Q = Y·R (fp64, m×l); Bm = Qᵀ·W (l×n, fp32 product); G = Bm·Bmᵀ (fp64)
+  const g = new GraphBuilder('rsvd_project');
+  g.input('W', 'float32', ['m', 'n']);
+  g.input('Y', 'float64', ['m', 'l']);
+  g.input('R', 'float64', ['l', 'l']);
+  g.op('MatMul', ['Y', 'R'], {}, 'Q');
+  const qf = g.op('Cast', ['Q'], { to: FLOAT });
+  const b = g.op('Cast', [g.op('MatMul', [g.op('Transpose', [qf], { perm: [1, 0] }), 'W'])], { to: DOUBLE }, 'Bm');
+  g.op('MatMul', [b, g.op('Transpose', [b], { perm: [1, 0] })], {}, 'G');
+  g.output('Q', 'float64', ['m', 'l']);
+  g.output('Bm', 'float64', ['l', 'n']);
+  g.output('G', 'float64', ['l', 'l']);
+  return g.build();
+}
+
+function finishGraph(): Uint8Array {
+  // U = Q·Ub (m×k); V = Bmᵀ·Vs (n×k) with Vs = Ub·Σ⁻¹
+  const g = new GraphBuilder('rsvd_finish');
+  g.input('Q', 'float64', ['m', 'l']);
+  g.input('Bm', 'float64', ['l', 'n']);
+  g.input('Ub', 'float64', ['l', 'k']);
+  g.input('Vs', 'float64', ['l', 'k']);
+  g.op('MatMul', ['Q', 'Ub'], {}, 'U');
+  g.op('MatMul', [g.op('Transpose', ['Bm'], { perm: [1, 0] }), 'Vs'], {}, 'V');
+  g.output('U', 'float64', ['m', 'k']);
+  g.output('V', 'float64', ['n', 'k']);
+  return g.build();
+}
+
+type T = ReturnType<Engine['tensor']>;
+
+async function run(engine: Engine, key: string, build: () => Uint8Array, feeds: Record<string, T>): Promise<Record<string, T>> {
+  const s = await engine.session(key, build);
+  return engine.run(s, feeds);
+}
+
+function gramMat(t: T, l: number): Mat {
+  return { rows: l, cols: l, data: Float64Array.from(t.data as Float64Array) };
+}
+
+/** CholeskyQR2: returns R⁻¹ (l×l) with Y·R⁻¹ orthonormal, given Y (on the ORT side) and G = YᵀY. */
+async function cholQR2(engine: Engine, Y: T, G: Mat): Promise<Mat> {
+  const l = G.rows;
+  const R1 = orthoFactor(G);
+  const r = await run(engine, 'rsvd_orthogram', orthoGramGraph, { Y, R: engine.tensor('float64', R1.data, [l, l]) });
+  const R2 = orthoFactor(gramMat(r.G, l));
+  return mul(R1, R2);
+}
+
+/**
+ * Top-k singular triplets of an m×n fp32 row-major matrix by randomized SVD.
+ * Cost: (2q + 2) passes over W in ORT + O(l³) in TS, l = k + p ≤ min(m, n).
+ */
+export async function rsvd(engine: Engine, W: Float32Array, m: number, n: number, k: number, opts: RsvdOptions = {}): Promise<RsvdResult> {
+  if (W.length !== m * n) throw new Error(`rsvd: ${W.length} values for ${m}×${n}`);
+  const p = opts.oversample ?? 8;
+  const q = opts.powerIters ?? 2;
+  k = Math.min(k, m, n);
+  const l = Math.min(k + p, m, n);
+  const rng = new Rng(opts.seed ?? 1234);
+  const X = new Float32Array(n * l);
+  for (let i = 0; i < X.length; i++) X[i] = rng.normal();
+  const Wt = engine.tensor('float32', W, [m, n]);
+  let r = await run(engine, 'rsvd_sample', sampleGraph, { W: Wt, X: engine.tensor('float32', X, [n, l]) });
+  let Y = r.Y;
+  let R = await cholQR2(engine, Y, gramMat(r.G, l));
+  for (let it = 0; it < q; it++) {
+    const z = await run(engine, 'rsvd_powerT', powerTGraph, { W: Wt, Y, R: engine.tensor('float64', R.data, [l, l]) });
+    const Rz = await cholQR2(engine, z.Z, gramMat(z.G, l));
+    r = await run(engine, 'rsvd_power', powerGraph, { W: Wt, Z: z.Z, R: engine.tensor('float64', Rz.data, [l, l]) });
+    Y = r.Y;
+    R = await cholQR2(engine, Y, gramMat(r.G, l));
+  }
+  const pr = await run(engine, 'rsvd_project', projectGraph, { W: Wt, Y, R: engine.tensor('float64', R.data, [l, l]) });
+  // B Bᵀ = Ub Λ Ubᵀ (l×l, fp64)
+  const { values, vectors } = symEigTridiag(pr.G.data as Float64Array, l, true);
+  const S = new Float64Array(k);
+  const Ub = new Float64Array(l * k), Vs = new Float64Array(l * k);
+  for (let j = 0; j < k; j++) {
+    const s = Math.sqrt(Math.max(values[j], 0));
+    S[j] = s;
+    const inv = s > 1e-300 * Math.sqrt(Math.max(values[0], 0)) && s > 0 ? 1 / s : 0;
+    for (let i = 0; i < l; i++) {
+      Ub[i * k + j] = vectors![j * l + i];
+      Vs[i * k + j] = vectors![j * l + i] * inv;
+    }
+  }
+  const f = await run(engine, 'rsvd_finish', finishGraph, {
+    Q: pr.Q, Bm: pr.Bm, Ub: engine.tensor('float64', Ub, [l, k]), Vs: engine.tensor('float64', Vs, [l, k]),
+  });
+  return { U: f.U.data as Float64Array, S, V: f.V.data as Float64Array, m, n, k };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact spectra (small sides only)
+
+/** Largest min(m, n) for which exact full spectra / full singular bases are computed. */
+export const FULL_SPECTRUM_MAX_DIM = 1024;
+
+/**
+ * All min(m, n) singular values (descending) of an m×n fp32 matrix: fp64 Gram of the smaller side
+ * in ORT, eigenvalues in TS. Only for min(m, n) ≤ 1024 (the TS eigen solver is O(d³); see
+ * estimateFullSpectrumSeconds). Accuracy: absolute error ≈ 1e-16·σ₁²/σ on σ, i.e. the smallest
+ * singular values of ill-conditioned matrices (κ > 1e7) are not resolved (Gram squares κ).
+ */
+export async function fullSpectrum(engine: Engine, W: Float32Array, m: number, n: number, opts: { force?: boolean } = {}): Promise<Float64Array> {
+  const d = Math.min(m, n);
+  if (d > FULL_SPECTRUM_MAX_DIM && !opts.force) {
+    throw new Error(`fullSpectrum: min(m, n) = ${d} > ${FULL_SPECTRUM_MAX_DIM}; the exact spectrum would take ~${estimateFullSpectrumSeconds(m, n).toFixed(0)} s here, use rsvd for the top singular values`);
+  }
+  const G = await batchedGram(engine, W, 1, m, n, m <= n ? 'rows' : 'cols');
+  const { values } = symEigTridiag(G, d, false);
+  return values.map((v) => Math.sqrt(Math.max(v, 0)));
+}
+
+let eigSecondsPerCube: number | undefined;
+
+/** Measures the TS eigen solver once (n = 160, values only) and returns seconds per n³. */
+export function calibrateEig(): number {
+  if (eigSecondsPerCube !== undefined) return eigSecondsPerCube;
+  const n = 160;
+  const rng = new Rng(7);
+  const a = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) a[i * n + j] = a[j * n + i] = rng.normal();
+  symEigTridiag(a, n, false); // warm-up (JIT)
+  const t0 = process.hrtime.bigint();
+  symEigTridiag(a, n, false);
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  eigSecondsPerCube = s / n ** 3;
+  return eigSecondsPerCube;
+}
+
+/**
+ * Honest estimate of fullSpectrum's time on this machine: fp64 Gram in ORT at ~50 GF/s
+ * (perf.md §1: ORT fp64 51–77 GF/s) plus the TS eigen solver, calibrated by a quick measurement
+ * (calibrateEig, cubic scaling; perf.md §2 measured 108 ms at d = 512 and 786 ms at d = 1024).
+ * Large d runs slower than cubic extrapolation from a cache-resident size, so a factor 1.5 is
+ * added beyond d = 512.
+ */
+export function estimateFullSpectrumSeconds(m: number, n: number): number {
+  const d = Math.min(m, n), D = Math.max(m, n);
+  const gram = (2 * d * d * D) / 50e9;
+  const eig = calibrateEig() * d ** 3 * (d > 512 ? 1.5 : 1);
+  return gram + eig;
+}

@@ -1,0 +1,32 @@
+/**
+ * LoRA Lens extension entry: wires providers and commands; each provider owns its registration.
+ */
+import * as vscode from 'vscode';
+import { AnalysisWorkerClient } from './core/analysis/workerClient';
+import './core/formats/register';
+import { CheckpointViewerProvider } from './host/checkpointViewer';
+import { registerCommands } from './host/commands';
+import { CheckpointHoverProvider } from './host/hover';
+import { InspectorProvider } from './host/inspectorTree';
+import { initLog, log } from './host/log';
+import { EngineStatus, ReportPanel } from './host/reportPanel';
+
+let worker: AnalysisWorkerClient | undefined;
+
+export function activate(context: vscode.ExtensionContext): void {
+  context.subscriptions.push(initLog());
+  log.info(`LoRA Lens ${String((context.extension.packageJSON as { version?: string }).version ?? '')} activating`);
+  worker = new AnalysisWorkerClient(vscode.Uri.joinPath(context.extensionUri, 'dist', 'worker.js').fsPath);
+  const inspector = InspectorProvider.register(context);
+  CheckpointHoverProvider.register(context);
+  CheckpointViewerProvider.register(context);
+  const status = EngineStatus.register(context);
+  registerCommands(context, { extensionUri: context.extensionUri, worker, inspector, status });
+  context.subscriptions.push({ dispose: () => ReportPanel.disposeAll() });
+}
+
+export async function deactivate(): Promise<void> {
+  const w = worker;
+  worker = undefined;
+  await w?.dispose();
+}
