@@ -7,15 +7,25 @@
 import { analyzeAdapter } from './analysis/lora';
 import { Engine, ExecutionProvider } from './engine/ort';
 import { makeDemoWorkspace } from './demo/makeDemo';
+import { surgeryCli } from './surgery/cli';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
 import './formats/register';
 import { fmt4, reportToCsv } from '../shared/report';
 
+const SURGERY = new Set(['rebalance', 'reduce', 'merge', 'combine', 'rescale', 'hessian-demo']);
+
 const USAGE = `usage:
   lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]
   lora-lens inspect FILE [--json]
-  lora-lens demo DIR          write the deterministic demo workspace`;
+  lora-lens demo DIR          write the deterministic demo workspace
+  lora-lens rebalance PATH OUT                         BaLoRA projection (BᵀB = AAᵀ, BA kept), new adapter
+  lora-lens reduce PATH OUT --rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x [--max-rank k]
+  lora-lens merge ADAPTER BASE OUT                     W0 + s·B·A into a new safetensors file
+  lora-lens combine A1 W1 A2 W2 OUT [--svd --rank k]   concatenate (exact) or SVD-truncate two adapters
+  lora-lens rescale PATH FACTOR OUT                    multiply the adapter's scale
+  lora-lens hessian-demo                               Hessian condition numbers of balanced vs scaled factors
+All writing commands create NEW files/folders, verify them, and never overwrite their input.`;
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -39,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return cmd ? 0 : 2;
   }
+  if (SURGERY.has(cmd)) return surgeryCli([cmd, ...args]);
   const json = bool(args, '--json');
   const csv = bool(args, '--csv');
   const method = (flag(args, '--method') ?? 'auto') as 'auto' | 'householder';

@@ -287,6 +287,8 @@ export async function openBrowser(url, { viewport = { width: 1600, height: 1000 
       '--disable-quic',
       '--no-first-run',
       '--disable-sync',
+      '--disable-breakpad',
+      '--disable-crash-reporter',
     ],
   });
   const context = await browser.newContext({ viewport });
@@ -476,7 +478,7 @@ export async function openFile(page, relPath, { timeout = TIMEOUT } = {}) {
             const name = r.querySelector('.label-name')?.textContent?.trim();
             const desc = norm(r.querySelector('.label-description')?.textContent?.trim());
             const parent = relPath.includes('/') ? relPath.slice(0, relPath.lastIndexOf('/')) : '';
-            return name === base && (parent === '' ? !desc || desc === '' || true : desc.endsWith(parent));
+            return name === base && (parent === '' || desc.endsWith(parent));
           }) || null
         );
       },
@@ -578,9 +580,8 @@ export async function hoverText(page, text, { contains, timeout = TIMEOUT } = {}
     let pt = await locateEditorText(page, text);
     if (!pt) {
       await revealWithFind(page, text);
-      pt = await page
-        .waitForFunction(() => true) // yield a frame for the editor to scroll
-        .then(() => locateEditorText(page, text));
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))); // let it scroll
+      pt = await locateEditorText(page, text);
     }
     if (!pt) throw new Error(`text not found in the visible editor lines`);
     const deadline = Date.now() + timeout;

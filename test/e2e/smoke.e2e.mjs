@@ -38,6 +38,8 @@ function makeWorkspace() {
     'Hello from the LoRA Lens e2e smoke test.\nsecond line\nload("adapters/smoke-adapter") here\n',
   );
   fs.writeFileSync(path.join(ws, 'sub', 'notes.md'), '# Notes\n\nnested file\n');
+  const filler = Array.from({ length: 200 }, (_, i) => `filler line ${i}`).join('\n');
+  fs.writeFileSync(path.join(ws, 'long.txt'), `${filler}\nfar away: "adapters/smoke-adapter"\n`);
   fs.writeFileSync(path.join(ws, 'sub', 'weights.smokebin'), Buffer.from([0, 1, 2, 3, 255, 254]));
   return { root, ws };
 }
@@ -71,6 +73,11 @@ test('e2e harness: code-server + headless Chromium + linked extension', async (t
     assert.match(text, /rank 8/);
     await screenshot(page, 'smoke-04-hover');
     await page.keyboard.press('Escape');
+    // Text scrolled out of view is revealed with the find widget first.
+    await openFile(page, 'long.txt');
+    assert.match(await hoverText(page, 'adapters/smoke-adapter', { contains: 'rank' }), /alpha 16/);
+    await page.keyboard.press('Escape');
+    await openFile(page, 'hello.txt');
   });
 
   await t.test('tree view in an activity bar container', async () => {

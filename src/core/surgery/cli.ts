@@ -1,0 +1,134 @@
+/**
+ * Surgery subcommands (wired into the main CLI by src/core/cli.ts):
+ *   rebalance PATH OUT
+ *   reduce PATH OUT (--rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x) [--max-rank k]
+ *   merge ADAPTER BASE OUT
+ *   combine A1 W1 A2 W2 OUT [--svd [--rank k]]
+ *   rescale PATH FACTOR OUT
+ *   hessian-demo
+ * Every command writes a new file/folder and refuses to overwrite. Returns the exit code.
+ */
+import { Engine } from '../engine/ort';
+import { openAdapter, openStore } from '../formats/open';
+import { rebalanceAdapter } from './balora';
+import { RankRule, reduceRankAdapter } from './rank';
+import { combineAdapters, mergeIntoBase, rescaleAdapter } from './combine';
+import { hessianDemoCases } from './hessian';
+
+const USAGE = `usage:
+  lora-lens rebalance PATH OUT
+  lora-lens reduce PATH OUT (--rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x) [--max-rank k]
+  lora-lens merge ADAPTER BASE OUT.safetensors
+  lora-lens combine A1 W1 A2 W2 OUT [--svd [--rank k]]
+  lora-lens rescale PATH FACTOR OUT
+  lora-lens hessian-demo`;
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  args.splice(i, 2);
+  if (v === undefined) throw new Error(`${name} needs a value`);
+  return v;
+}
+
+function num(v: string, what: string): number {
+  const x = Number(v);
+  if (!Number.isFinite(x)) throw new Error(`${what}: "${v}" is not a number`);
+  return x;
+}
+
+const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
+
+export async function surgeryCli(argv: string[]): Promise<number> {
+  const args = [...argv];
+  const cmd = args.shift();
+  const json = args.includes('--json');
+  if (json) args.splice(args.indexOf('--json'), 1);
+  const out = (o: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(o, null, 2) + '\n' : text() + '\n');
+  let engine: Engine | undefined;
+  try {
+    switch (cmd) {
+      case 'hessian-demo': {
+        const cases = hessianDemoCases();
+        out(cases, () => cases.map((c) => `${c.label.padEnd(38)} κ=${c.kappa.toFixed(4)}  λmax=${c.lambdaMax.toFixed(4)}  λmin≠0=${c.lambdaMinNonzero.toFixed(4)}${c.closedForm !== undefined ? `  closed form ${c.closedForm}` : ''}`).join('\n'));
+        return 0;
+      }
+      case 'rebalance': {
+        const [p, o] = args;
+        if (!p || !o) break;
+        const a = openAdapter(p);
+        engine = new Engine();
+        try {
+          const r = await rebalanceAdapter(a, engine, o);
+          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: gap ${fmt(m.gapBefore)} → ${fmt(m.gapAfter)}, κA ${m.kappaABefore.toFixed(1)} → ${m.kappaAAfter.toFixed(1)}, κB ${m.kappaBBefore.toFixed(1)} → ${m.kappaBAfter.toFixed(1)}, max rel err ${fmt(m.maxRelErr)}`)].join('\n'));
+        } finally { a.store.close(); }
+        return 0;
+      }
+      case 'reduce': {
+        const k = flag(args, '--rank'), ratio = flag(args, '--sv-ratio'), fro = flag(args, '--sv-fro'), cum = flag(args, '--sv-cumulative'), max = flag(args, '--max-rank');
+        const [p, o] = args;
+        if (!p || !o) break;
+        const maxRank = max ? num(max, '--max-rank') : undefined;
+        let rule: RankRule;
+        if (k) rule = { kind: 'rank', k: num(k, '--rank') };
+        else if (ratio) rule = { kind: 'sv_ratio', value: num(ratio, '--sv-ratio'), maxRank };
+        else if (fro) rule = { kind: 'sv_fro', value: num(fro, '--sv-fro'), maxRank };
+        else if (cum) rule = { kind: 'sv_cumulative', value: num(cum, '--sv-cumulative'), maxRank };
+        else throw new Error('reduce needs one of --rank, --sv-ratio, --sv-fro, --sv-cumulative');
+        const a = openAdapter(p);
+        engine = new Engine();
+        try {
+          const r = await reduceRankAdapter(a, engine, o, rule);
+          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: r ${m.r} → ${m.k}, fro kept ${(100 * m.froKept).toFixed(2)}%, sum(S) kept ${(100 * m.sumKept).toFixed(2)}%, rel err vs truncation ${fmt(m.relErrVsTruncated)}`)].join('\n'));
+        } finally { a.store.close(); }
+        return 0;
+      }
+      case 'merge': {
+        const [p, b, o] = args;
+        if (!p || !b || !o) break;
+        const a = openAdapter(p);
+        const base = openStore(b);
+        engine = new Engine();
+        try {
+          const r = await mergeIntoBase(base, a, engine, o);
+          out(r, () => `wrote ${r.outFile}: ${r.merged.length} weights merged, ${r.copied} copied`);
+        } finally { a.store.close(); base.close(); }
+        return 0;
+      }
+      case 'combine': {
+        const svdMode = args.includes('--svd');
+        if (svdMode) args.splice(args.indexOf('--svd'), 1);
+        const rk = flag(args, '--rank');
+        const [p1, w1, p2, w2, o] = args;
+        if (!p1 || !w1 || !p2 || !w2 || !o) break;
+        const a1 = openAdapter(p1), a2 = openAdapter(p2);
+        engine = new Engine();
+        try {
+          const r = await combineAdapters(engine, a1, num(w1, 'W1'), a2, num(w2, 'W2'), o, { mode: svdMode ? 'svd' : 'cat', rank: rk ? num(rk, '--rank') : undefined });
+          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: rank ${m.rank}, rel err ${fmt(m.relErr)}`)].join('\n'));
+        } finally { a1.store.close(); a2.store.close(); }
+        return 0;
+      }
+      case 'rescale': {
+        const [p, f, o] = args;
+        if (!p || !f || !o) break;
+        const a = openAdapter(p);
+        try {
+          const r = rescaleAdapter(a, num(f, 'FACTOR'), o);
+          out(r, () => `wrote ${r.outDir} (lora_alpha ${String(r.config.lora_alpha)})`);
+        } finally { a.store.close(); }
+        return 0;
+      }
+      default:
+        break;
+    }
+    process.stderr.write(USAGE + '\n');
+    return 2;
+  } catch (e) {
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    return 1;
+  } finally {
+    await engine?.dispose();
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * Merging and combining adapters (every function writes a NEW file or folder):
+ *
+ * - mergeIntoBase: W' = W0 + s·B·A for every adapted weight (fp64 in onnxruntime, rounded to the
+ *   base dtype), honouring fan_in_fan_out (GPT-2 Conv1D stores W as [in, out]) and embedding LoRA
+ *   (ΔW stored transposed); PEFT module names map to base names by dropping `base_model.model.`
+ *   (already done by the reader) and appending `.weight`. All other tensors are copied by byte range,
+ *   streamed one tensor at a time.
+ * - combineAdapters: 'cat' (PEFT add_weighted_adapter cat: exact, r = r1 + r2, w·s folded as √|w·s|
+ *   into each factor, sign into B) or 'svd' (truncated SVD of w1·s1·B1A1 + w2·s2·B2A2 in balanced
+ *   form, rank default max(r1, r2)). Output scale is 1 (lora_alpha = r, per module via patterns).
+ * - rescaleAdapter: same weights, lora_alpha (and alpha_pattern) multiplied by `factor`.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Adapter, LoraModule } from '../formats/adapter';
+import { DType, DTYPE_SIZE, fromFloats } from '../formats/dtype';
+import { FormatError, throwIfCancelled } from '../formats/errors';
+import { openAdapter } from '../formats/open';
+import { readSafetensorsHeader, TensorInfo, TensorStore } from '../formats/safetensors';
+import type { Engine } from '../engine/ort';
+import { GraphBuilder } from '../engine/graph';
+import {
+  FactorPair, SurgeryOptions, balancedLowRank, lowRankDiff, productTolerance, provenance, readPair, writeLike,
+} from './balora';
+import { configForRanks } from './rank';
+import { LazyTensor, OutTensor, assertNotInput, removeOutput, writeAdapterFolder, writeSafetensorsStreaming } from './writer';
+
+// ---------------------------------------------------------------------------------------------
+// merge into base
+// ---------------------------------------------------------------------------------------------
+
+function mergeGraph(transposeDelta: boolean): Uint8Array {
+  const g = new GraphBuilder(`merge_${transposeDelta ? 't' : 'n'}`);
+  const w = g.input('w', 'float64', ['p', 'q']);
+  const a = g.input('a', 'float64', ['r', 'n']);
+  const b = g.input('b', 'float64', ['m', 'r']);
+  const s = g.input('s', 'float64', [1]);
+  let d = g.op('Mul', [g.op('MatMul', [b, a]), s]);
+  if (transposeDelta) d = g.op('Transpose', [d], { perm: [1, 0] });
+  g.op('Add', [w, d], {}, 'y');
+  g.output('y', 'float64', ['p', 'q']);
+  return g.build();
+}
+
+/** W0 + s·B·A (or its transpose-layout variant) in fp64 through onnxruntime. */
+export async function mergedWeight(engine: Engine, w0: Float64Array, p: number, q: number, f: FactorPair, s: number, transposeDelta: boolean): Promise<Float64Array> {
+  const key = `merge_${transposeDelta ? 't' : 'n'}`;
+  const sess = await engine.session(key, () => mergeGraph(transposeDelta));
+  const res = await engine.run(sess, {
+    w: engine.tensor('float64', w0, [p, q]), a: engine.tensor('float64', f.A, [f.r, f.inF]),
+    b: engine.tensor('float64', f.B, [f.outF, f.r]), s: engine.tensor('float64', Float64Array.of(s), [1]),
+  });
+  return res.y.data as Float64Array;
+}
+
+/** Base tensor name for an adapter module (PEFT → base: `<module>.weight`, with `model.` fallbacks). */
+export function baseNameFor(module: string, base: TensorStore): string | undefined {
+  const cands = [`${module}.weight`, `${module.replace(/^model\./, '')}.weight`, `model.${module}.weight`, `${module.replace(/^base_model\.model\./, '')}.weight`];
+  return cands.find((c) => base.tensors.has(c));
+}
+
+export interface MergeResult {
+  outFile: string;
+  merged: { module: string; tensor: string; layout: 'out,in' | 'in,out'; dtype: string }[];
+  copied: number;
+}
+
+/**
+ * Writes `outFile` = base with every adapted weight replaced by W0 + s·B·A (rounded to the base
+ * dtype). Throws (writing nothing) when a module has no matching base tensor or shapes disagree.
+ */
+export async function mergeIntoBase(baseStore: TensorStore, adapter: Adapter, engine: Engine, outFile: string, opts: SurgeryOptions = {}): Promise<MergeResult> {
+  assertNotInput(outFile, baseStore.path, adapter.path, adapter.weightsFile, ...new Set([...baseStore.tensors.values()].map((t) => t.file)));
+  const plan = new Map<string, { m: LoraModule; transpose: boolean; p: number; q: number }>();
+  const problems: string[] = [];
+  for (const m of adapter.modules) {
+    if (m.magnitude) { problems.push(`${m.name}: DoRA modules need the magnitude renormalisation; merging them is not supported`); continue; }
+    const bn = baseNameFor(m.name, baseStore);
+    if (!bn) { problems.push(`${m.name}: no base tensor "${m.name}.weight"`); continue; }
+    const t = baseStore.tensors.get(bn)!;
+    const p = t.shape[0], q = t.shape.slice(1).reduce((a, b) => a * b, 1);
+    const embedding = /lora_embedding_/.test(m.A.tensor.name);
+    const transpose = m.fanInFanOut || embedding;
+    const [eo, ei] = transpose ? [m.inFeatures, m.outFeatures] : [m.outFeatures, m.inFeatures];
+    if (p !== eo || q !== ei) { problems.push(`${m.name}: base "${bn}" is ${t.shape.join('×')}, ΔW is ${eo}×${ei}${transpose ? ' (fan_in_fan_out/embedding layout)' : ''}`); continue; }
+    if (!['F64', 'F32', 'F16', 'BF16'].includes(t.dtype)) { problems.push(`${bn}: base dtype ${t.dtype} cannot be written`); continue; }
+    if (plan.has(bn)) { problems.push(`${bn}: two adapter modules map to it`); continue; }
+    plan.set(bn, { m, transpose, p, q });
+  }
+  if (problems.length) throw new FormatError(adapter.path, `cannot merge into ${baseStore.path}: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`);
+  const tensors = [...baseStore.tensors.values()].sort((a, b) => (a.file === b.file ? a.offset - b.offset : a.file.localeCompare(b.file)));
+  const merged: MergeResult['merged'] = [];
+  let done = 0;
+  const lazy: LazyTensor[] = tensors.map((t: TensorInfo) => {
+    const job = plan.get(t.name);
+    return {
+      name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.numel * DTYPE_SIZE[t.dtype],
+      produce: async () => {
+        throwIfCancelled(opts.token);
+        if (!job) return baseStore.readRaw(t.name);
+        const f = readPair(adapter, job.m);
+        const w0 = baseStore.readF64(t.name);
+        const y = await mergedWeight(engine, w0, job.p, job.q, f, job.m.scale, job.transpose);
+        merged.push({ module: job.m.name, tensor: t.name, layout: job.transpose ? 'in,out' : 'out,in', dtype: t.dtype });
+        opts.onProgress?.(++done, plan.size, `merged ${t.name}`);
+        return fromFloats(y, t.dtype as DType);
+      },
+    };
+  });
+  const md = { ...baseStore.metadata, ...provenance('merge-into-base', adapter.path, { base: path.resolve(baseStore.path), modules: plan.size }) };
+  await writeSafetensorsStreaming(outFile, lazy, md);
+  try {
+    const h = readSafetensorsHeader(outFile);
+    if (h.tensors.length !== tensors.length) throw new Error(`verification: ${h.tensors.length} tensors written, ${tensors.length} expected`);
+  } catch (e) {
+    removeOutput(outFile);
+    throw e;
+  }
+  return { outFile, merged, copied: tensors.length - merged.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// combine two adapters
+// ---------------------------------------------------------------------------------------------
+
+export interface CombineOptions extends SurgeryOptions {
+  mode: 'cat' | 'svd';
+  /** New rank for 'svd' (default max(r1, r2)). */
+  rank?: number;
+}
+
+export interface CombineResult {
+  outDir: string;
+  weightsFile: string;
+  perModule: { name: string; rank: number; relErr: number; sigma?: number[] }[];
+  config: Record<string, unknown>;
+}
+
+function peftKey(name: string, role: 'A' | 'B'): string {
+  return `base_model.model.${name}.lora_${role}.weight`;
+}
+
+function catPairs(parts: { f: FactorPair; c: number }[]): FactorPair {
+  const r = parts.reduce((s, p) => s + p.f.r, 0);
+  const { inF, outF, name } = parts[0].f;
+  const A = new Float64Array(r * inF), B = new Float64Array(outF * r);
+  let off = 0;
+  for (const { f, c } of parts) {
+    if (f.inF !== inF || f.outF !== outF) throw new Error(`${name}: shapes differ between adapters (${f.outF}×${f.inF} vs ${outF}×${inF})`);
+    const sa = Math.sqrt(Math.abs(c)), sb = Math.sign(c) * Math.sqrt(Math.abs(c));
+    for (let i = 0; i < f.r * inF; i++) A[off * inF + i] = sa * f.A[i];
+    for (let i = 0; i < outF; i++) for (let j = 0; j < f.r; j++) B[i * r + off + j] = sb * f.B[i * f.r + j];
+    off += f.r;
+  }
+  return { name, A, B, r, inF, outF };
+}
+
+/**
+ * Weighted combination w1·ΔW1 + w2·ΔW2 of two PEFT adapters into a NEW adapter folder, verified by
+ * reopening (cat: exact up to output rounding; svd: against the fp64 truncation).
+ */
+export async function combineAdapters(engine: Engine, a1: Adapter, w1: number, a2: Adapter, w2: number, outDir: string, opts: CombineOptions): Promise<CombineResult> {
+  for (const a of [a1, a2]) if (a.format !== 'peft') throw new Error(`${a.path}: combining needs PEFT adapters (this is ${a.format})`);
+  assertNotInput(outDir, a1.path, a1.weightsFile, a2.path, a2.weightsFile);
+  const names = [...new Set([...a1.modules, ...a2.modules].map((m) => m.name))];
+  const find = (a: Adapter, n: string) => a.modules.find((m) => m.name === n);
+  const tensors: OutTensor[] = [];
+  const rows: { name: string; k: number; scale: number }[] = [];
+  const refs = new Map<string, { f: FactorPair; A: Float64Array; B: Float64Array; k: number; sigma?: Float64Array }>();
+  for (const n of names) {
+    throwIfCancelled(opts.token);
+    const parts: { f: FactorPair; c: number; m: LoraModule }[] = [];
+    for (const [a, w] of [[a1, w1], [a2, w2]] as const) {
+      const m = find(a, n);
+      if (!m) continue;
+      if (m.magnitude || m.conv || m.fanInFanOut !== (find(a1, n) ?? m).fanInFanOut) throw new Error(`${n}: DoRA, conv or mixed fan_in_fan_out modules cannot be combined`);
+      parts.push({ f: readPair(a, m), c: w * m.scale, m });
+    }
+    const cat = catPairs(parts);
+    const dtype = parts[0].m.A.tensor.dtype;
+    let A: Float64Array, B: Float64Array, k: number, sigma: Float64Array | undefined;
+    if (opts.mode === 'cat') {
+      ({ A, B } = cat); k = cat.r;
+    } else {
+      const kk = Math.min(opts.rank ?? Math.max(...parts.map((p) => p.f.r)), cat.r);
+      const res = await balancedLowRank(engine, cat, kk, 1);
+      A = res.A; B = res.B; k = res.k; sigma = res.sigma;
+    }
+    refs.set(n, { f: cat, A, B, k, sigma });
+    rows.push({ name: n, k, scale: 1 });
+    const enc = (v: Float64Array, d: DType): Uint8Array => fromFloats(v, ['F64', 'F32', 'F16', 'BF16'].includes(d) ? d : 'F32');
+    const dt = (['F64', 'F32', 'F16', 'BF16'].includes(dtype) ? dtype : 'F32') as DType;
+    tensors.push({ name: peftKey(n, 'A'), dtype: dt, shape: [k, cat.inF], data: enc(A, dt) });
+    tensors.push({ name: peftKey(n, 'B'), dtype: dt, shape: [cat.outF, k], data: enc(B, dt) });
+  }
+  const base = { ...(a1.config ?? {}) };
+  const targets = new Set([...(a1.summary.targetModules ?? []), ...(a2.summary.targetModules ?? [])]);
+  base.target_modules = [...targets];
+  const config = configForRanks(base, rows, false);
+  const md = provenance(`combine-${opts.mode}`, a1.path, { second: path.resolve(a2.path), weights: [w1, w2], rank: opts.rank ?? null, scale: 'folded into factors (lora_alpha = r)' });
+  const written = writeAdapterFolder(outDir, config, tensors, md);
+  try {
+    const re = openAdapter(written.dir);
+    try {
+      const per: CombineResult['perModule'] = [];
+      for (const m2 of re.modules) {
+        const ref = refs.get(m2.name)!;
+        const f2 = readPair(re, m2);
+        const d = await lowRankDiff(engine, { A: ref.A, B: ref.B, r: ref.k, s: 1 }, { A: f2.A, B: f2.B, r: f2.r, s: m2.scale }, f2.outF, f2.inF);
+        if (!(d.errMax <= productTolerance(d, m2.A.tensor.dtype)) && d.refMax > 0) throw new Error(`verification failed for ${m2.name}: max error ${d.errMax} (reference max ${d.refMax})`);
+        let relErr = d.refFro > 0 ? d.errFro / d.refFro : d.errFro;
+        if (opts.mode === 'svd') {
+          const full = await lowRankDiff(engine, { A: ref.f.A, B: ref.f.B, r: ref.f.r, s: 1 }, { A: f2.A, B: f2.B, r: f2.r, s: m2.scale }, f2.outF, f2.inF);
+          relErr = full.refFro > 0 ? full.errFro / full.refFro : full.errFro;
+        }
+        per.push({ name: m2.name, rank: f2.r, relErr, sigma: ref.sigma ? Array.from(ref.sigma) : undefined });
+      }
+      return { outDir: written.dir, weightsFile: written.weightsFile, perModule: per, config };
+    } finally {
+      re.store.close();
+    }
+  } catch (e) {
+    removeOutput(written.dir);
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// rescale
+// ---------------------------------------------------------------------------------------------
+
+/** New PEFT adapter folder with identical weights and every alpha multiplied by `factor`. */
+export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string): { outDir: string; config: Record<string, unknown> } {
+  if (adapter.format !== 'peft' || !adapter.config) throw new Error(`${adapter.path}: rescaling edits adapter_config.json; this ${adapter.format} adapter has none`);
+  if (!Number.isFinite(factor) || factor === 0) throw new Error(`rescale factor must be a finite non-zero number, got ${factor}`);
+  const cfg = { ...adapter.config };
+  const alpha = typeof cfg.lora_alpha === 'number' ? cfg.lora_alpha : 8;
+  cfg.lora_alpha = Number((alpha * factor).toPrecision(12));
+  const ap = (cfg.alpha_pattern ?? {}) as Record<string, unknown>;
+  cfg.alpha_pattern = Object.fromEntries(Object.entries(ap).map(([k, v]) => [k, typeof v === 'number' ? Number((v * factor).toPrecision(12)) : v]));
+  const tensors = [...adapter.store.tensors.values()].sort((a, b) => a.offset - b.offset)
+    .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: adapter.store.readRaw(t.name) }));
+  const written = writeLike(adapter, outDir, tensors, provenance('rescale', adapter.path, { factor }), cfg);
+  const re = openAdapter(written.out);
+  try {
+    for (const m of adapter.modules) {
+      const m2 = re.modules.find((x) => x.name === m.name);
+      if (!m2 || Math.abs(m2.scale - factor * m.scale) > 1e-9 * Math.abs(factor * m.scale)) {
+        re.store.close();
+        removeOutput(written.out);
+        throw new Error(`verification failed for ${m.name}: scale ${m2?.scale} ≠ ${factor}·${m.scale}`);
+      }
+    }
+  } finally {
+    re.store.close();
+  }
+  return { outDir: written.out, config: cfg };
+}
+
+/** True when `p` exists (helper for callers that pre-check outputs). */
+export function outputExists(p: string): boolean {
+  return fs.existsSync(p);
+}
