@@ -87,19 +87,19 @@ export function hoverMarkdown(t: Target): vscode.MarkdownString {
     try {
       const a = adapterSnapshot(target);
       const s = a.summary;
-      md.appendMarkdown(`### $(layers) LoRA adapter \`${mdEscape(a.name)}\`\n\n`);
+      md.appendMarkdown(`### $(layers) LoRA adapter \`${mdEscape(a.name)}\`\n\n${analyzeLink(a.path)}\n\n`);
       md.appendMarkdown(`| | |\n|---|---|\n`);
       md.appendMarkdown(`| format | ${formatLabel(a.format)}${s.peftType ? ` (${mdEscape(s.peftType)})` : ''} |\n`);
       md.appendMarkdown(`| **rank** | **${s.rank ?? a.modules[0]?.rank ?? '–'}** |\n| **alpha** | **${s.alpha ?? a.modules[0]?.alpha ?? '–'}** |\n`);
       md.appendMarkdown(`| scale | ${mdEscape(scaleRule(a))} |\n`);
       md.appendMarkdown(`| targets | ${mdEscape(s.targetModules.join(', ') || '–')} |\n`);
-      md.appendMarkdown(`| rsLoRA | ${s.useRslora ? 'yes' : 'no'} |\n| DoRA | ${s.useDora ? 'yes' : 'no'} |\n`);
+      md.appendMarkdown(`| rsLoRA · DoRA | ${s.useRslora ? 'yes' : 'no'} · ${s.useDora ? 'yes' : 'no'} |\n`);
       if (s.baseModel) md.appendMarkdown(`| base model | \`${mdEscape(s.baseModel)}\` |\n`);
       md.appendMarkdown(`| modules | ${a.modules.length} |\n| parameters | ${formatCount(a.parameters)} |\n`);
       const flags = adapterFlags(a).filter((f) => f !== 'rsLoRA' && f !== 'DoRA');
       if (flags.length) md.appendMarkdown(`| flags | ${flags.join(', ')} |\n`);
       if (a.warnings.length) md.appendMarkdown(`\n$(warning) ${a.warnings.slice(0, 3).map(mdEscape).join('; ')}\n`);
-      md.appendMarkdown(`\n${analyzeLink(a.path)}\n\n`);
+      md.appendMarkdown('\n');
     } catch (e) {
       md.appendMarkdown(`$(error) **Not a readable adapter**: ${mdEscape(e instanceof FormatError ? e.message : errorMessage(e))}\n\n`);
     }

@@ -360,6 +360,23 @@ export async function dismissNotifications(page) {
   }
 }
 
+/**
+ * Wait for an element chosen by `finder` (a page function returning an Element or null) and click
+ * it; retried when the list re-renders under the click (quick input results update live).
+ */
+async function clickFound(page, finder, arg, { timeout = TIMEOUT } = {}) {
+  const deadline = Date.now() + timeout;
+  for (let attempt = 0; ; attempt++) {
+    const handle = await page.waitForFunction(finder, arg, { timeout: Math.max(1000, deadline - Date.now()) });
+    try {
+      await handle.asElement().click({ timeout: 5000 });
+      return;
+    } catch (e) {
+      if (attempt >= 4 || Date.now() > deadline || !/not attached|detached|not visible|Timeout/i.test(e.message)) throw e;
+    }
+  }
+}
+
 async function closeQuickInput(page) {
   if (await page.isVisible(SEL.quickInput)) await page.keyboard.press('Escape');
 }
@@ -373,7 +390,8 @@ export async function runCommand(page, title, { timeout = TIMEOUT } = {}) {
     const input = await page.waitForSelector(SEL.quickInputBox, { state: 'visible', timeout });
     await input.fill(`>${title}`);
     // Wait until a matching row exists, prefer the exact label.
-    const row = await page.waitForFunction(
+    await clickFound(
+      page,
       ({ sel, title }) => {
         const rows = [...document.querySelectorAll(sel)];
         const label = (r) => (r.querySelector('.label-name')?.textContent || r.getAttribute('aria-label') || '').trim();
@@ -387,7 +405,6 @@ export async function runCommand(page, title, { timeout = TIMEOUT } = {}) {
       { sel: SEL.quickInputRows, title },
       { timeout },
     );
-    await row.asElement().click();
     // The palette closes, or the command opens its own quick input (value no longer '>...').
     await page
       .waitForFunction(
@@ -439,13 +456,19 @@ export async function pickQuickItem(page, labelSubstring, { timeout = TIMEOUT } 
   return withContext(`pickQuickItem(${JSON.stringify(labelSubstring)})`, async () => {
     const input = await page.waitForSelector(SEL.quickInputBox, { state: 'visible', timeout });
     await input.fill(labelSubstring);
-    const row = await page.waitForFunction(
-      ({ sel, s }) =>
-        [...document.querySelectorAll(sel)].find((r) => (r.getAttribute('aria-label') || r.textContent || '').includes(s)) || null,
+    await clickFound(
+      page,
+      ({ sel, s }) => {
+        const rows = [...document.querySelectorAll(sel)];
+        return (
+          rows.find((r) => (r.querySelector('.label-name')?.textContent || '').trim() === s) ||
+          rows.find((r) => (r.getAttribute('aria-label') || r.textContent || '').includes(s)) ||
+          null
+        );
+      },
       { sel: SEL.quickInputRows, s: labelSubstring },
       { timeout },
     );
-    await row.asElement().click();
   });
 }
 
@@ -469,7 +492,8 @@ export async function openFile(page, relPath, { timeout = TIMEOUT } = {}) {
     }
     await input.fill(relPath);
     // Wait for the file search to return the row for this path.
-    const row = await page.waitForFunction(
+    await clickFound(
+      page,
       ({ sel, relPath, base }) => {
         const rows = [...document.querySelectorAll(sel)];
         const norm = (s) => (s || '').replace(/\\/g, '/');
@@ -485,7 +509,6 @@ export async function openFile(page, relPath, { timeout = TIMEOUT } = {}) {
       { sel: SEL.quickInputRows, relPath, base },
       { timeout },
     );
-    await row.asElement().click();
     await page.waitForFunction(
       ({ sel, base }) => {
         const t = document.querySelector(sel);

@@ -47,14 +47,8 @@ after(async () => { await engine.dispose(); });
 const REL = 1e-9;
 
 /**
- * KNOWN BUG (reported, not fixed here: it is not a one-line change): analyzeAdapter reads every
- * factor through toFloat32 into a Float32Array and the ORT Gram graph takes float32 input, so F64
- * factors are rounded to fp32 before any fp64 arithmetic. Observed vs numpy: σ(ΔW) rel. err.
- * 1e-9..1.4e-8 and κ(B) rel. err. 2.2e-5 for κ(B)=1e5, with both 'auto' and 'householder'.
- * The F64 comparisons keep the full 1e-9 bound and are marked todo until lora.ts keeps F64 in fp64;
- * they report "# TODO" instead of failing the suite, and pass as soon as the bug is fixed.
+ * F64 factors stay fp64 end to end (fp64 reads, float64 Gram graph), so they are held to 1e-9 too.
  */
-const F64_BUG = 'BUG src/core/analysis/lora.ts analyzeAdapter: F64 factors are rounded to fp32 (toFloat32 + float32 Gram input)';
 
 function kappaTol(k: number): { rel: number } {
   return { rel: Math.max(REL, k * 1e-13) };
@@ -95,7 +89,7 @@ test('fixture sanity: lora.json references are self-consistent (numpy ‖·‖�
 for (const c of ref.cases) {
   const methods: ('auto' | 'householder')[] = ['auto', 'householder'];
   for (const method of methods) {
-    test(`analyzeAdapter(${method}) vs numpy: ${c.case} [${c.dtype}]${c.note ? ` — ${c.note}` : ''}`, { todo: c.dtype === 'F64' ? F64_BUG : undefined }, async () => {
+    test(`analyzeAdapter(${method}) vs numpy: ${c.case} [${c.dtype}]${c.note ? ` — ${c.note}` : ''}`, async () => {
       const adapter = openAdapter(path.join(FIX, 'adapters', c.case));
       try {
         assert.equal(adapter.format, c.format);
@@ -128,7 +122,7 @@ for (const c of ref.cases) {
   }
 }
 
-test('B = 0 (PEFT init): σ(ΔW) = 0, κ(B) = NaN, effective/stable rank 0, gap ≈ ‖AAᵀ‖_F/‖A‖_F² (fp32-level: see F64_BUG)', async () => {
+test('B = 0 (PEFT init): σ(ΔW) = 0, κ(B) = NaN, effective/stable rank 0, gap ≈ ‖AAᵀ‖_F/‖A‖_F² ', async () => {
   const c = ref.cases.find((x) => x.case === 'f64_zero_b')!;
   const adapter = openAdapter(path.join(FIX, 'adapters', c.case));
   try {
@@ -138,7 +132,7 @@ test('B = 0 (PEFT init): σ(ΔW) = 0, κ(B) = NaN, effective/stable rank 0, gap 
     assert.equal(m.fro, 0);
     assert.equal(m.effectiveRank, 0);
     assert.equal(m.stableRank, 0);
-    assertClose(m.balanceGap, c.modules[0].balanceGap, { rel: 1e-6 }, 'gap (1e-9 version: todo case f64_zero_b)');
+    assertClose(m.balanceGap, c.modules[0].balanceGap, { rel: 1e-9 }, 'gap');
   } finally {
     adapter.store.close();
   }

@@ -36,7 +36,7 @@ test('toy (papers.md §2.6): rank-1 update λuvᵀ → intruder counts and max|c
   }
 });
 
-test('approx mode with K0 = d reproduces exact counts; small K0 is conservative', async () => {
+test('approx mode (K0 = d − 8, K0 = 8): never a false intruder; true ones are certain or possible', async () => {
   for (const c of ref.cases) {
     const r = await findIntruders(engine, W0, d, d, { B: Float32Array.from(ref.u), A: Float32Array.from(ref.v), r: 1, scale: c.lambda }, { mode: 'approx', baseRank: d - 8, powerIters: 6 });
     assert.equal(r.mode, 'approx');

@@ -167,6 +167,22 @@ function selectedModules(r: AdapterReport, sel: string): ModuleReport[] {
   return ok;
 }
 
+/** Compact axis label: 3 significant digits, no trailing zeros. */
+function tick(v: number): string {
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(1);
+  return String(Number(v.toPrecision(3)));
+}
+
+/** Log-axis labels only at 1, 2 and 5 × 10^k (chart.js generates every mantissa). */
+function logTick(value: string | number): string {
+  const v = Number(value);
+  if (!(v > 0)) return '';
+  const m = Math.round(v / 10 ** Math.floor(Math.log10(v) + 1e-9));
+  return m === 1 || m === 2 || m === 5 ? tick(v) : '';
+}
+
 function colorFor(i: number): string {
   const s = themeColors().series;
   return s[i % s.length];
@@ -203,7 +219,7 @@ function buildSpectrum(canvas: HTMLCanvasElement, r: AdapterReport, sel: string)
       },
       scales: {
         x: { type: 'linear', title: { display: true, text: 'index i', color: c.muted }, ticks: { color: c.muted, precision: 0, stepSize: 1 }, grid: { color: c.grid } },
-        y: { type: 'logarithmic', title: { display: true, text: 'σᵢ(ΔW)', color: c.muted }, ticks: { color: c.muted, callback: (v) => fmt4(Number(v)) }, grid: { color: c.grid } },
+        y: { type: 'logarithmic', title: { display: true, text: 'σᵢ(ΔW)', color: c.muted }, ticks: { color: c.muted, callback: logTick }, grid: { color: c.grid } },
       },
     },
   });
@@ -241,7 +257,7 @@ function buildLayers(canvas: HTMLCanvasElement, r: AdapterReport, metric: NumKey
       },
       scales: {
         x: { type: 'category', title: { display: true, text: hasLayers ? 'layer' : 'module', color: c.muted }, ticks: { color: c.muted }, grid: { color: c.grid } },
-        y: { type: logY ? 'logarithmic' : 'linear', title: { display: true, text: metricLabel, color: c.muted }, ticks: { color: c.muted, callback: (v) => fmt4(Number(v)) }, grid: { color: c.grid } },
+        y: { type: logY ? 'logarithmic' : 'linear', title: { display: true, text: metricLabel, color: c.muted }, ticks: { color: c.muted, callback: logY ? logTick : (v) => tick(Number(v)) }, grid: { color: c.grid } },
       },
     },
   });

@@ -40,7 +40,7 @@ function errorPanel(d: ViewerData): HTMLElement {
     }
   });
   return h('section', { class: 'card error-panel', id: 'error-panel', role: 'alert' },
-    h('h2', {}, '⛔ Cannot read this checkpoint'),
+    h('h2', {}, h('span', { class: 'error-icon', 'aria-hidden': 'true' }, '!'), 'Cannot read this checkpoint'),
     h('p', { class: 'error-message', id: 'error-message' }, d.error ?? 'Unknown error'),
     h('p', { class: 'hint' }, 'LoRA Lens reads only the file header. The file may be truncated, corrupted, or in an unsupported format.'),
     h('div', { class: 'actions' }, btn), status);
@@ -96,7 +96,7 @@ function metadataCard(meta: Record<string, string>): HTMLElement {
     ? h('table', { class: 'data kv', id: 'metadata-table' }, h('tbody', {},
       ...entries.map(([k, v]) => h('tr', { 'data-key': k }, h('th', { scope: 'row' }, k), h('td', {}, prettyValue(v))))))
     : h('p', { class: 'hint', id: 'metadata-empty' }, 'No __metadata__ in this file.');
-  return h('section', { class: 'card', id: 'metadata-card' }, h('div', { class: 'card-head' }, h('h2', {}, 'Metadata'), h('span', { class: 'hint' }, `${entries.length} entries`)), body);
+  return h('section', { class: 'card', id: 'metadata-card' }, h('div', { class: 'card-head' }, h('h2', {}, 'Metadata'), h('span', { class: 'hint' }, `${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}`)), body);
 }
 
 function tensorCard(all: TensorRow[]): HTMLElement {

@@ -41,7 +41,9 @@ interface FactorJob {
   p: number;
   q: number;
   side: GramSide;
-  data?: Float32Array;
+  /** F64 factors stay fp64 end to end; everything else is converted to fp32 (exactly). */
+  f64: boolean;
+  data?: Float32Array | Float64Array;
   gram?: Mat;
   nonFinite: number;
 }
@@ -143,13 +145,13 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
     for (const role of ['A', 'B'] as const) {
       const f = m[role];
       const [p, q] = storedDims(f.tensor.shape);
-      jobs.push({ module: i, role, p, q, side: sideFor(role, f.transposed), nonFinite: 0 });
+      jobs.push({ module: i, role, p, q, side: sideFor(role, f.transposed), f64: f.tensor.dtype === 'F64', nonFinite: 0 });
     }
   });
   // Group factor jobs by (side, p, q) so each group is one batched ORT run.
   const groups = new Map<string, FactorJob[]>();
   for (const j of jobs) {
-    const k = `${j.side}:${j.p}x${j.q}`;
+    const k = `${j.side}:${j.p}x${j.q}${j.f64 ? ':f64' : ''}`;
     const g = groups.get(k);
     if (g) g.push(j); else groups.set(k, [j]);
   }
@@ -165,13 +167,17 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
       throwIfCancelled(opts.token);
       const part = g.slice(start, start + chunk);
       const tr = performance.now();
-      const stacked = new Float32Array(part.length * per);
+      const stacked = part[0].f64 ? new Float64Array(part.length * per) : new Float32Array(part.length * per);
       part.forEach((j, idx) => {
         const m = modules[j.module];
         const t = m[j.role].tensor;
         const dst = stacked.subarray(idx * per, (idx + 1) * per);
         let bad: number;
-        if (t.quantized) {
+        if (dst instanceof Float64Array) {
+          dst.set(adapter.store.readF64(t.name));
+          const c = countNonFinite(dst);
+          bad = c.nan + c.inf;
+        } else if (t.quantized) {
           adapter.store.readF32(t.name, dst);
           const c = countNonFinite(dst);
           bad = c.nan + c.inf;

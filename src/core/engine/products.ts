@@ -9,10 +9,10 @@ export type GramSide = 'rows' | 'cols';
 /** Largest number of fp32 input elements sent in one run (256 MB). */
 export const MAX_RUN_ELEMENTS = 64 * 1024 * 1024;
 
-function gramGraph(side: GramSide): Uint8Array {
-  const g = new GraphBuilder(`gram_${side}`);
-  const x = g.input('x', 'float32', ['L', 'p', 'q']);
-  const xd = g.op('Cast', [x], { to: 11 });
+function gramGraph(side: GramSide, input: 'float32' | 'float64'): Uint8Array {
+  const g = new GraphBuilder(`gram_${side}_${input}`);
+  const x = g.input('x', input, ['L', 'p', 'q']);
+  const xd = input === 'float64' ? x : g.op('Cast', [x], { to: 11 });
   const xt = g.op('Transpose', [xd], { perm: [0, 2, 1] });
   g.op('MatMul', side === 'cols' ? [xt, xd] : [xd, xt], {}, 'y');
   g.output('y', 'float64', ['L', 'k', 'k']);
@@ -20,19 +20,22 @@ function gramGraph(side: GramSide): Uint8Array {
 }
 
 /**
- * Gram matrices of L stacked p×q matrices (row-major, fp32), computed in fp64:
+ * Gram matrices of L stacked p×q matrices (row-major, fp32 or fp64), computed in fp64:
  * side 'cols' gives XᵀX (q×q), side 'rows' gives XXᵀ (p×p). Returns L·k·k doubles.
  */
-export async function batchedGram(engine: Engine, stacked: Float32Array, L: number, p: number, q: number, side: GramSide): Promise<Float64Array> {
+export async function batchedGram(engine: Engine, stacked: Float32Array | Float64Array, L: number, p: number, q: number, side: GramSide): Promise<Float64Array> {
   if (stacked.length !== L * p * q) throw new Error(`batchedGram: ${stacked.length} values for ${L}×${p}×${q}`);
   const k = side === 'cols' ? q : p;
   const out = new Float64Array(L * k * k);
   const per = p * q;
   const chunk = Math.max(1, Math.floor(MAX_RUN_ELEMENTS / per));
-  const session = await engine.session(`gram_${side}`, () => gramGraph(side));
+  const input = stacked instanceof Float64Array ? 'float64' : 'float32';
+  const session = await engine.session(`gram_${side}_${input}`, () => gramGraph(side, input));
   for (let start = 0; start < L; start += chunk) {
     const n = Math.min(chunk, L - start);
-    const x = engine.tensor('float32', stacked.subarray(start * per, (start + n) * per), [n, p, q]);
+    const x = stacked instanceof Float64Array
+      ? engine.tensor('float64', stacked.subarray(start * per, (start + n) * per), [n, p, q])
+      : engine.tensor('float32', stacked.subarray(start * per, (start + n) * per), [n, p, q]);
     const res = await engine.run(session, { x });
     out.set(res.y.data as Float64Array, start * k * k);
     res.y.dispose?.();

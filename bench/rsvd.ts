@@ -1,0 +1,75 @@
+/**
+ * Benchmark: randomized SVD (top-16, p = 8, q = 2) of a 4096² fp32 matrix, LoRA Lens (ORT + TS)
+ * vs numpy running the same algorithm in the same run; and intruder dimensions of one 4096²
+ * module (r = 16 LoRA): LoRA Lens approx mode (top-256 base rsvd, cold and with the base basis
+ * cached) vs the torch CPU full-SVD route of the official script.
+ *
+ *   npx tsc -p tsconfig.json && node out/bench/rsvd.js      (BENCH_REPEAT=5, BENCH_N=4096)
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Engine } from '../src/core/engine/ort';
+import { Rng } from '../src/core/demo/makeDemo';
+import { rsvd } from '../src/core/base/rsvd';
+import { findIntruders } from '../src/core/base/intruders';
+import { DecompCache } from '../src/core/base/cache';
+
+const REPEAT = Number(process.env.BENCH_REPEAT ?? 5);
+const N = Number(process.env.BENCH_N ?? 4096);
+const root = path.resolve(__dirname, '../..');
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function main(): Promise<void> {
+  const m = N, n = N, r = 16, k = 16;
+  const rng = new Rng(99);
+  // W0 with a slowly decaying column scale (so the top singular values are separated)
+  const W0 = new Float32Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) W0[i * n + j] = rng.normal() * (0.02 + 1 / (1 + j / 8)) / Math.sqrt(n);
+  const B = Float32Array.from(rng.normals(m * r, 1 / Math.sqrt(m)));
+  const A = Float32Array.from(rng.normals(r * n, 1 / Math.sqrt(n)));
+  const scale = 4;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-bench-'));
+  const f = (name: string, a: Float32Array): string => { const p = path.join(dir, name); fs.writeFileSync(p, new Uint8Array(a.buffer)); return p; };
+  const files = [f('W0.f32', W0), f('B.f32', B), f('A.f32', A)];
+
+  const engine = new Engine({ provider: 'cpu' });
+  await rsvd(engine, W0, m, n, k); // warm-up: sessions
+  const ts: number[] = [];
+  let S: Float64Array = new Float64Array();
+  for (let i = 0; i < REPEAT; i++) {
+    const t0 = process.hrtime.bigint();
+    S = (await rsvd(engine, W0, m, n, k, { oversample: 8, powerIters: 2 })).S;
+    ts.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  const cache = new DecompCache(path.join(dir, 'cache'));
+  const key = { file: files[0], tensor: 'W0', mtimeMs: 0, size: 0 };
+  const delta = { B, A, r, scale };
+  let t0 = process.hrtime.bigint();
+  const cold = await findIntruders(engine, W0, m, n, delta, { cache, cacheKey: key });
+  const coldMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  t0 = process.hrtime.bigint();
+  const warm = await findIntruders(engine, W0, m, n, delta, { cache, cacheKey: key });
+  const warmMs = Number(process.hrtime.bigint() - t0) / 1e6;
+
+  const py = spawnSync('/usr/bin/python3', [path.join(root, 'bench', 'rsvd_numpy.py'), ...files, String(m), String(n), String(r), String(scale), String(k), String(REPEAT)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (py.status !== 0) throw new Error(`python failed: ${py.stderr}`);
+  const p = JSON.parse(py.stdout.trim().split('\n').pop()!) as { rsvd_s: number; S: number[]; torch_intruders_s: number; torch_count: number; torch_maxcos: number[] };
+  const lens = median(ts);
+  console.log(`machine: ${os.cpus().length} cores (${os.cpus()[0]?.model}); other jobs may share the CPU`);
+  console.log(`rsvd top-${k} of ${m}×${n} fp32, p=8, q=2: LoRA Lens median ${lens.toFixed(1)} ms [${ts.map((x) => x.toFixed(0)).join(', ')}], numpy ${(p.rsvd_s * 1000).toFixed(1)} ms, ratio ${(lens / (p.rsvd_s * 1000)).toFixed(2)}`);
+  console.log(`  σ1..4 LoRA Lens ${Array.from(S.slice(0, 4), (x) => x.toFixed(5)).join(' ')} | numpy ${p.S.map((x) => x.toFixed(5)).join(' ')}`);
+  console.log(`intruders (k=10, ε=0.5) of one ${m}×${n} module, r=${r}: LoRA Lens approx (K0=256) cold ${coldMs.toFixed(0)} ms, base cached ${warmMs.toFixed(0)} ms → count ${cold.count} (+${cold.possible} possible), cached run count ${warm.count}`);
+  console.log(`  torch full-SVD route ${(p.torch_intruders_s * 1000).toFixed(0)} ms → count ${p.torch_count}; ratio cold ${(coldMs / (p.torch_intruders_s * 1000)).toFixed(3)}, cached ${(warmMs / (p.torch_intruders_s * 1000)).toFixed(3)}`);
+  console.log(`  max|cos| top-10 LoRA Lens ${cold.vectors.map((v) => v.maxCos.toFixed(3)).join(' ')}`);
+  console.log(`  max|cos| top-10 torch     ${p.torch_maxcos.map((x) => x.toFixed(3)).join(' ')}`);
+  await engine.dispose();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
