@@ -7,4 +7,4 @@ bash scripts/setup.sh
 bash scripts/e2e-setup.sh
 node scripts/build.mjs
 node dist/cli.js demo demo-workspace
-exec node test/e2e/serve.mjs demo-workspace
+exec node scripts/serve.mjs demo-workspace

@@ -208,7 +208,7 @@ export async function startCodeServer(opts = {}) {
   linkExtensions(extensionsDir, extensions);
   if (opts.manifest === false) fs.rmSync(path.join(extensionsDir, 'extensions.json')); // (pickup experiments)
 
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const log = fs.openSync(logFile, 'a');
   fs.writeSync(log, `\n===== ${new Date().toISOString()} starting code-server on ${workspace} (port ${port})\n`);
   const args = [

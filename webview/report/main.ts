@@ -77,12 +77,12 @@ function scaleRuleText(r: AdapterReport): string {
   const { rank, alpha, useRslora, hasRankPattern, hasAlphaPattern } = r.adapter;
   let s = '';
   if (rank !== undefined && alpha !== undefined) {
-    s = useRslora ? `rsLoRA α/√r = ${alpha}/√${rank} = ${fmt4(alpha / Math.sqrt(rank))}` : `α/r = ${alpha}/${rank} = ${fmt4(alpha / rank)}`;
+    s = useRslora ? `rsLoRA α/√r = ${alpha}/√${rank} = ${tick(alpha / Math.sqrt(rank))}` : `α/r = ${alpha}/${rank} = ${tick(alpha / rank)}`;
   } else if (r.modules[0]) s = r.modules[0].scaleSource;
   const pats = [hasRankPattern && 'rank_pattern', hasAlphaPattern && 'alpha_pattern'].filter(Boolean);
   if (pats.length) s += ` + ${pats.join(', ')}`;
   const scales = [...new Set(r.modules.map((m) => m.scale))];
-  if (scales.length > 1) s += ` (s ∈ [${fmt4(Math.min(...scales))}, ${fmt4(Math.max(...scales))}])`;
+  if (scales.length > 1) s += ` (s ∈ [${tick(Math.min(...scales))}, ${tick(Math.max(...scales))}])`;
   return s || '–';
 }
 
@@ -172,7 +172,7 @@ function tick(v: number): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
   if (a >= 1e5 || a < 1e-3) return v.toExponential(1);
-  return String(Number(v.toPrecision(3)));
+  return String(Number(v.toPrecision(4)));
 }
 
 /** Log-axis labels only at 1, 2 and 5 × 10^k (chart.js generates every mantissa). */
