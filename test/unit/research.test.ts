@@ -231,7 +231,7 @@ test('vlora: cross-layer increment spectra (svd / ORT Gram / randomized agree) a
     const k = viaSvd.kinds[0];
     assert.equal(k.kind, 'blocks.*.mlp.fc1.weight');
     assert.equal(k.consecutive.length, 4);
-    assert.equal(k.relativeToBase.length, 3);
+    assert.equal(k.relativeToBase.length, 4); // W_1..W_4 − W_0 (the first equals the first consecutive increment)
     for (let i = 0; i < 4; i++) {
       const a = k.consecutive[i], b = viaGram.kinds[0].consecutive[i], c = viaRand.kinds[0].consecutive[i];
       assert.equal(a.method, 'svd'); assert.equal(b.method, 'gram'); assert.equal(c.method, 'randomized');

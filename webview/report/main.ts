@@ -179,8 +179,8 @@ function tick(v: number): string {
 function logTick(value: string | number): string {
   const v = Number(value);
   if (!(v > 0)) return '';
-  const m = Math.round(v / 10 ** Math.floor(Math.log10(v) + 1e-9));
-  return m === 1 || m === 2 || m === 5 ? tick(v) : '';
+  const m = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
+  return [1, 2, 5].some((k) => Math.abs(m - k) < 1e-6) ? tick(v) : '';
 }
 
 function colorFor(i: number): string {

@@ -42,8 +42,8 @@ function median(xs: number[]): number {
 /** Excess-loss trajectory of one run (length steps+1). */
 export function syntheticRun(E: Mat, B0: Float64Array, r: number, lr: number, steps: number, update: 'sign' | 'gd', balanced: boolean, opt: number): Float64Array {
   const n = E.rows, m = E.cols;
-  let A = new Float64Array(n * r); // paper A (left), init 0
-  let B = Float64Array.from(B0); // paper B (right) r×m
+  let A: Float64Array = new Float64Array(n * r); // paper A (left), init 0
+  let B: Float64Array = Float64Array.from(B0); // paper B (right) r×m
   const R = new Float64Array(n * m), gA = new Float64Array(n * r), gB = new Float64Array(r * m);
   const traj = new Float64Array(steps + 1);
   const lossAndResidual = (): number => {
@@ -75,6 +75,11 @@ export function syntheticRun(E: Mat, B0: Float64Array, r: number, lr: number, st
       }
     for (let i = 0; i < A.length; i++) A[i] -= lr * upd(gA[i]);
     for (let i = 0; i < B.length; i++) B[i] -= lr * upd(gB[i]);
+    const big = (x: number): boolean => !(Math.abs(x) < 1e100);
+    if (A.some(big) || B.some(big)) {
+      traj.fill(Infinity, t); // diverged
+      return traj;
+    }
     if (balanced) {
       // paper A (n×r) = PEFT B; paper B (r×m) = PEFT A
       const p = balanceProject(mat(r, m, B), mat(n, r, A));
