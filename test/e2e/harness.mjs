@@ -510,10 +510,11 @@ export async function openFile(page, relPath, { timeout = TIMEOUT } = {}) {
       { timeout },
     );
     await page.waitForFunction(
-      ({ sel, base }) => {
-        const t = document.querySelector(sel);
-        return !!t && ((t.getAttribute('aria-label') || '').includes(base) || (t.textContent || '').includes(base));
-      },
+      ({ sel, base }) =>
+        // Any editor group's active tab (a report panel beside the editor owns another group).
+        [...document.querySelectorAll(sel)].some(
+          (t) => (t.getAttribute('aria-label') || '').includes(base) || (t.textContent || '').includes(base),
+        ),
       { sel: SEL.activeTab, base },
       { timeout },
     );
