@@ -10,6 +10,8 @@ import { CancelledError } from '../core/formats/errors';
 import { openAdapter } from '../core/formats/open';
 import '../core/formats/register';
 import type { WorkerRequest, WorkerResponse } from '../shared/workerProtocol';
+import './jobs/index';
+import { jobHandlers } from './jobs/registry';
 
 const port = parentPort;
 if (!port) throw new Error('analysisWorker must run in a worker thread');
@@ -31,6 +33,24 @@ const post = (m: WorkerResponse): void => port.postMessage(m);
 port.on('message', async (msg: WorkerRequest) => {
   if (msg.type === 'cancel') {
     cancelled.add(msg.id);
+    return;
+  }
+  if (msg.type === 'job') {
+    const id = msg.id;
+    const token = { get cancelled() { return cancelled.has(id); } };
+    try {
+      const handler = jobHandlers.get(msg.kind);
+      if (!handler) throw new Error(`unknown job kind "${msg.kind}"`);
+      const result = await handler(msg.params, {
+        engine: engineFor(msg.provider), token,
+        progress: (done, total, message, data) => post({ type: 'progress', id, done, total, message, data }),
+      });
+      post({ type: 'jobResult', id, result });
+    } catch (e) {
+      post({ type: 'error', id, message: (e as Error).message, cancelled: e instanceof CancelledError });
+    } finally {
+      cancelled.delete(id);
+    }
     return;
   }
   if (msg.type === 'analyze') {

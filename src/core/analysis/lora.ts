@@ -164,6 +164,8 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
     const per = g[0].p * g[0].q;
     const chunk = Math.max(1, Math.floor(MAX_RUN_ELEMENTS / per));
     for (let start = 0; start < g.length; start += chunk) {
+      // Let queued messages (a cancel request) run: ORT runs block this thread while they last.
+      await new Promise<void>((r) => setImmediate(r));
       throwIfCancelled(opts.token);
       const part = g.slice(start, start + chunk);
       const tr = performance.now();

@@ -8,6 +8,15 @@ import type { AdapterReport } from '../../shared/report';
 import type { WorkerRequest, WorkerResponse } from '../../shared/workerProtocol';
 import { CancelledError, CancelToken } from '../formats/errors';
 
+type ProgressFn = (done: number, total: number, message: string, data?: unknown) => void;
+
+export interface JobOptions {
+  provider?: 'cpu' | 'webgpu' | 'cuda';
+  /** `data` carries streamed partial results of jobs (e.g. training metrics per step). */
+  onProgress?: ProgressFn;
+  token?: CancelToken & { onCancellationRequested?: (cb: () => void) => unknown };
+}
+
 export interface AnalyzeJob {
   path: string;
   method?: 'auto' | 'householder';
@@ -20,7 +29,7 @@ export interface AnalyzeJob {
 export class AnalysisWorkerClient {
   private worker: Worker | undefined;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (r: AdapterReport) => void; reject: (e: Error) => void; onProgress?: AnalyzeJob['onProgress'] }>();
+  private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void; onProgress?: ProgressFn }>();
 
   constructor(private readonly workerScript: string, private readonly hardCancelMs = 2000) {}
 
@@ -30,10 +39,11 @@ export class AnalysisWorkerClient {
     w.on('message', (m: WorkerResponse) => {
       const p = this.pending.get(m.id);
       if (!p) return;
-      if (m.type === 'progress') p.onProgress?.(m.done, m.total, m.message);
+      if (m.type === 'progress') p.onProgress?.(m.done, m.total, m.message, m.data);
       else {
         this.pending.delete(m.id);
         if (m.type === 'result') p.resolve(m.report);
+        else if (m.type === 'jobResult') p.resolve(m.result);
         else p.reject(m.cancelled ? new CancelledError() : new Error(m.message));
       }
     });
@@ -49,9 +59,22 @@ export class AnalysisWorkerClient {
   }
 
   analyze(job: AnalyzeJob): Promise<AdapterReport> {
+    return this.request((id) => ({ type: 'analyze', id, path: job.path, method: job.method, provider: job.provider }), job) as Promise<AdapterReport>;
+  }
+
+  /** Runs a job registered in src/worker/jobs under `kind`. */
+  runJob<T = unknown>(kind: string, params: unknown, opts: JobOptions = {}): Promise<T> {
+    return this.request((id) => ({ type: 'job', id, kind, params, provider: opts.provider }), opts) as Promise<T>;
+  }
+
+  private request(make: (id: number) => WorkerRequest, job: JobOptions): Promise<unknown> {
     const w = this.ensure();
     const id = this.nextId++;
-    return new Promise<AdapterReport>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
+      if (job.token?.cancelled) {
+        reject(new CancelledError());
+        return;
+      }
       let timer: NodeJS.Timeout | undefined;
       let hard: NodeJS.Timeout | undefined;
       const done = (): void => { if (timer) clearInterval(timer); if (hard) clearTimeout(hard); };
@@ -76,7 +99,7 @@ export class AnalysisWorkerClient {
         job.token.onCancellationRequested?.(cancel);
         timer = setInterval(() => { if (job.token!.cancelled) cancel(); }, 100);
       }
-      w.postMessage({ type: 'analyze', id, path: job.path, method: job.method, provider: job.provider } satisfies WorkerRequest);
+      w.postMessage(make(id));
     });
   }
 

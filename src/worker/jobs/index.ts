@@ -1,0 +1,2 @@
+/** Imports every job module for its registration side effect (one line per feature). */
+import './registry';

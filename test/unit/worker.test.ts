@@ -1,0 +1,75 @@
+/**
+ * The analysis worker thread: same results as in-process analysis, errors carried back as
+ * rejections, cancellation honoured, unknown jobs rejected.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { analyzeAdapter } from '../../src/core/analysis/lora';
+import { AnalysisWorkerClient } from '../../src/core/analysis/workerClient';
+import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
+import { Engine } from '../../src/core/engine/ort';
+import { CancelledError } from '../../src/core/formats/errors';
+import { openAdapter } from '../../src/core/formats/open';
+
+const workerScript = path.resolve(__dirname, '../../src/worker/analysisWorker.js');
+const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-worker-'));
+makeDemoWorkspace(ws);
+const client = new AnalysisWorkerClient(workerScript, 500);
+after(async () => {
+  await client.dispose();
+  fs.rmSync(ws, { recursive: true, force: true });
+});
+
+test('worker analysis equals in-process analysis and reports progress', async () => {
+  const adapterDir = path.join(ws, 'adapters', 'demo-lora');
+  const progress: number[] = [];
+  const viaWorker = await client.analyze({ path: adapterDir, onProgress: (d) => progress.push(d) });
+  const engine = new Engine();
+  const a = openAdapter(adapterDir);
+  try {
+    const direct = await analyzeAdapter(a, { engine });
+    assert.equal(viaWorker.modules.length, 14);
+    viaWorker.modules.forEach((m, i) => assert.deepEqual(m.sigma, direct.modules[i].sigma, m.name));
+  } finally {
+    a.store.close();
+    await engine.dispose();
+  }
+  assert.ok(progress.length > 0 && progress[progress.length - 1] === 28, `progress ${progress}`);
+});
+
+test('errors from the worker reject with the FormatError message naming the file', async () => {
+  const bad = path.join(ws, 'broken.safetensors');
+  fs.writeFileSync(bad, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7b]));
+  await assert.rejects(client.analyze({ path: bad }), (e: Error) => e.message.includes(bad) && /header length/.test(e.message));
+});
+
+test('a cancelled analysis rejects with CancelledError and the worker stays usable', async () => {
+  const token = { cancelled: true };
+  await assert.rejects(client.analyze({ path: path.join(ws, 'adapters', 'demo-rslora'), token }), (e) => e instanceof CancelledError);
+  const again = await client.analyze({ path: path.join(ws, 'adapters', 'demo-rslora') });
+  assert.equal(again.modules.length, 6);
+});
+
+test('unknown job kinds are rejected', async () => {
+  await assert.rejects(client.runJob('no-such-job', {}), /unknown job kind "no-such-job"/);
+});
+
+test('analyzeAdapter stops between batches once its token is cancelled', async () => {
+  const engine = new Engine();
+  const a = openAdapter(path.join(ws, 'adapters', 'demo-lora'));
+  const token = { cancelled: false };
+  let calls = 0;
+  try {
+    await assert.rejects(
+      analyzeAdapter(a, { engine, token, onProgress: () => { calls++; token.cancelled = true; } }),
+      (e) => e instanceof CancelledError,
+    );
+    assert.equal(calls, 1, 'no batch ran after the cancellation');
+  } finally {
+    a.store.close();
+    await engine.dispose();
+  }
+});
