@@ -1,0 +1,151 @@
+/**
+ * Typed protocol of the adapter-surgery webview (`loraLens.surgery`) and the plain-data results of
+ * the surgery worker jobs (src/worker/jobs/surgery.ts). Pure types + one validator: shared by the
+ * worker, the host (src/host/features/surgery) and the webview (webview/surgery/main.ts).
+ *
+ * Handshake: the webview posts `ready`; the host answers with `init` (and `update` whenever the
+ * view changes, e.g. preview → written result). Requests carry a `requestId`; the host answers
+ * with a `reply` carrying the same id and, on failure, `error`.
+ */
+
+export type RankRuleKind = 'rank' | 'sv_ratio' | 'sv_cumulative' | 'sv_fro';
+export interface RankRuleSpec { kind: RankRuleKind; value: number; maxRank?: number }
+
+// ---- worker job parameters ------------------------------------------------------------------
+
+export interface RebalanceParams { adapterPath: string; outDir: string }
+export interface PlanParams { adapterPath: string; rule: RankRuleSpec }
+export interface ReduceParams { adapterPath: string; outDir: string; rule: RankRuleSpec }
+export interface MergeParams { adapterPath: string; basePath: string; outFile: string }
+export interface CombineParams { adapter1: string; weight1: number; adapter2: string; weight2: number; outDir: string; mode: 'cat' | 'svd'; rank?: number }
+export interface RescaleParams { adapterPath: string; factor: number; outDir: string }
+
+// ---- worker job results ---------------------------------------------------------------------
+
+export interface RebalanceRow {
+  name: string;
+  rank: number;
+  gapBefore: number;
+  gapAfter: number;
+  kappaABefore: number;
+  kappaBBefore: number;
+  kappaAAfter: number;
+  kappaBAfter: number;
+  /** max|B'A' − BA| / max|BA| of the written factors and the tolerance it was checked against. */
+  maxRelErr: number;
+  tolerance: number;
+  verified: boolean;
+  /** Factor scale imbalance c = (‖B‖_F/‖A‖_F)^½ before/after (hessian.ts factorScaleImbalance). */
+  scaleBefore: number;
+  scaleAfter: number;
+  /** κ of the Hessian of ½‖B A − T‖² at the current factors: σ₁(c⁴+1)/σ_r (c = 1: 2σ₁/σ_r). */
+  hessianKappaBefore: number;
+  hessianKappaAfter: number;
+  /** Balanced value 2σ₁/σ_r (papers.md §1.4). */
+  hessianKappaBalanced: number;
+  method: string;
+}
+
+export interface RebalanceJobResult {
+  adapterPath: string;
+  adapterName: string;
+  outDir: string;
+  weightsFile: string;
+  dtype: string;
+  inputSha256: string;
+  modules: RebalanceRow[];
+  ms: number;
+}
+
+export interface PlanRow {
+  name: string;
+  r: number;
+  k: number;
+  energyKept: number;
+  froKept: number;
+  sumKept: number;
+  maxRatio: number;
+  tailFro: number;
+  /** σ of ΔW (descending, for the chart). */
+  sigma: number[];
+}
+
+export interface PlanJobResult {
+  adapterPath: string;
+  adapterName: string;
+  rule: RankRuleSpec;
+  ruleText: string;
+  modules: PlanRow[];
+  paramsBefore: number;
+  paramsAfter: number;
+  meanFroKept: number;
+}
+
+export interface ReduceRow extends Omit<PlanRow, 'sigma'> {
+  scale: number;
+  relErrVsTruncated: number;
+  errVsOriginal: number;
+}
+
+export interface ReduceJobResult {
+  adapterPath: string;
+  outDir: string;
+  weightsFile: string;
+  ruleText: string;
+  modules: ReduceRow[];
+  config: Record<string, unknown>;
+  ms: number;
+}
+
+export interface SimpleJobResult {
+  operation: 'merge' | 'combine' | 'rescale';
+  /** Folder (combine, rescale) or file (merge) that was written. */
+  output: string;
+  /** True when `output` is an adapter that can be analysed. */
+  isAdapter: boolean;
+  summary: string;
+  rows: { name: string; value: string }[];
+  ms: number;
+}
+
+// ---- webview protocol ----------------------------------------------------------------------
+
+export type SurgeryView =
+  | { kind: 'rebalance'; result: RebalanceJobResult }
+  | { kind: 'plan'; plan: PlanJobResult; running?: boolean }
+  | { kind: 'reduce'; plan: PlanJobResult; result: ReduceJobResult }
+  | { kind: 'simple'; result: SimpleJobResult };
+
+export type WebviewToHost =
+  | { type: 'ready' }
+  | { type: 'writeReduced'; requestId: number }
+  | { type: 'revealInTree'; requestId: number; path: string }
+  | { type: 'analyze'; requestId: number; path: string }
+  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+
+export type HostToWebview =
+  | { type: 'init'; view: SurgeryView }
+  | { type: 'update'; view: SurgeryView }
+  | { type: 'reply'; requestId: number; ok: boolean; message?: string; error?: string };
+
+/** Validates an incoming message on the host; undefined for anything malformed. */
+export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
+  if (!m || typeof m !== 'object') return undefined;
+  const o = m as Record<string, unknown>;
+  switch (o.type) {
+    case 'ready':
+      return { type: 'ready' };
+    case 'writeReduced':
+      return typeof o.requestId === 'number' ? { type: 'writeReduced', requestId: o.requestId } : undefined;
+    case 'revealInTree':
+    case 'analyze':
+      return typeof o.requestId === 'number' && typeof o.path === 'string' ? { type: o.type, requestId: o.requestId, path: o.path } : undefined;
+    case 'log':
+      if ((o.level === 'info' || o.level === 'warn' || o.level === 'error') && typeof o.message === 'string') {
+        return { type: 'log', level: o.level, message: o.message.slice(0, 2000) };
+      }
+      return undefined;
+    default:
+      return undefined;
+  }
+}
