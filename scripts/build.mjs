@@ -13,7 +13,11 @@ const builds = [
   { ...node, entryPoints: ['src/worker/analysisWorker.ts'], outfile: 'dist/worker.js' },
   { ...node, entryPoints: ['src/core/cli.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } },
   { ...browser, entryPoints: ['webview/report/main.ts'], outfile: 'dist/webview/report.js' },
+  { ...browser, entryPoints: ['webview/base/main.ts'], outfile: 'dist/webview/base.js' },
   { ...browser, entryPoints: ['webview/viewer/main.ts'], outfile: 'dist/webview/viewer.js' },
+  { ...browser, entryPoints: ['webview/research/main.ts'], outfile: 'dist/webview/research.js' },
+  { ...browser, entryPoints: ['webview/surgery/main.ts'], outfile: 'dist/webview/surgery.js' },
+  { ...browser, entryPoints: ['webview/training/main.ts'], outfile: 'dist/webview/training.js' },
 ];
 
 const { existsSync } = await import('node:fs');

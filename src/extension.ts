@@ -6,10 +6,15 @@ import { AnalysisWorkerClient } from './core/analysis/workerClient';
 import './core/formats/register';
 import { CheckpointViewerProvider } from './host/checkpointViewer';
 import { registerCommands } from './host/commands';
+import { registerSurgery } from './host/features/surgery';
+import { registerTraining } from './host/features/training';
+import { registerBaseFeatures } from './host/features/base';
 import { CheckpointHoverProvider } from './host/hover';
 import { InspectorProvider } from './host/inspectorTree';
 import { initLog, log } from './host/log';
 import { EngineStatus, ReportPanel } from './host/reportPanel';
+import { registerResearchFeature } from './host/features/research';
+import { registerConvertFeature } from './host/features/convert';
 
 let worker: AnalysisWorkerClient | undefined;
 
@@ -22,6 +27,11 @@ export function activate(context: vscode.ExtensionContext): void {
   CheckpointViewerProvider.register(context);
   const status = EngineStatus.register(context);
   registerCommands(context, { extensionUri: context.extensionUri, worker, inspector, status });
+  registerSurgery(context, { extensionUri: context.extensionUri, worker, inspector });
+  registerTraining(context, { extensionUri: context.extensionUri, inspector });
+  registerBaseFeatures(context, { worker, extensionUri: context.extensionUri, status, inspector });
+  registerResearchFeature(context, { extensionUri: context.extensionUri, worker });
+  registerConvertFeature(context, { worker, inspector });
   context.subscriptions.push({ dispose: () => ReportPanel.disposeAll() });
 }
 

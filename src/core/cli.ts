@@ -8,6 +8,7 @@ import { analyzeAdapter } from './analysis/lora';
 import { Engine, ExecutionProvider } from './engine/ort';
 import { makeDemoWorkspace } from './demo/makeDemo';
 import { surgeryCli } from './surgery/cli';
+import { convertCli } from './convert/cli';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
 import './formats/register';
@@ -50,6 +51,7 @@ export async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 2;
   }
   if (SURGERY.has(cmd)) return surgeryCli([cmd, ...args]);
+  if (cmd === 'convert') return convertCli(args);
   const json = bool(args, '--json');
   const csv = bool(args, '--csv');
   const method = (flag(args, '--method') ?? 'auto') as 'auto' | 'householder';

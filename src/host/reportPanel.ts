@@ -156,8 +156,23 @@ export class EngineStatus extends Disposable {
     this.refresh();
   }
 
+  private other: { provider: string; fallbackReason?: string; label: string } | undefined;
+
+  /** Shown by other panels (base-model analyses) while they are active; undefined gives it back. */
+  setEngine(e: { provider: string; fallbackReason?: string; label: string } | undefined): void {
+    this.other = e;
+    this.refresh();
+  }
+
   refresh(): void {
     const p = ReportPanel.current();
+    if (this.other) {
+      const o = this.other;
+      this.item.text = `$(pulse) ORT: ${o.provider}`;
+      this.item.tooltip = new vscode.MarkdownString(`**LoRA Lens** — onnxruntime execution provider \`${o.provider}\`${o.fallbackReason ? `\n\nFallback: ${o.fallbackReason}` : ''}\n\n${o.label}`);
+      this.item.show();
+      return;
+    }
     if (!p) {
       this.item.hide();
       return;

@@ -46,7 +46,7 @@ export interface IntruderModuleData {
 export interface IntrudersData {
   adapter: { name: string; path: string };
   base: { dir: string };
-  settings: { k: number; epsilon: number; mode: IntruderMode };
+  settings: { k: number; epsilon: number; mode: IntruderMode; lambda?: number };
   modules: IntruderModuleData[];
   errors: { name: string; message: string }[];
   totals: { modules: number; analysed: number; intruders: number; possible: number };

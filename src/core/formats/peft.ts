@@ -42,9 +42,18 @@ export function readJsonFile(file: string, maxBytes = 16_000_000): Record<string
 }
 
 /** PEFT's pattern matching: `key` matches when it equals a dotted suffix of `name` (regex allowed). */
+/** Regexes that can backtrack catastrophically (a quantified group containing a quantifier). */
+const RISKY_REGEX = /\([^)]*[+*}][^)]*\)\s*[+*{]/;
+
 export function matchPattern(patterns: Record<string, unknown> | null | undefined, name: string): string | undefined {
   if (!patterns) return undefined;
   for (const key of Object.keys(patterns)) {
+    // PEFT treats keys as regexes; a hostile key like (a+)+b could hang us, so such keys (and
+    // very long ones) are matched literally as dotted suffixes instead.
+    if (key.length > 512 || RISKY_REGEX.test(key)) {
+      if (name === key || name.endsWith(`.${key}`)) return key;
+      continue;
+    }
     try {
       if (new RegExp(`^(?:.*\\.)?(?:${key})$`).test(name)) return key;
     } catch {

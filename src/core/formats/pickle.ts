@@ -147,7 +147,8 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
   };
   const appendItems = (target: PickleValue, items: PickleValue[], at: number): void => {
     if (!isObj(target, 'list')) fail(at, `APPEND(S) on ${describe(target)}, expected a list`);
-    (target as PickleList).items.push(...items);
+    const dst = (target as PickleList).items;
+    for (const x of items) dst.push(x); // no spread: 100k+ items would overflow the call stack
   };
   const intOf = (v: PickleValue, what: string, at: number): number => {
     if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
@@ -215,7 +216,7 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
         break;
       }
       case 0x91: { const items = popMark(at); stack.push({ kind: 'list', items }); break; } // FROZENSET
-      case 0x90: { const items = popMark(at); const s = top(at); if (!isObj(s, 'list')) fail(at, 'ADDITEMS target is not a set'); (s as PickleList).items.push(...items); break; } // ADDITEMS
+      case 0x90: { const items = popMark(at); const s = top(at); if (!isObj(s, 'list')) fail(at, 'ADDITEMS target is not a set'); for (const x of items) (s as PickleList).items.push(x); break; } // ADDITEMS
       case 0x73: { const v = pop(at); const k = pop(at); setItems(top(at), [k, v], at); break; } // SETITEM
       case 0x75: { const items = popMark(at); setItems(top(at), items, at); break; } // SETITEMS
       case 0x61: { const v = pop(at); appendItems(top(at), [v], at); break; } // APPEND

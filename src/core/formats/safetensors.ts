@@ -210,6 +210,7 @@ export class SafetensorsStore implements TensorStore {
     } finally {
       f.close();
     }
+    if (typeof index !== 'object' || index === null || Array.isArray(index)) throw new FormatError(indexFile, 'is not a JSON object');
     if (!index.weight_map || typeof index.weight_map !== 'object') throw new FormatError(indexFile, 'has no "weight_map" object');
     const dir = path.dirname(indexFile);
     const shards = new Map<string, SafetensorsHeader>();

@@ -1,0 +1,58 @@
+/**
+ * `lora-lens convert PATH --to peft|kohya|mlx|gguf OUT [--arch NAME] [--heads N --kv-heads M] [--base DIR]
+ *  [--gguf-type auto|f32|f16] [--json]`: writes a NEW adapter and prints the round-trip error.
+ */
+import '../formats/register';
+import { openAdapter } from '../formats/open';
+import { CONVERT_TARGETS, convertAdapter, ConvertTarget } from './convert';
+
+export const CONVERT_USAGE = `usage: lora-lens convert PATH --to peft|kohya|mlx|gguf OUT [--arch NAME] [--heads N] [--kv-heads M] [--base DIR] [--gguf-type auto|f32|f16] [--json]
+  Writes a NEW adapter in the target format, re-opens it and checks that every module's ΔW = s·B·A is unchanged.`;
+
+function take(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  args.splice(i, 2);
+  return v;
+}
+
+/** Runs the convert subcommand; `args` excludes the word `convert`. Returns the exit code. */
+export async function convertCli(argv: string[]): Promise<number> {
+  const args = [...argv];
+  const json = args.includes('--json');
+  if (json) args.splice(args.indexOf('--json'), 1);
+  const to = take(args, '--to') as ConvertTarget | undefined;
+  const arch = take(args, '--arch');
+  const heads = take(args, '--heads');
+  const kv = take(args, '--kv-heads');
+  const base = take(args, '--base');
+  const gt = take(args, '--gguf-type');
+  const [p, out] = args;
+  if (!p || !out || !to || !CONVERT_TARGETS.includes(to) || args.length !== 2) {
+    process.stderr.write(CONVERT_USAGE + '\n');
+    return 2;
+  }
+  try {
+    const a = openAdapter(p);
+    try {
+      const r = await convertAdapter(a, to, out, {
+        architecture: arch, heads: heads ? Number(heads) : undefined, kvHeads: kv ? Number(kv) : undefined, base,
+        ggufType: gt ? (gt.toUpperCase() as 'F32' | 'F16') : undefined,
+      });
+      if (json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      else {
+        const lines = [`wrote ${r.out} (${r.target}, ${r.modules.length} modules, ${r.outDtype}${r.architecture ? `, arch ${r.architecture}` : ''})`,
+          `round trip: max relative ΔW difference ${r.maxRelErr.toExponential(2)} (tolerance ${r.tolerance.toExponential(1)})`,
+          ...r.warnings.map((w) => `warning: ${w}`)];
+        process.stdout.write(lines.join('\n') + '\n');
+      }
+      return 0;
+    } finally {
+      a.store.close();
+    }
+  } catch (e) {
+    process.stderr.write(`error: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Base model of each adapter: chosen by the user (stored per adapter path in workspaceState) or
+ * detected from base_model_name_or_path (relative to the adapter folder, or absolute) when it is a
+ * local model folder. Hub ids get detectBaseModel's message and a "Set Base Model…" button.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { detectBaseModel, openBaseModel } from '../../../core/base/basemodel';
+import { openAdapter } from '../../../core/formats/open';
+import { errorMessage, log } from '../../log';
+
+const KEY = 'loraLens.baseModels';
+
+export class BaseModelStore {
+  constructor(private readonly state: vscode.Memento) {}
+
+  private all(): Record<string, string> {
+    return this.state.get<Record<string, string>>(KEY, {});
+  }
+
+  get(adapterPath: string): string | undefined {
+    const v = this.all()[path.resolve(adapterPath)];
+    return v && fs.existsSync(path.join(v, 'config.json')) ? v : undefined;
+  }
+
+  async set(adapterPath: string, dir: string | undefined): Promise<void> {
+    const all = { ...this.all() };
+    if (dir) all[path.resolve(adapterPath)] = dir;
+    else delete all[path.resolve(adapterPath)];
+    await this.state.update(KEY, all);
+  }
+}
+
+/** Throws when `dir` is not a model folder (config.json + model.safetensors or an index). */
+export function validateBaseFolder(dir: string): void {
+  const b = openBaseModel(dir);
+  b.store.close();
+}
+
+export interface Detection { dir?: string; id?: string; message?: string }
+
+export function detect(adapterPath: string): Detection {
+  const a = openAdapter(adapterPath);
+  try {
+    return detectBaseModel(a);
+  } finally {
+    a.store.close();
+  }
+}
+
+/**
+ * Quick pick: the detected folder (if any), the stored one, or a folder dialog. Returns the chosen
+ * folder (validated and stored) or undefined when dismissed.
+ */
+export async function chooseBaseModel(store: BaseModelStore, adapterPath: string): Promise<string | undefined> {
+  const name = path.basename(adapterPath);
+  let det: Detection = {};
+  try {
+    det = detect(adapterPath);
+  } catch (e) {
+    log.warn(`base model detection for ${adapterPath}: ${errorMessage(e)}`);
+  }
+  const current = store.get(adapterPath);
+  type Item = vscode.QuickPickItem & { dir?: string; action?: 'browse' | 'clear' };
+  const items: Item[] = [];
+  const rel = (d: string): string => path.relative(path.dirname(adapterPath), d) || d;
+  if (det.dir) items.push({ label: `$(sparkle) ${path.basename(det.dir)}`, description: 'detected from base_model_name_or_path', detail: det.dir, dir: det.dir });
+  if (current && current !== det.dir) items.push({ label: `$(check) ${path.basename(current)}`, description: 'current', detail: current, dir: current });
+  items.push({ label: '$(folder-opened) Choose a model folder…', description: 'config.json + model.safetensors or *.safetensors.index.json', action: 'browse' });
+  if (current) items.push({ label: '$(clear-all) Forget the stored base model', action: 'clear' });
+  const pick = await vscode.window.showQuickPick(items, {
+    title: `LoRA Lens: Set Base Model — ${name}`,
+    placeHolder: det.message ?? (det.dir ? `Detected ${rel(det.dir)}` : 'Select the base model folder'),
+    matchOnDetail: true,
+  });
+  if (!pick) return undefined;
+  if (pick.action === 'clear') {
+    await store.set(adapterPath, undefined);
+    void vscode.window.showInformationMessage(`LoRA Lens: base model of ${name} forgotten.`);
+    return undefined;
+  }
+  let dir = pick.dir;
+  if (pick.action === 'browse') {
+    const uris = await vscode.window.showOpenDialog({
+      canSelectFiles: false, canSelectFolders: true, canSelectMany: false, title: `Base model folder for ${name}`,
+      openLabel: 'Use as Base Model', defaultUri: vscode.Uri.file(path.dirname(adapterPath)),
+    });
+    dir = uris?.[0]?.fsPath;
+    if (!dir) return undefined;
+  }
+  if (!dir) return undefined;
+  validateBaseFolder(dir);
+  await store.set(adapterPath, dir);
+  log.info(`base model of ${adapterPath}: ${dir}`);
+  void vscode.window.showInformationMessage(`LoRA Lens: base model of ${name} is ${path.basename(dir)} (${dir}).`);
+  return dir;
+}
+
+/**
+ * The base model folder of an adapter: stored, else detected (and remembered), else the detection
+ * message with a "Set Base Model…" button. Undefined when the user gives none.
+ */
+export async function resolveBaseModel(store: BaseModelStore, adapterPath: string): Promise<string | undefined> {
+  const stored = store.get(adapterPath);
+  if (stored) return stored;
+  const det = detect(adapterPath);
+  if (det.dir) {
+    validateBaseFolder(det.dir);
+    await store.set(adapterPath, det.dir);
+    log.info(`base model of ${adapterPath} detected: ${det.dir}`);
+    return det.dir;
+  }
+  const choice = await vscode.window.showWarningMessage(`LoRA Lens: ${det.message ?? 'no base model found'}`, 'Set Base Model…');
+  if (choice !== 'Set Base Model…') return undefined;
+  return chooseBaseModel(store, adapterPath);
+}

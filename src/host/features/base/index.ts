@@ -1,0 +1,330 @@
+/**
+ * Base-model analyses in the UI (issue 3): commands
+ *   loraLens.setBaseModel        LoRA Lens: Set Base Model
+ *   loraLens.analyzeIntruders    LoRA Lens: Intruder Dimensions        → panel loraLens.intruders
+ *   loraLens.showSpectra         LoRA Lens: Spectra (base vs adapted)  → panel loraLens.spectra
+ *   loraLens.compareCheckpoints  LoRA Lens: Compare Checkpoints        → panel loraLens.compare
+ * Heavy work runs in the worker (src/worker/jobs/base.ts) under a cancellable progress
+ * notification; errors surface once, here, at the command boundary.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { CompareTensorData, CompareData, IntruderMode, IntrudersData, MitigateData, SpectraData, SpectraInit } from '../../../../webview/base/protocol';
+import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { CancelledError } from '../../../core/formats/errors';
+import { detectCheckpoints, openAdapter } from '../../../core/formats/open';
+import type {
+  CompareParams, CompareTensorParams, EstimateParams, EstimateResult, IntrudersParams, MitigateParams, SpectraParams,
+} from '../../../worker/jobs/base';
+import { workspaceAdapters, type InspectorProvider } from '../../inspectorTree';
+import { errorMessage, log } from '../../log';
+import type { EngineStatus } from '../../reportPanel';
+import { BaseModelStore, chooseBaseModel, resolveBaseModel } from './baseModels';
+import { BasePanel, type RequestHandler } from './panel';
+
+export interface BaseFeatureContext {
+  worker: AnalysisWorkerClient;
+  extensionUri: vscode.Uri;
+  status?: EngineStatus;
+  inspector?: InspectorProvider;
+}
+
+interface Ctx extends BaseFeatureContext {
+  store: BaseModelStore;
+  cacheDir: string;
+}
+
+type Provider = 'cpu' | 'webgpu' | 'cuda';
+
+function provider(): Provider {
+  const v = vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu');
+  return v === 'webgpu' || v === 'cuda' ? v : 'cpu';
+}
+
+function intruderSettings(): { k: number; epsilon: number; mode: IntruderMode; lambda: number } {
+  const c = vscode.workspace.getConfiguration('loraLens.intruders');
+  const mode = c.get<string>('mode', 'auto');
+  return {
+    k: Math.max(1, Math.floor(c.get<number>('k', 10))),
+    epsilon: c.get<number>('epsilon', 0.5),
+    mode: mode === 'exact' || mode === 'approx' ? mode : 'auto',
+    lambda: c.get<number>('lambda', 0.75),
+  };
+}
+
+function topK(): number {
+  return Math.max(1, Math.floor(vscode.workspace.getConfiguration('loraLens.spectra').get<number>('topK', 64)));
+}
+
+/** Runs a worker job under a cancellable progress notification. */
+function runJob<T>(ctx: Ctx, title: string, kind: string, params: unknown): Promise<T> {
+  return Promise.resolve(vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: ${title}`, cancellable: true },
+    async (progress, token) => {
+      let last = 0;
+      return ctx.worker.runJob<T>(kind, params, {
+        provider: provider(),
+        onProgress: (done, total, message) => {
+          const pct = total > 0 ? (100 * done) / total : 0;
+          progress.report({ message, increment: Math.max(0, pct - last) });
+          last = Math.max(last, pct);
+        },
+        token: {
+          get cancelled() { return token.isCancellationRequested; },
+          onCancellationRequested: (cb: () => void) => token.onCancellationRequested(cb),
+        },
+      });
+    },
+  ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// arguments
+
+interface Target { adapter?: string; module?: string; file?: string }
+
+/** Adapter (and module) from a tree node, a Uri, a path or a Uri-like object. */
+function argTarget(arg: unknown): Target {
+  if (!arg) return {};
+  if (arg instanceof vscode.Uri) return arg.scheme === 'file' ? { file: arg.fsPath } : {};
+  if (typeof arg === 'string') return { file: arg.startsWith('file:') ? vscode.Uri.parse(arg).fsPath : arg };
+  if (typeof arg === 'object') {
+    const o = arg as { fsPath?: unknown; ref?: { path?: unknown }; isAdapter?: unknown; module?: { name?: unknown }; parent?: { parent?: { ref?: { path?: unknown } } } };
+    if (o.module && typeof o.module.name === 'string' && typeof o.parent?.parent?.ref?.path === 'string') {
+      return { adapter: o.parent.parent.ref.path, module: o.module.name };
+    }
+    if (o.ref && typeof o.ref.path === 'string') return o.isAdapter === false ? { file: o.ref.path } : { adapter: o.ref.path };
+    if (typeof o.fsPath === 'string') return { file: o.fsPath };
+  }
+  return {};
+}
+
+function isAdapterPath(p: string): boolean {
+  try {
+    const st = fs.statSync(p);
+    if (st.isDirectory()) return fs.existsSync(path.join(p, 'adapter_config.json'));
+    return path.basename(p) === 'adapter_config.json' || fs.existsSync(path.join(path.dirname(p), 'adapter_config.json'));
+  } catch {
+    return false;
+  }
+}
+
+function adapterRoot(p: string): string {
+  return fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
+}
+
+async function pickAdapter(title: string): Promise<string | undefined> {
+  const refs = workspaceAdapters();
+  if (refs.length === 0) {
+    void vscode.window.showInformationMessage('LoRA Lens: no LoRA adapters found in this workspace.');
+    return undefined;
+  }
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const pick = await vscode.window.showQuickPick(
+    refs.map((r) => ({ label: r.name, detail: root ? path.relative(root, r.path) || r.path : r.path, path: r.path })),
+    { title: `LoRA Lens: ${title}`, placeHolder: 'Select an adapter', matchOnDetail: true },
+  );
+  return pick?.path;
+}
+
+async function adapterFrom(arg: unknown, title: string): Promise<Target | undefined> {
+  const t = argTarget(arg);
+  if (t.adapter) return t;
+  if (t.file && isAdapterPath(t.file)) return { adapter: adapterRoot(t.file) };
+  const a = await pickAdapter(title);
+  return a ? { adapter: a } : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// commands
+
+async function setBaseModel(ctx: Ctx, arg: unknown): Promise<void> {
+  const t = await adapterFrom(arg, 'Set Base Model');
+  if (!t?.adapter) return;
+  await chooseBaseModel(ctx.store, t.adapter);
+  ctx.inspector?.refresh();
+}
+
+async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
+  const t = await adapterFrom(arg, 'Intruder Dimensions');
+  if (!t?.adapter) return;
+  const adapterPath = t.adapter;
+  const baseDir = await resolveBaseModel(ctx.store, adapterPath);
+  if (!baseDir) return;
+  const s = intruderSettings();
+  const params: IntrudersParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir };
+  log.info(`intruders ${adapterPath} vs ${baseDir} (k=${s.k}, ε=${s.epsilon}, mode ${s.mode}, provider ${provider()})`);
+  const data = await runJob<IntrudersData>(ctx, `intruder dimensions of ${path.basename(adapterPath)}`, 'base.intruders', params);
+  log.info(`intruders of ${data.adapter.name}: ${data.totals.intruders} certain, ${data.totals.possible} possible in ${data.totals.analysed} modules (${data.ms} ms, cache ${data.cache.hits} hits) on ${data.engine.provider}`);
+  for (const e of data.errors) log.warn(`intruders ${e.name}: ${e.message}`);
+  data.settings.lambda = s.lambda;
+  const handler: RequestHandler = async (m) => {
+    if (m.type === 'openSpectra') {
+      await showSpectra(ctx, { adapter: adapterPath, module: m.module });
+      return {};
+    }
+    if (m.type !== 'mitigate') throw new Error(`unexpected request ${m.type}`);
+    const r = await mitigate(ctx, adapterPath, baseDir, m.lambda);
+    return r ? { result: { kind: 'mitigate', data: r }, message: `Wrote ${path.basename(r.outDir)} (${r.changed.length} modules changed, verified)` } : { message: 'Mitigation cancelled' };
+  };
+  BasePanel.show({
+    extensionUri: ctx.extensionUri, key: adapterPath, title: `Intruders: ${data.adapter.name}`, init: { type: 'init', view: 'intruders', data }, handler, status: ctx.status,
+  });
+}
+
+async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: number): Promise<MitigateData | undefined> {
+  const s = intruderSettings();
+  const name = path.basename(adapterRoot(adapterPath));
+  const target = await vscode.window.showSaveDialog({
+    defaultUri: vscode.Uri.file(path.join(path.dirname(adapterRoot(adapterPath)), `${name}-intruders-mitigated`)),
+    title: `New adapter folder for ${name} with intruders scaled by λ = ${lambda}`,
+    saveLabel: 'Write New Adapter',
+  });
+  if (!target) return undefined;
+  if (target.scheme !== 'file') throw new Error('the mitigated adapter must be written to a local folder');
+  const params: MitigateParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, lambda, outDir: target.fsPath, cacheDir: ctx.cacheDir };
+  const r = await runJob<MitigateData>(ctx, `mitigating intruders of ${name} (λ = ${lambda})`, 'base.mitigate', params);
+  log.info(`mitigated ${adapterPath} → ${r.outDir}: ${r.changed.length} modules changed, ${r.unchanged} unchanged, verified`);
+  ctx.inspector?.refresh();
+  await vscode.commands.executeCommand('loraLens.inspector.focus').then(undefined, () => undefined);
+  void vscode.window.showInformationMessage(
+    `LoRA Lens: wrote ${path.basename(r.outDir)} (${r.changed.length} modules with intruders rescaled, products verified).`, 'Intruder Dimensions', 'Reveal in Explorer',
+  ).then(async (c) => {
+    if (c === 'Intruder Dimensions') await vscode.commands.executeCommand('loraLens.analyzeIntruders', vscode.Uri.file(r.outDir));
+    if (c === 'Reveal in Explorer') await vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(r.outDir));
+  });
+  return r;
+}
+
+function moduleList(adapterPath: string): SpectraInit['modules'] {
+  const a = openAdapter(adapterPath);
+  try {
+    return a.modules.filter((m) => !m.conv).map((m) => ({ name: m.name, m: m.outFeatures, n: m.inFeatures, layer: m.layer, kind: m.kind }));
+  } finally {
+    a.store.close();
+  }
+}
+
+async function confirmFull(ctx: Ctx, m: number, n: number, what: string): Promise<boolean> {
+  const est = await ctx.worker.runJob<EstimateResult>('base.estimateFull', { m, n } satisfies EstimateParams, { provider: provider() });
+  const secs = est.seconds < 1 ? `${Math.max(1, Math.round(est.seconds * 1000))} ms` : est.seconds < 120 ? `${est.seconds.toFixed(1)} s` : `${(est.seconds / 60).toFixed(1)} min`;
+  const d = Math.min(m, n);
+  const detail = `All ${d} singular values of W0 and of W0 + ΔW (${m}×${n}): fp64 Gram in onnxruntime + a TypeScript eigen solver, O(d³) with d = ${d}.` +
+    (d > est.maxDim ? ` d exceeds ${est.maxDim}: this is slow and uses ${((d * d * 8) / 2 ** 20).toFixed(0)} MiB per Gram.` : '') +
+    ' The top-k spectrum (rsvd) is shown meanwhile; the base result is cached on disk.';
+  const ok = await vscode.window.showWarningMessage(`Compute the full spectrum of ${what}? Estimated time on this machine: about ${secs}.`, { modal: true, detail }, 'Compute Full Spectrum');
+  return ok === 'Compute Full Spectrum';
+}
+
+async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
+  const t = await adapterFrom(arg, 'Spectra (base vs adapted)');
+  if (!t?.adapter) return;
+  const adapterPath = t.adapter;
+  const baseDir = await resolveBaseModel(ctx.store, adapterPath);
+  if (!baseDir) return;
+  const modules = moduleList(adapterPath);
+  if (modules.length === 0) throw new Error(`${path.basename(adapterPath)} has no matrix LoRA modules`);
+  let module = t.module && modules.some((m) => m.name === t.module) ? t.module : undefined;
+  if (!module) {
+    const pick = await vscode.window.showQuickPick(
+      modules.map((m) => ({ label: m.name, description: `${m.m}×${m.n}`, name: m.name })),
+      { title: `LoRA Lens: Spectra — ${path.basename(adapterPath)}`, placeHolder: 'Select a module (σ of W0, W0 + ΔW and ΔW)' },
+    );
+    module = pick?.name;
+    if (!module) return;
+  }
+  const run = (mod: string, full: boolean): Promise<SpectraData> =>
+    runJob<SpectraData>(ctx, `spectra of ${mod}${full ? ' (full)' : ''}`, 'base.spectra', { adapterPath, baseDir, module: mod, k: topK(), full, cacheDir: ctx.cacheDir } satisfies SpectraParams);
+  const data = await run(module, false);
+  log.info(`spectra ${module}: k=${data.k}${data.full ? ' (full)' : ''}, base ${data.baseCached ? 'cached' : 'computed'}, ${data.ms} ms on ${data.engine.provider}`);
+  const handler: RequestHandler = async (m) => {
+    if (m.type !== 'spectra') throw new Error(`unexpected request ${m.type}`);
+    const info = modules.find((x) => x.name === m.module);
+    if (!info) throw new Error(`unknown module ${m.module}`);
+    if (m.full && Math.min(info.m, info.n) > topK() && !(await confirmFull(ctx, info.m, info.n, m.module))) return { message: 'Full spectrum not computed' };
+    return { result: { kind: 'spectra', data: await run(m.module, m.full) } };
+  };
+  const name = path.basename(adapterPath);
+  BasePanel.show({
+    extensionUri: ctx.extensionUri, key: adapterPath, title: `Spectra: ${name}`,
+    init: { type: 'init', view: 'spectra', data: { adapter: { name, path: adapterPath }, base: { dir: baseDir }, modules, data } }, handler, status: ctx.status,
+  });
+}
+
+/** Weights in the workspace that are not adapters (files, sharded indexes, model folders). */
+async function pickWeights(title: string, exclude?: string): Promise<string | undefined> {
+  type Item = vscode.QuickPickItem & { p?: string; browse?: boolean };
+  const items: Item[] = [];
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  for (const f of vscode.workspace.workspaceFolders ?? []) {
+    if (f.uri.scheme !== 'file') continue;
+    try {
+      for (const r of detectCheckpoints(f.uri.fsPath)) {
+        if (!['safetensors', 'sharded', 'model-folder'].includes(r.kind) || r.path === exclude) continue;
+        items.push({ label: r.name, description: r.kind, detail: root ? path.relative(root, r.path) || r.path : r.path, p: r.path });
+      }
+    } catch (e) {
+      log.warn(`compare: ${errorMessage(e)}`);
+    }
+  }
+  items.push({ label: '$(folder-opened) Browse…', description: 'a .safetensors file, *.index.json or a model folder', browse: true });
+  const pick = await vscode.window.showQuickPick(items, { title: `LoRA Lens: Compare Checkpoints — ${title}`, matchOnDetail: true });
+  if (!pick) return undefined;
+  if (!pick.browse) return pick.p;
+  const uris = await vscode.window.showOpenDialog({
+    canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title, filters: { Weights: ['safetensors', 'json'] },
+    defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+  });
+  return uris?.[0]?.fsPath;
+}
+
+async function compareCheckpoints(ctx: Ctx, arg: unknown, arg2?: unknown): Promise<void> {
+  const t = argTarget(arg), t2 = argTarget(arg2);
+  const a = t.file ?? t.adapter ?? (await pickWeights('A: reference (W0)'));
+  if (!a) return;
+  const b = t2.file ?? (await pickWeights(`B: compared with ${path.basename(a)} (W1)`, a));
+  if (!b) return;
+  const data = await runJob<CompareData>(ctx, `comparing ${path.basename(a)} and ${path.basename(b)}`, 'base.compare', { a, b } satisfies CompareParams);
+  log.info(`compare ${a} vs ${b}: ${data.rows.length} tensors, ${data.skipped.length} skipped, ${data.ms} ms`);
+  const s = intruderSettings();
+  const handler: RequestHandler = async (m) => {
+    if (m.type !== 'compareTensor') throw new Error(`unexpected request ${m.type}`);
+    const params: CompareTensorParams = { a, b, tensor: m.tensor, k: topK(), epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir };
+    return { result: { kind: 'compareTensor', data: await runJob<CompareTensorData>(ctx, `ΔW of ${m.tensor}`, 'base.compareTensor', params) } };
+  };
+  BasePanel.show({
+    extensionUri: ctx.extensionUri, key: `${a}|${b}`, title: `Compare: ${path.basename(a)} ↔ ${path.basename(b)}`,
+    init: { type: 'init', view: 'compare', data }, handler, status: ctx.status,
+  });
+}
+
+/** Registers the base-model commands; each failure surfaces once, at the command boundary. */
+export function registerBaseFeatures(context: vscode.ExtensionContext, base: BaseFeatureContext): void {
+  const ctx: Ctx = {
+    ...base, store: new BaseModelStore(context.workspaceState),
+    cacheDir: vscode.Uri.joinPath(context.globalStorageUri, 'decomp').fsPath,
+  };
+  const commands: Record<string, (...args: unknown[]) => unknown> = {
+    'loraLens.setBaseModel': (arg) => setBaseModel(ctx, arg),
+    'loraLens.analyzeIntruders': (arg) => analyzeIntruders(ctx, arg),
+    'loraLens.showSpectra': (arg) => showSpectra(ctx, arg),
+    'loraLens.compareCheckpoints': (arg, sel) => (Array.isArray(sel) && sel.length === 2 ? compareCheckpoints(ctx, sel[0], sel[1]) : compareCheckpoints(ctx, arg)),
+  };
+  for (const [id, fn] of Object.entries(commands)) {
+    context.subscriptions.push(vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+      try {
+        await fn(...args);
+      } catch (e) {
+        if (e instanceof CancelledError) {
+          log.info(`${id}: cancelled`);
+          void vscode.window.showInformationMessage('LoRA Lens: cancelled.');
+          return;
+        }
+        log.error(`${id}: ${errorMessage(e)}`);
+        void vscode.window.showErrorMessage(`LoRA Lens: ${errorMessage(e)}`);
+      }
+    }));
+  }
+  context.subscriptions.push({ dispose: () => BasePanel.disposeAll() });
+}

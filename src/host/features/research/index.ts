@@ -1,0 +1,140 @@
+/**
+ * Research views (issue 5 part 2) in a `loraLens.research` webview, one panel per view:
+ *   loraLens.attentionLipschitz  per-layer/head ‖V‖₂, ‖KᵀQ‖₂/√d, radius bound (base vs adapted) + adversarial √n chart
+ *   loraLens.tokenDynamics       base vs LoRA token-particle animation + Gaussian ODE overlay + Koubbi bifurcation table
+ *   loraLens.vloraIncrements     σ of W_{l+1} − W_l per weight kind, effective ranks, VLoRA parameter savings
+ * All numbers come from worker jobs (src/worker/jobs/research.ts) with progress and cancel.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
+import { errorMessage, log } from '../../log';
+import { webviewHtml, webviewOptions } from '../../webviewHtml';
+import {
+  DynamicsResult, HostToWebview, KoubbiResult, LipschitzResult, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView, VloraResult,
+} from '../../../../webview/research/protocol';
+
+const TITLES: Record<ResearchView, string> = {
+  lipschitz: 'Attention Lipschitz Bounds', dynamics: 'Token Dynamics', vlora: 'Cross-layer Increments (VLoRA)',
+};
+
+interface Target { base: string; adapter?: string }
+
+/** Base model folder of an adapter (base_model_name_or_path relative to the adapter, holding config.json). */
+export function resolveBase(adapterPath: string): string | undefined {
+  const dir = fs.statSync(adapterPath).isDirectory() ? adapterPath : path.dirname(adapterPath);
+  try {
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    const b = typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : typeof cfg.model === 'string' ? cfg.model : undefined;
+    if (!b) return undefined;
+    const p = path.resolve(dir, b);
+    return fs.existsSync(path.join(p, 'config.json')) ? p : undefined;
+  } catch { return undefined; }
+}
+
+async function pickTarget(arg: unknown, title: string): Promise<Target | undefined> {
+  const given = arg instanceof CheckpointNode ? arg.ref.path : arg instanceof vscode.Uri ? arg.fsPath : typeof arg === 'string' ? arg : undefined;
+  if (given) {
+    const base = resolveBase(given);
+    if (base) return { base, adapter: given };
+    if (fs.existsSync(path.join(given, 'config.json'))) return { base: given };
+    throw new Error(`${given}: cannot find its base model (base_model_name_or_path with a config.json)`);
+  }
+  const cands = workspaceAdapters().map((r) => ({ r, base: resolveBase(r.path) })).filter((c) => c.base);
+  if (!cands.length) throw new Error('no adapter with a local base model (config.json + weights) in this workspace; run "LoRA Lens: Create Demo Workspace" or open one');
+  if (cands.length === 1) return { base: cands[0].base!, adapter: cands[0].r.path };
+  const pick = await vscode.window.showQuickPick(cands.map((c) => ({ label: c.r.name, detail: c.r.path, c })), { title: `LoRA Lens: ${title}`, placeHolder: 'Adapter (its local base model is used)' });
+  return pick ? { base: pick.c.base!, adapter: pick.c.r.path } : undefined;
+}
+
+class ResearchPanel {
+  private static readonly panels = new Map<ResearchView, ResearchPanel>();
+  private inputs: ResearchInputs = {};
+  private running: vscode.CancellationTokenSource | undefined;
+  private ready = false;
+  private last: ResearchResult | undefined;
+
+  static show(ctx: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }, view: ResearchView, target: Target): ResearchPanel {
+    let p = ResearchPanel.panels.get(view);
+    if (p) { p.target = target; p.panel.reveal(); void p.compute(); return p; }
+    const panel = vscode.window.createWebviewPanel('loraLens.research', `LoRA Lens: ${TITLES[view]}`, vscode.ViewColumn.Active, { ...webviewOptions(ctx.extensionUri), retainContextWhenHidden: true });
+    p = new ResearchPanel(panel, ctx, view, target);
+    ResearchPanel.panels.set(view, p);
+    return p;
+  }
+
+  static disposeAll(): void { for (const p of ResearchPanel.panels.values()) p.panel.dispose(); }
+
+  private constructor(readonly panel: vscode.WebviewPanel, private readonly ctx: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }, private readonly view: ResearchView, private target: Target) {
+    panel.webview.html = webviewHtml(panel.webview, ctx.extensionUri, { title: TITLES[view], script: 'research.js', styles: ['webview.css', 'research.css'], bodyClass: `research view-${view}` });
+    panel.onDidDispose(() => { this.running?.cancel(); ResearchPanel.panels.delete(view); });
+    panel.webview.onDidReceiveMessage((raw: unknown) => {
+      const m = parseWebviewToHost(raw);
+      if (!m) return;
+      if (m.type === 'ready') {
+        this.ready = true;
+        this.post({ type: 'init', view, base: target.base, adapter: target.adapter });
+        if (this.last) this.post({ type: 'result', result: this.last }); else void this.compute();
+      } else if (m.type === 'recompute') { this.inputs = { ...this.inputs, ...m.inputs }; void this.compute(); }
+      else log[m.level](`research webview: ${m.message}`);
+    });
+  }
+
+  private post(m: HostToWebview): void { if (this.ready) void this.panel.webview.postMessage(m); }
+
+  private async compute(): Promise<void> {
+    this.running?.cancel();
+    const cts = new vscode.CancellationTokenSource();
+    this.running = cts;
+    const i = this.inputs, t = this.target;
+    this.post({ type: 'busy', message: 'computing…' });
+    try {
+      const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `LoRA Lens: ${TITLES[this.view]}`, cancellable: true }, async (progress, token) => {
+        token.onCancellationRequested(() => cts.cancel());
+        const opts = {
+          token: { get cancelled() { return cts.token.isCancellationRequested; }, onCancellationRequested: (cb: () => void) => cts.token.onCancellationRequested(cb) },
+          onProgress: (_d: number, _t: number, message: string) => { progress.report({ message }); this.post({ type: 'busy', message }); },
+        };
+        const w = this.ctx.worker;
+        if (this.view === 'lipschitz') {
+          const data = await w.runJob<LipschitzResult>('research.lipschitz', { base: t.base, adapter: t.adapter, n: i.n, R: i.R, layer: i.layer, head: i.head }, opts);
+          return { view: 'lipschitz', data } as ResearchResult;
+        }
+        if (this.view === 'dynamics') {
+          const data = await w.runJob<DynamicsResult>('research.dynamics', { base: t.base, adapter: t.adapter, layer: i.layer, head: i.head, n: i.tokens, seed: i.seed }, opts);
+          const koubbi = await w.runJob<KoubbiResult>('research.koubbi', {}, opts);
+          return { view: 'dynamics', data, koubbi } as ResearchResult;
+        }
+        const data = await w.runJob<VloraResult>('research.vlora', { base: t.base, rank: i.rank }, opts);
+        return { view: 'vlora', data } as ResearchResult;
+      });
+      if (cts.token.isCancellationRequested) return;
+      this.last = result;
+      this.post({ type: 'result', result });
+    } catch (e) {
+      if (cts.token.isCancellationRequested) { this.post({ type: 'error', message: 'cancelled' }); return; }
+      log.error(`research ${this.view}: ${errorMessage(e)}`);
+      this.post({ type: 'error', message: errorMessage(e) });
+    } finally {
+      if (this.running === cts) this.running = undefined;
+    }
+  }
+}
+
+export function registerResearchFeature(context: vscode.ExtensionContext, deps: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }): void {
+  const cmds: [string, ResearchView][] = [['loraLens.attentionLipschitz', 'lipschitz'], ['loraLens.tokenDynamics', 'dynamics'], ['loraLens.vloraIncrements', 'vlora']];
+  for (const [id, view] of cmds) {
+    context.subscriptions.push(vscode.commands.registerCommand(id, async (arg?: unknown) => {
+      try {
+        const t = await pickTarget(arg, TITLES[view]);
+        if (t) ResearchPanel.show(deps, view, t);
+      } catch (e) {
+        log.error(`${id}: ${errorMessage(e)}`);
+        void vscode.window.showErrorMessage(`LoRA Lens: ${errorMessage(e)}`);
+      }
+    }));
+  }
+  context.subscriptions.push({ dispose: () => ResearchPanel.disposeAll() });
+}

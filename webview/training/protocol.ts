@@ -1,0 +1,131 @@
+/**
+ * Typed protocol of the training webview (`loraLens.training`) and the plain data of the
+ * `training.run` worker job (src/worker/jobs/training.ts). Pure types + one validator.
+ *
+ * Handshake: the webview posts `ready`; the host answers with `init` (defaults, provider setting,
+ * current run state). Requests (`start`, `stop`, `resume`) carry a `requestId`; the host answers
+ * with a `reply` carrying the same id and, on failure, `error`. While a run is going the host
+ * pushes `points` (batched, ≤ ~10 messages/s), `status` and finally `finished`.
+ */
+
+export type TrainRunMode = 'lora' | 'balora';
+export type ProviderName = 'cpu' | 'webgpu' | 'cuda';
+
+export interface TrainForm {
+  /** Built-in task: LoRA fine-tuning of a tiny transformer pre-trained on (x + y) mod p, to (x − y) mod p. */
+  task: 'modular-subtraction';
+  r: number;
+  alpha: number;
+  lr: number;
+  steps: number;
+  seed: number;
+}
+
+export interface TrainPoint {
+  mode: TrainRunMode;
+  step: number;
+  loss: number;
+  balanceGap?: number;
+  kappaA?: number;
+  kappaB?: number;
+}
+
+/** Opaque resume state per mode (TrainState of src/core/train/trainer.ts, plain arrays). */
+export interface ResumeStates { lora: unknown; balora: unknown }
+
+export interface TrainJobParams {
+  form: TrainForm;
+  /** Folder of the pre-trained base (config.json + model.safetensors); pre-trained and written here when missing. */
+  baseDir: string;
+  provider: ProviderName;
+  /** Steps already done (resume) — the job runs `form.steps − startStep` more. */
+  resume?: ResumeStates;
+  /** New folders the adapters are saved to when the run completes (never overwritten). */
+  saveDirs: { lora: string; balora: string };
+}
+
+export type TrainProgressData =
+  | { kind: 'phase'; phase: 'pretrain' | 'train' | 'save'; message: string }
+  | { kind: 'provider'; requested: ProviderName; used: ProviderName; reason?: string }
+  | { kind: 'points'; points: TrainPoint[] };
+
+export interface EvalResult { loss: number; acc: number }
+
+export interface TrainJobResult {
+  stopped: boolean;
+  step: number;
+  /** Present when stopped: pass back as `resume`. */
+  resume?: ResumeStates;
+  saved?: { lora: string; balora: string };
+  eval?: { lora: EvalResult; balora: EvalResult; base: EvalResult };
+  provider: { requested: ProviderName; used: ProviderName; reason?: string };
+  pretrained: boolean;
+  baseDir: string;
+  ms: number;
+}
+
+export type RunStatus = 'idle' | 'pretraining' | 'running' | 'stopping' | 'stopped' | 'finished' | 'error';
+
+export interface RunSnapshot {
+  status: RunStatus;
+  message: string;
+  form: TrainForm;
+  points: TrainPoint[];
+  provider: { setting: ProviderName; used?: ProviderName; reason?: string };
+  result?: TrainJobResult;
+  canResume: boolean;
+}
+
+export type WebviewToHost =
+  | { type: 'ready' }
+  | { type: 'start'; requestId: number; form: TrainForm }
+  | { type: 'stop'; requestId: number }
+  | { type: 'resume'; requestId: number }
+  | { type: 'reveal'; requestId: number; path: string }
+  | { type: 'analyze'; requestId: number; path: string }
+  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+
+export type HostToWebview =
+  | { type: 'init'; snapshot: RunSnapshot }
+  | { type: 'points'; points: TrainPoint[] }
+  | { type: 'status'; status: RunStatus; message: string; provider?: RunSnapshot['provider']; canResume: boolean }
+  | { type: 'finished'; result: TrainJobResult }
+  | { type: 'reply'; requestId: number; ok: boolean; message?: string; error?: string };
+
+export const DEFAULT_FORM: TrainForm = { task: 'modular-subtraction', r: 4, alpha: 8, lr: 1e-2, steps: 400, seed: 1 };
+
+/** Validates a form (throws with the offending field). */
+export function checkForm(f: unknown): TrainForm {
+  if (!f || typeof f !== 'object') throw new Error('training form missing');
+  const o = f as Record<string, unknown>;
+  const n = (k: string, lo: number, hi: number, int = false): number => {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (int && !Number.isInteger(v))) {
+      throw new Error(`${k} must be ${int ? 'an integer' : 'a number'} in [${lo}, ${hi}], got ${String(v)}`);
+    }
+    return v;
+  };
+  if (o.task !== 'modular-subtraction') throw new Error(`unknown task ${String(o.task)}`);
+  return { task: 'modular-subtraction', r: n('r', 1, 32, true), alpha: n('alpha', 1e-3, 1e4), lr: n('lr', 1e-6, 1), steps: n('steps', 1, 100000, true), seed: n('seed', 0, 2 ** 31, true) };
+}
+
+export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
+  if (!m || typeof m !== 'object') return undefined;
+  const o = m as Record<string, unknown>;
+  const id = typeof o.requestId === 'number' ? o.requestId : undefined;
+  switch (o.type) {
+    case 'ready': return { type: 'ready' };
+    case 'start':
+      if (id === undefined) return undefined;
+      try { return { type: 'start', requestId: id, form: checkForm(o.form) }; } catch { return { type: 'start', requestId: id, form: o.form as TrainForm }; }
+    case 'stop': return id === undefined ? undefined : { type: 'stop', requestId: id };
+    case 'resume': return id === undefined ? undefined : { type: 'resume', requestId: id };
+    case 'reveal':
+    case 'analyze':
+      return id !== undefined && typeof o.path === 'string' ? { type: o.type, requestId: id, path: o.path } : undefined;
+    case 'log':
+      if ((o.level === 'info' || o.level === 'warn' || o.level === 'error') && typeof o.message === 'string') return { type: 'log', level: o.level, message: o.message.slice(0, 2000) };
+      return undefined;
+    default: return undefined;
+  }
+}
