@@ -8,6 +8,7 @@ import { analyzeAdapter } from './analysis/lora';
 import { Engine, ExecutionProvider } from './engine/ort';
 import { makeDemoWorkspace } from './demo/makeDemo';
 import { surgeryCli } from './surgery/cli';
+import { trainHfAdapter } from './train/hfTrainer';
 import { convertCli } from './convert/cli';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
@@ -26,6 +27,8 @@ const USAGE = `usage:
   lora-lens combine A1 W1 A2 W2 OUT [--svd --rank k]   concatenate (exact) or SVD-truncate two adapters
   lora-lens rescale PATH FACTOR OUT                    multiply the adapter's scale
   lora-lens hessian-demo                               Hessian condition numbers of balanced vs scaled factors
+  lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]
+                                                       LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)
 All writing commands create NEW files/folders, verify them, and never overwrite their input.`;
 
 function flag(args: string[], name: string): string | undefined {
@@ -60,6 +63,26 @@ export async function main(argv: string[]): Promise<number> {
   if (!target) {
     console.error(USAGE);
     return 2;
+  }
+  if (cmd === 'train') {
+    const [modelDir, data, out] = args;
+    if (!modelDir || !data || !out) {
+      console.error(USAGE);
+      return 2;
+    }
+    const num = (name: string, def: number): number => {
+      const v = flag(args, name);
+      return v === undefined ? def : Number(v);
+    };
+    const balora = bool(args, '--balora');
+    const targets = flag(args, '--targets')?.split(',');
+    const steps = num('--steps', 100), r = num('--r', 8);
+    const res = await trainHfAdapter({
+      modelDir, data, outDir: out, mode: balora ? 'balora' : 'lora', steps, r, alpha: num('--alpha', 2 * r), lr: num('--lr', 1e-3),
+      targets, provider, onStep: (s) => { if (s.step % 10 === 0 || s.step === steps) console.log(`step ${s.step}  loss ${s.loss.toFixed(4)}${s.balanceGap !== undefined ? `  gap ${s.balanceGap.toExponential(2)}` : ''}`); },
+    });
+    console.log(`trained ${res.steps.length} steps on ${res.sequences} sequences (${res.provider.used}); adapter written to ${res.adapterDir}`);
+    return 0;
   }
   if (cmd === 'demo') {
     for (const p of makeDemoWorkspace(target)) console.log(`wrote ${p}`);

@@ -107,8 +107,17 @@ test('LoRA Lens base-model analyses (code-server)', { timeout: 12 * 60 * 1000 },
       assert.ok(await quickInputAsked(page), 'Set Base Model should ask for the adapter');
       await pickQuickItem(page, ADAPTER);
       assert.ok(await quickInputAsked(page), 'Set Base Model should offer base model choices');
-      const rows = await page.$$eval(selectors.quickInputRows, (rs) => rs.map((r) => r.getAttribute('aria-label') || r.textContent));
-      assert.ok(rows.some((r) => /tiny-llama/.test(r) && /detected/i.test(r)), `the detected tiny-llama should be offered; rows ${JSON.stringify(rows)}`);
+      // rows render progressively: poll until the detected folder is listed
+      const offered = await page
+        .waitForFunction(
+          (sel) => [...document.querySelectorAll(sel)].some((r) => /tiny-llama/.test(r.textContent || '') && /detected/i.test(r.textContent || '')),
+          selectors.quickInputRows,
+          { timeout: 15000 },
+        )
+        .then(() => true)
+        .catch(() => false);
+      const rows = await page.$$eval(selectors.quickInputRows, (rs) => rs.map((r) => r.textContent));
+      assert.ok(offered, `the detected tiny-llama should be offered; rows ${JSON.stringify(rows)}`);
       await pickQuickItem(page, 'tiny-llama');
       const text = await notificationText(page, /base model of demo-lora is tiny-llama/);
       assert.match(text, /tiny-llama/);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, launch, openView, runCommand, screenshot, waitForTreeItem, webviewFrame } from './harness.mjs';
+import { REPO_ROOT, commandPaletteEntries, launch, openView, runCommand, screenshot, waitForTreeItem, webviewFrame } from './harness.mjs';
 
 const DEMO = path.join(REPO_ROOT, 'demo-workspace');
 const RUN_TIMEOUT = Number(process.env.E2E_ANALYSIS_TIMEOUT_MS || 120000);
@@ -34,6 +34,8 @@ test('LoRA / BaLoRA training in VS Code (code-server)', { timeout: 10 * 60 * 100
 
   let frame;
   await step(page, 'training-01-open', '"LoRA Lens: Train LoRA / BaLoRA…" opens the training webview', async () => {
+    // Contributions register after the workbench renders.
+    await commandPaletteEntries(page, 'LoRA Lens: Train', { expect: ['LoRA Lens: Train LoRA / BaLoRA…'], timeout: 60000 });
     await runCommand(page, 'LoRA Lens: Train LoRA / BaLoRA…');
     frame = await webviewFrame(page, 'LoRA Lens: Training');
     await frame.waitForSelector('#train-start:not([disabled])');

@@ -123,6 +123,12 @@ test('demo tokenizer.json: expected ids, prompt tokens masked in packing', () =>
   const mask = Array.from(p.loss.slice(start, start + third + 3));
   assert.deepEqual(mask, [...new Array(third).fill(0), 1, 1, 1]);
   assert.deepEqual(batchIndices(p.n, 4, 3, 7), batchIndices(p.n, 4, 3, 7), 'deterministic shuffling');
+  const idx = Array.from({ length: 3 }, (_, k) => batchIndices(p.n, 4, k, 7)).flat();
+  assert.equal(new Set(idx.slice(0, Math.min(12, p.n))).size, Math.min(12, p.n), 'no repeats within an epoch');
+  const txt = path.join(tmpRoot, 'plain.txt');
+  fs.writeFileSync(txt, 'the cat sees the dog .\n\nthe dog sees the cat .\n');
+  assert.deepEqual(readTextDataset(txt), [{ text: 'the cat sees the dog .' }, { text: 'the dog sees the cat .' }]);
+  assert.throws(() => hfArchFromConfig({ model_type: 'llama', hidden_size: 8, num_attention_heads: 2, num_hidden_layers: 1, vocab_size: 8, intermediate_size: 8, rope_scaling: { rope_type: 'llama3' } }), /rope_scaling/);
 });
 
 test('LoRA on the demo JSONL lowers the loss; adapter re-opens in PEFT layout and reloads to identical logits', async () => {
@@ -196,6 +202,10 @@ test('GPT-2 LoRA: fan_in_fan_out adapter, reload gives identical logits', async 
   const c = a.modules.find((m) => m.name.endsWith('h.1.attn.c_attn'))!;
   assert.deepEqual([c.rank, c.outFeatures, c.inFeatures, c.fanInFanOut], [2, 96, 32, true]);
   assert.ok(Math.abs(c.scale - 4 / Math.SQRT2) < 1e-12);
+  const ac = new AbortController();
+  ac.abort();
+  const aborted = await trainHfAdapter({ modelDir: gpt2Dir, data, steps: 5, batchSize: 4, seqLen: T, outDir: path.join(tmpRoot, 'adapters', 'aborted'), signal: ac.signal });
+  assert.ok(aborted.aborted && aborted.losses.length === 0 && aborted.adapterDir === undefined && !fs.existsSync(path.join(tmpRoot, 'adapters', 'aborted')));
   const own = loadHfAdapter(out);
   const tr = await HfTrainer.create({ model: gpt2Dir, spec: own.spec, batchSize: 2, seqLen: T, loraInit: own.params });
   const batch = makeBatch(data, [0, 1]);

@@ -142,8 +142,16 @@ function moduleShort(name: string, layer?: number): string {
   return m ? m[1] : name;
 }
 
+const KIND_ORDER = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'qkv_proj', 'c_attn', 'c_proj', 'gate_proj', 'up_proj', 'down_proj', 'gate_up_proj', 'c_fc'];
+
+/** Column of the heatmap: the module kind (q_proj…), or the path below the layer when kinds repeat. */
 function kindLabel(m: IntruderModuleData): string {
-  return moduleShort(m.name, m.layer);
+  return m.kind;
+}
+
+function kindRank(k: string): number {
+  const i = KIND_ORDER.indexOf(k);
+  return i < 0 ? KIND_ORDER.length : i;
 }
 
 function vectorTable(vs: IntruderVectorData[], approx: boolean, id: string): HTMLElement {
@@ -201,7 +209,10 @@ function renderIntruders(d: IntrudersData): HTMLElement[] {
 
   // heatmap: layers × kinds
   const kinds: string[] = [];
-  for (const m of d.modules) if (!kinds.includes(kindLabel(m))) kinds.push(kindLabel(m));
+  const useKind = new Set(d.modules.map((m) => `${m.layer ?? -1}|${m.kind}`)).size === d.modules.length;
+  const label = (m: IntruderModuleData): string => (useKind ? kindLabel(m) : moduleShort(m.name, m.layer));
+  for (const m of d.modules) if (!kinds.includes(label(m))) kinds.push(label(m));
+  kinds.sort((a, b) => kindRank(a) - kindRank(b));
   const layers = [...new Set(d.modules.map((m) => m.layer ?? -1))].sort((a, b) => a - b);
   const maxCount = Math.max(1, ...d.modules.map((m) => m.count));
   const detail = h('section', { class: 'card', id: 'module-detail' });
@@ -226,7 +237,7 @@ function renderIntruders(d: IntrudersData): HTMLElement[] {
   for (const l of layers) {
     grid.append(h('div', { class: 'heat-row' }, l < 0 ? '–' : String(l)));
     for (const k of kinds) {
-      const m = d.modules.find((x) => (x.layer ?? -1) === l && kindLabel(x) === k);
+      const m = d.modules.find((x) => (x.layer ?? -1) === l && label(x) === k);
       if (!m) { grid.append(h('div', { class: 'heat-cell empty', 'data-layer': l, 'data-kind': k })); continue; }
       const level = m.count === 0 ? 0 : Math.max(1, Math.ceil((5 * m.count) / maxCount));
       const cell = h('div', {
@@ -283,17 +294,18 @@ function renderSpectraData(s: SpectraData, box: HTMLElement): void {
   const c = themeColors();
   const sigmaCanvas = h('canvas', { id: 'sigma-chart', role: 'img', 'aria-label': 'singular values of W0, W0+ΔW and ΔW' });
   const esdCanvas = h('canvas', { id: 'esd-chart', role: 'img', 'aria-label': 'ESD histograms of W0 and W0+ΔW' });
+  const fmtM = (v: unknown): string => (typeof v === 'number' && Number.isInteger(v) ? String(v) : fmt4(v as number));
   const metricsRows = METRIC_ROWS.map((r) => h('tr', { 'data-metric': r.key, title: r.title }, h('td', {}, r.label),
-    h('td', { class: 'num', 'data-which': 'base', 'data-value': String(s.metrics.base[r.key]) }, fmt4(s.metrics.base[r.key] as number)),
-    h('td', { class: 'num', 'data-which': 'merged', 'data-value': String(s.metrics.merged[r.key]) }, fmt4(s.metrics.merged[r.key] as number))));
+    h('td', { class: 'num', 'data-which': 'base', 'data-value': String(s.metrics.base[r.key]) }, fmtM(s.metrics.base[r.key])),
+    h('td', { class: 'num', 'data-which': 'merged', 'data-value': String(s.metrics.merged[r.key]) }, fmtM(s.metrics.merged[r.key]))));
   const warns = [...s.metrics.base.warnings.map((w) => `W0: ${w}`), ...s.metrics.merged.warnings.map((w) => `W0+ΔW: ${w}`)];
   box.replaceChildren(
-    h('dl', { class: 'facts compact' },
+    h('section', { class: 'card', id: 'spectra-facts' }, h('dl', { class: 'facts' },
       fact('Module', s.module, 'module'), fact('Base tensor', s.baseTensor, 'tensor'), fact('Shape', `${s.m}×${s.n}`, 'shape'),
       fact('ΔW', `rank ${s.rank} · s = ${fmt4(s.scale)}`, 'delta'),
       fact('Spectrum', s.full ? `full (${s.k} of ${Math.min(s.m, s.n)})` : `top-${s.k} (rsvd) of ${Math.min(s.m, s.n)}`, 'spectrum'),
       fact('Base decomposition', s.baseCached ? 'from cache' : 'computed (now cached)', 'cached'),
-      fact('Engine', engineText(s.engine), 'engine'), fact('Time', `${s.ms} ms`, 'time')),
+      fact('Engine', engineText(s.engine), 'engine'), fact('Time', `${s.ms} ms`, 'time'))),
     h('div', { class: 'charts' },
       h('div', { class: 'card chart-card', id: 'sigma-card' }, h('div', { class: 'card-head' }, h('h2', {}, 'Singular values'), h('span', { class: 'hint' }, 'σᵢ, log scale')), h('div', { class: 'chart-box' }, sigmaCanvas)),
       h('div', { class: 'card chart-card', id: 'esd-card' }, h('div', { class: 'card-head' }, h('h2', {}, 'ESD'), h('span', { class: 'hint' }, 'histogram of λ = σ², log-binned')), h('div', { class: 'chart-box' }, esdCanvas))),
@@ -314,8 +326,8 @@ function renderSpectraData(s: SpectraData, box: HTMLElement): void {
       sigmaSeries('ΔW = s·B·A', s.sigma.delta, col[2]),
     ], { xTitle: 'index i', yTitle: 'σᵢ', logY: true });
     lineChart('esd', esdCanvas, [
-      { label: 'W0', data: step(s.esd.base), borderColor: col[0], backgroundColor: col[0], stepped: 'before', pointRadius: 0, borderWidth: 1.75 },
-      { label: 'W0 + ΔW', data: step(s.esd.merged), borderColor: col[1], backgroundColor: col[1], stepped: 'before', pointRadius: 0, borderWidth: 1.75, borderDash: [5, 3] },
+      { label: 'W0', data: step(s.esd.base), borderColor: col[0], backgroundColor: col[0], stepped: 'after', pointRadius: 0, borderWidth: 1.75 },
+      { label: 'W0 + ΔW', data: step(s.esd.merged), borderColor: col[1], backgroundColor: col[1], stepped: 'after', pointRadius: 0, borderWidth: 1.75, borderDash: [5, 3] },
     ], { xTitle: 'λ = σ²', yTitle: 'count', logX: true });
   });
   void c;
@@ -324,7 +336,7 @@ function renderSpectraData(s: SpectraData, box: HTMLElement): void {
 function renderSpectra(d: SpectraInit): HTMLElement[] {
   rebuild = [];
   const select = h('select', { id: 'module-select', 'aria-label': 'Module' },
-    ...d.modules.map((m) => h('option', { value: m.name, selected: m.name === d.data.module }, `${m.name} (${m.m}×${m.n})`)));
+    ...d.modules.map((m) => h('option', { value: m.name, selected: m.name === d.data.module }, `${m.name.replace(/^model\./, '')} (${m.m}×${m.n})`)));
   const status = h('span', { id: 'spectra-status', class: 'status-text', role: 'status' });
   const fullBtn = h('button', { id: 'full-btn', class: 'secondary', type: 'button', title: 'Exact full spectra of W0 and W0+ΔW (asks first, with a time estimate)' }, 'Full spectrum…');
   const box = h('div', { class: 'spectra-box', id: 'spectra-box' });
@@ -333,6 +345,7 @@ function renderSpectra(d: SpectraInit): HTMLElement[] {
     if (r?.kind === 'spectra') {
       rebuild = [];
       renderSpectraData(r.data, box);
+      fullBtn.disabled = r.data.full;
       status.textContent = r.data.full ? 'Full spectrum' : '';
     }
   };
@@ -343,6 +356,8 @@ function renderSpectra(d: SpectraInit): HTMLElement[] {
       h('div', { class: 'actions' }, status, select, fullBtn)),
     h('div', { class: 'path', title: d.base.dir }, `base: ${d.base.dir}`));
   renderSpectraData(d.data, box);
+  fullBtn.disabled = d.data.full;
+  if (d.data.full) fullBtn.title = 'This spectrum is already complete';
   return [header, box];
 }
 

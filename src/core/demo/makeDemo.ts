@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DType, fromFloats } from '../formats/dtype';
 import { encodeSafetensors } from '../formats/safetensors';
+import { writeDemoTokenizerAndData } from './tokenizer';
 
 /** mulberry32 PRNG with Box–Muller normals. */
 export class Rng {
@@ -159,7 +160,8 @@ export function makeDemoWorkspace(root: string): string[] {
   const written: string[] = [];
   const base = path.join(root, 'tiny-llama');
   writeTinyLlama(base);
-  written.push(base);
+  writeDemoTokenizerAndData(base, path.join(root, 'data', 'train.jsonl'));
+  written.push(base, path.join(root, 'data', 'train.jsonl'));
   const all = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
   const lora = path.join(root, 'adapters', 'demo-lora');
   writeDemoAdapter(lora, '../../tiny-llama', { r: 8, alpha: 16, targets: all, dtype: 'F32', seed: 11, bScale: 1 });

@@ -64,7 +64,8 @@ export async function chooseBaseModel(store: BaseModelStore, adapterPath: string
   const current = store.get(adapterPath);
   type Item = vscode.QuickPickItem & { dir?: string; action?: 'browse' | 'clear' };
   const items: Item[] = [];
-  const rel = (d: string): string => path.relative(path.dirname(adapterPath), d) || d;
+  const adapterDir = fs.existsSync(adapterPath) && fs.statSync(adapterPath).isDirectory() ? adapterPath : path.dirname(adapterPath);
+  const rel = (d: string): string => path.relative(adapterDir, d) || d;
   if (det.dir) items.push({ label: `$(sparkle) ${path.basename(det.dir)}`, description: 'detected from base_model_name_or_path', detail: det.dir, dir: det.dir });
   if (current && current !== det.dir) items.push({ label: `$(check) ${path.basename(current)}`, description: 'current', detail: current, dir: current });
   items.push({ label: '$(folder-opened) Choose a model folder…', description: 'config.json + model.safetensors or *.safetensors.index.json', action: 'browse' });
