@@ -93,7 +93,7 @@ function lineChart(series: { label: string; xs: number[]; ys: number[]; dash?: b
 
 function table(head: string[], rows: (string | number)[][], cls = 'rs-table'): HTMLTableElement {
   return h('table', { class: cls }, h('thead', {}, h('tr', {}, ...head.map((x) => h('th', {}, x)))),
-    h('tbody', {}, ...rows.map((r) => h('tr', { 'data-layer': String(r[0]) }, ...r.map((x) => h('td', {}, typeof x === 'number' ? fmt(x) : x))))));
+    h('tbody', {}, ...rows.map((r) => h('tr', { 'data-layer': String(r[0]) }, ...r.map((x) => h('td', {}, typeof x === 'number' ? (Number.isInteger(x) && Math.abs(x) < 1e6 ? String(x) : fmt(x)) : x))))));
 }
 
 function renderLipschitz(d: LipschitzResult): void {
