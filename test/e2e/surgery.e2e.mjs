@@ -20,12 +20,21 @@ function tempWorkspace(t) {
   return ws;
 }
 
+/** E2E_KEEP_SHOTS=DIR also copies each screenshot there (test-artifacts/e2e is wiped by every e2e-run). */
+function keep(shot) {
+  if (process.env.E2E_KEEP_SHOTS && shot) {
+    fs.mkdirSync(process.env.E2E_KEEP_SHOTS, { recursive: true });
+    fs.copyFileSync(shot, path.join(process.env.E2E_KEEP_SHOTS, path.basename(shot)));
+  }
+  return shot;
+}
+
 async function step(page, name, what, fn) {
   try {
     await fn();
-    await screenshot(page, name);
+    keep(await screenshot(page, name));
   } catch (e) {
-    const shot = await screenshot(page, `${name}-FAILED`);
+    const shot = keep(await screenshot(page, `${name}-FAILED`));
     e.message = `${what}\n  cause: ${e.message}\n  screenshot: ${path.relative(REPO_ROOT, shot)}`;
     throw e;
   }

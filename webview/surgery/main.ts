@@ -86,10 +86,17 @@ function barChart(canvas: HTMLCanvasElement, labels: string[], sets: { label: st
       },
       scales: {
         x: { ticks: { color: c.muted, autoSkip: true, maxRotation: 60, minRotation: 30, font: { size: 10 } }, grid: { display: false } },
-        y: { type: log ? 'logarithmic' : 'linear', title: { display: true, text: yTitle, color: c.muted }, ticks: { color: c.muted, callback: (v) => fmt(Number(v), 1) }, grid: { color: c.grid } },
+        y: { type: log ? 'logarithmic' : 'linear', title: { display: true, text: yTitle, color: c.muted }, ticks: { color: c.muted, callback: (v) => (log ? logTick(Number(v)) : fmt(Number(v), 1)) }, grid: { color: c.grid } },
       },
     },
   }));
+}
+
+/** Log-axis tick: 1e-4 rather than 1.0e-4; only 1·10ᵏ, 2·10ᵏ, 5·10ᵏ labelled. */
+function logTick(v: number): string {
+  const m = v / 10 ** Math.floor(Math.log10(v));
+  if (![1, 2, 5].some((x) => Math.abs(m - x) < 1e-6)) return '';
+  return v >= 1e-3 && v < 1e4 ? String(Number(v.toPrecision(3))) : v.toExponential(0);
 }
 
 type Col<T> = { key: string; label: string; title: string; value: (r: T) => number | string; text?: (r: T) => string | Node; num?: boolean };

@@ -57,6 +57,13 @@ const fmt = (x: number | undefined): string => {
   return a !== 0 && (a >= 1e4 || a < 1e-3) ? x.toExponential(2) : Number(x.toPrecision(4)).toString();
 };
 
+/** Log-axis tick: 1e-4 rather than 1.00e-4; only 1·10ᵏ, 2·10ᵏ, 5·10ᵏ labelled. */
+function logTick(v: number): string {
+  const m = v / 10 ** Math.floor(Math.log10(v));
+  if (![1, 2, 5].some((x) => Math.abs(m - x) < 1e-6)) return '';
+  return v >= 1e-3 && v < 1e4 ? String(Number(v.toPrecision(3))) : v.toExponential(0);
+}
+
 const SERIES: { key: string; label: string; chart: 'loss' | 'gap' | 'kappa'; mode: 'lora' | 'balora'; value: (p: TrainPoint) => number | undefined; color: number; dash?: number[] }[] = [
   { key: 'loss-lora', label: 'LoRA', chart: 'loss', mode: 'lora', value: (p) => p.loss, color: 0 },
   { key: 'loss-balora', label: 'BaLoRA', chart: 'loss', mode: 'balora', value: (p) => p.loss, color: 1 },
@@ -125,7 +132,7 @@ function makeChart(id: 'loss' | 'gap' | 'kappa', title: string, hint: string, yT
         },
         scales: {
           x: { type: 'linear', min: 0, suggestedMax: snap?.form.steps, title: { display: true, text: 'step', color: c.muted }, ticks: { color: c.muted, precision: 0 }, grid: { color: c.grid } },
-          y: { type: 'logarithmic', title: { display: true, text: yTitle, color: c.muted }, ticks: { color: c.muted, callback: (v) => fmt(Number(v)) }, grid: { color: c.grid } },
+          y: { type: 'logarithmic', title: { display: true, text: yTitle, color: c.muted }, ticks: { color: c.muted, callback: (v) => logTick(Number(v)) }, grid: { color: c.grid } },
         },
       },
     });
@@ -223,7 +230,7 @@ function render(): void {
     h('div', { class: 'train-form' },
       h('label', { class: 'field', for: 'f-task' }, h('span', {}, 'task'),
         h('select', { id: 'f-task', title: 'Tiny attention-only transformer pre-trained on (x + y) mod 23, fine-tuned to (x − y) mod 23' },
-          h('option', { value: 'modular-subtraction', selected: true }, 'modular subtraction (tiny transformer, p = 23)'))),
+          h('option', { value: 'modular-subtraction', selected: true }, 'modular subtraction (p = 23)'))),
       num('r', 'rank r', f.r, { min: 1, max: 32, step: 1 }, 'LoRA rank'),
       num('alpha', 'alpha', f.alpha, { min: 0.001, step: 'any' }, 'lora_alpha (scale α/r)'),
       num('lr', 'learning rate', f.lr, { min: 1e-6, max: 1, step: 'any' }, 'AdamW learning rate'),
