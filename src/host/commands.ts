@@ -6,9 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AnalysisWorkerClient } from '../core/analysis/workerClient';
-import { CancelledError } from '../core/formats/errors';
-import { CheckpointNode, type InspectorProvider, workspaceAdapters } from './inspectorTree';
-import { errorMessage, log } from './log';
+import { CheckpointNode, type InspectorProvider } from './inspectorTree';
+import { log } from './log';
+import { jobProgress, pickAdapter, providerSetting, registerBoundaryCommands } from './ui';
 import { EngineStatus, ReportPanel } from './reportPanel';
 
 export interface CommandContext {
@@ -18,7 +18,6 @@ export interface CommandContext {
   status: EngineStatus;
 }
 
-type Provider = 'cpu' | 'webgpu' | 'cuda';
 
 /** Path from a tree node, Uri, string path or a Uri-like JSON object (command links). */
 function argPath(arg: unknown): string | undefined {
@@ -35,54 +34,20 @@ function argPath(arg: unknown): string | undefined {
   return undefined;
 }
 
-async function pickAdapter(): Promise<string | undefined> {
-  const refs = workspaceAdapters();
-  if (refs.length === 0) {
-    void vscode.window.showInformationMessage('LoRA Lens: no LoRA adapters found in this workspace.');
-    return undefined;
-  }
-  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const pick = await vscode.window.showQuickPick(
-    refs.map((r) => ({ label: r.name, detail: root ? path.relative(root, r.path) || r.path : r.path, path: r.path })),
-    { title: 'LoRA Lens: Analyze Adapter', placeHolder: 'Select an adapter to analyze', matchOnDetail: true },
-  );
-  return pick?.path;
-}
-
-function provider(): Provider {
-  const v = vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu');
-  return v === 'webgpu' || v === 'cuda' ? v : 'cpu';
-}
-
 async function analyze(ctx: CommandContext, arg: unknown): Promise<void> {
   let p = argPath(arg);
   if (!p) {
     // Palette on a checkpoint viewer / weights file: analyze that file's adapter.
-    p = await pickAdapter();
+    p = await pickAdapter('LoRA Lens: Analyze Adapter');
     if (!p) return;
   }
   if (!fs.existsSync(p)) throw new Error(`${p} does not exist`);
   const name = path.basename(p);
-  const ep = provider();
+  const ep = providerSetting();
   log.info(`analyze ${p} (provider ${ep})`);
   const report = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: analyzing ${name}`, cancellable: true },
-    async (progress, token) => {
-      let last = 0;
-      return ctx.worker.analyze({
-        path: p,
-        provider: ep,
-        onProgress: (done, total, message) => {
-          const pct = total > 0 ? (100 * done) / total : 0;
-          progress.report({ message: `${message} (${done}/${total})`, increment: Math.max(0, pct - last) });
-          last = Math.max(last, pct);
-        },
-        token: {
-          get cancelled() { return token.isCancellationRequested; },
-          onCancellationRequested: (cb: () => void) => token.onCancellationRequested(cb),
-        },
-      });
-    },
+    (progress, token) => ctx.worker.analyze({ path: p, provider: ep, ...jobProgress(progress, token) }),
   );
   log.info(`analysis of ${report.adapter.name}: ${report.modules.length} modules in ${report.timings.totalMs.toFixed(1)} ms on ${report.engine.provider}`);
   for (const w of report.warnings) log.warn(`${report.adapter.name}: ${w}`);
@@ -139,21 +104,5 @@ export function registerCommands(context: vscode.ExtensionContext, ctx: CommandC
     'loraLens.openCheckpoint': (arg) => openCheckpoint(arg),
     'loraLens.refreshInspector': () => ctx.inspector.refresh(),
   };
-  for (const [id, fn] of Object.entries(commands)) {
-    context.subscriptions.push(
-      vscode.commands.registerCommand(id, async (...args: unknown[]) => {
-        try {
-          await fn(...args);
-        } catch (e) {
-          if (e instanceof CancelledError) {
-            log.info(`${id}: cancelled`);
-            void vscode.window.showInformationMessage('LoRA Lens: analysis cancelled.');
-            return;
-          }
-          log.error(`${id}: ${errorMessage(e)}`);
-          void vscode.window.showErrorMessage(`LoRA Lens: ${errorMessage(e)}`);
-        }
-      }),
-    );
-  }
+  registerBoundaryCommands(context, commands);
 }

@@ -7,7 +7,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DType } from '../../src/core/formats/dtype';
-import { encodeSafetensors } from '../../src/core/formats/safetensors';
 
 // ---------------------------------------------------------------- PRNG
 

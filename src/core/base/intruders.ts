@@ -228,6 +228,24 @@ async function analyse(engine: Engine, W0: Float32Array, m: number, n: number, d
     St = sv.S;
     notes.push(`approximate: compared with the top ${base.count} of ${d} base left singular vectors (rsvd); 'possible' marks vectors whose max|cos| bound straddles ε`);
   }
+  const vectors = await classifyAgainstBase(engine, base, Ut, St, m, k, eps, mode, d);
+  const intruders = vectors.filter((v) => v.status === 'intruder');
+  return {
+    mode, k, epsilon: eps, m, n, baseVectors: base.count, count: intruders.length,
+    possible: vectors.filter((v) => v.status === 'possible').length, intruders, vectors, baseCached: base.cached, notes, Ut, St,
+  };
+}
+
+/**
+ * Compares the top-k left singular vectors of a tuned matrix (rows of `Ut`, k×m) with the base's
+ * left singular vectors (`base.rows`, count×m): max |cos| per vector via one ORT product, and the
+ * intruder status. In 'approx' mode (base has only its top `count` of `d` vectors) the status is
+ * decided from sound bounds: with ρ = ‖P⊥u‖, the true max lies in [max(c, ρ/√(d−count)), max(c, ρ)].
+ */
+export async function classifyAgainstBase(
+  engine: Engine, base: { rows: Float64Array; count: number }, Ut: Float64Array, St: ArrayLike<number>,
+  m: number, k: number, eps: number, mode: 'exact' | 'approx', d: number,
+): Promise<IntruderVector[]> {
   // C = U0rows (count×m) · Utᵀ (m×k) → count×k
   const UtCols = new Float64Array(m * k);
   for (let j = 0; j < k; j++) for (let i = 0; i < m; i++) UtCols[i * k + j] = Ut[j * m + i];
@@ -251,11 +269,7 @@ async function analyse(engine: Engine, W0: Float32Array, m: number, n: number, d
     }
     vectors.push(v);
   }
-  const intruders = vectors.filter((v) => v.status === 'intruder');
-  return {
-    mode, k, epsilon: eps, m, n, baseVectors: base.count, count: intruders.length,
-    possible: vectors.filter((v) => v.status === 'possible').length, intruders, vectors, baseCached: base.cached, notes, Ut, St,
-  };
+  return vectors;
 }
 
 /** Intruder dimensions of W0 + ΔW (top-k left singular vectors of the merged matrix vs W0's). */
@@ -286,7 +300,7 @@ export async function mitigateIntruders(engine: Engine, W0: Float32Array, m: num
   const lambda = opts.lambda ?? 0.75;
   const det = await analyse(engine, W0, m, n, delta, opts);
   const { Ut: Urows, St, ...detection } = det;
-  const k = det.k, r = delta.r;
+  const r = delta.r;
   const I = det.intruders.map((v) => v.index);
   const sigmaBefore = Float64Array.from(St);
   const scaled = Array.from(St, (s, j) => (I.includes(j) ? lambda * s : s)).sort((a, b) => b - a);

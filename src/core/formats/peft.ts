@@ -11,6 +11,7 @@ import { Adapter, AdapterSummary, kindOf, layerOf, LoraFactor, LoraModule } from
 import { FormatError } from './errors';
 import { RangeFile, sniffPlaceholder } from './fileio';
 import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
+import { openTorchCheckpoint } from './torchzip';
 
 export const PEFT_CONFIG = 'adapter_config.json';
 export const PEFT_WEIGHTS = 'adapter_model.safetensors';
@@ -224,14 +225,13 @@ export function openPeftAdapter(dir: string, weights?: string): Adapter {
   if (typeof init === 'string' && /^(pissa|olora|corda)/i.test(init)) {
     warnings.push(`init_lora_weights="${init}": this adapter was trained on a modified base; unless converted at save time, s·B·A is not the full change`);
   }
-  const wfile = weights ?? path.join(dir, PEFT_WEIGHTS);
-  if (!fs.existsSync(wfile)) {
-    if (fs.existsSync(path.join(dir, PEFT_LEGACY_WEIGHTS))) {
-      throw new FormatError(path.join(dir, PEFT_LEGACY_WEIGHTS), 'legacy pickle weights (adapter_model.bin) need the safe pickle reader');
-    }
-    throw new FormatError(dir, `has ${PEFT_CONFIG} but no ${PEFT_WEIGHTS}`);
-  }
-  const store = SafetensorsStore.openFile(wfile);
+  let wfile = weights ?? path.join(dir, PEFT_WEIGHTS);
+  if (!weights && !fs.existsSync(wfile) && fs.existsSync(path.join(dir, PEFT_LEGACY_WEIGHTS))) wfile = path.join(dir, PEFT_LEGACY_WEIGHTS);
+  if (!fs.existsSync(wfile)) throw new FormatError(dir, `has ${PEFT_CONFIG} but no ${PEFT_WEIGHTS}`);
+  // Legacy adapter_model.bin: torch zip read by the restricted pickle reader (never runs code).
+  const legacy = /\.(bin|pt|pth)$/i.test(wfile);
+  const torchStore = legacy ? openTorchCheckpoint(wfile) : undefined;
+  const store = torchStore ?? SafetensorsStore.openFile(wfile);
   try {
     const fif = cfg.fan_in_fan_out === true;
     const { modules, other, warnings: w } = pairFactors({
@@ -241,6 +241,7 @@ export function openPeftAdapter(dir: string, weights?: string): Adapter {
       fanInFanOut: fif,
     });
     warnings.push(...w, ...store.warnings);
+    if (torchStore?.locations.some((l) => l !== 'cpu')) warnings.push(`storages were saved on ${torchStore.locations.join(', ')}; read on the CPU`);
     if (modules.length === 0) throw new FormatError(wfile, `contains no LoRA factor pairs (lora_A/lora_B); ${store.tensors.size} tensors found`);
     return {
       format: 'peft', path: dir, weightsFile: wfile, name: path.basename(dir), config: cfg,

@@ -14,7 +14,7 @@
  *    randomized range finder (onnxruntime products, TS QR/SVD on the thin factors) giving the top `topK` values,
  *    with the total energy ‖D‖_F² computed exactly.
  */
-import { Mat, mat } from '../linalg/dense';
+import { mat } from '../linalg/dense';
 import { householderQR, svd, symEig } from '../linalg/decomp';
 import { Rng } from '../demo/makeDemo';
 import type { TensorStore } from '../formats/safetensors';

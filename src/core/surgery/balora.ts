@@ -22,7 +22,7 @@ import { CancelToken, FormatError, throwIfCancelled } from '../formats/errors';
 import { openAdapter } from '../formats/open';
 import { PEFT_CONFIG } from '../formats/peft';
 import { cholesky, householderQRColumns, svd, singularValues, conditionNumber } from '../linalg/decomp';
-import { Mat, mat, matmul, transpose, frobenius, scaleCols, scaleRows } from '../linalg/dense';
+import { Mat, mat, matmul, transpose, scaleCols, scaleRows } from '../linalg/dense';
 import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import { matmul64 } from '../engine/products';

@@ -23,7 +23,7 @@ export class AdamWGraph {
   private readonly bc2: V;
 
   /** `step` and `lr` are scalar inputs of the tape's float type. */
-  constructor(private readonly t: Tape, private readonly cfg: AdamWConfig, private readonly step: V, private readonly lr: V) {
+  constructor(private readonly t: Tape, private readonly cfg: AdamWConfig, step: V, private readonly lr: V) {
     const one = t.scalar(1);
     this.bc1 = t.raw('Sub', [one, t.raw('Pow', [t.scalar(cfg.beta1), step], [])], []);
     this.bc2 = t.raw('Sqrt', [t.raw('Sub', [one, t.raw('Pow', [t.scalar(cfg.beta2), step], [])], [])], []);

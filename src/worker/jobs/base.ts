@@ -12,11 +12,10 @@ import * as path from 'node:path';
 import { openBaseModel, baseWeightFor, readBaseWeight, type BaseModel, type BaseWeightRef } from '../../core/base/basemodel';
 import { DecompCache, type CacheKey } from '../../core/base/cache';
 import { esdMetrics, logHistogram, type EsdMetrics } from '../../core/base/esd';
-import { adapterIntruders, baseLeftBasis, type AdapterIntruders, mitigateIntruders, readDelta, findIntruders, type IntruderVector } from '../../core/base/intruders';
+import { adapterIntruders, baseLeftBasis, type AdapterIntruders, mitigateIntruders, readDelta, findIntruders, classifyAgainstBase, type IntruderVector } from '../../core/base/intruders';
 import { fullSpectrum, rsvd, estimateFullSpectrumSeconds, FULL_SPECTRUM_MAX_DIM } from '../../core/base/rsvd';
 import { GraphBuilder } from '../../core/engine/graph';
 import type { Engine } from '../../core/engine/ort';
-import { matmul64 } from '../../core/engine/products';
 import type { Adapter, LoraModule } from '../../core/formats/adapter';
 import { FormatError, throwIfCancelled } from '../../core/formats/errors';
 import { openAdapter, openStore } from '../../core/formats/open';
@@ -430,28 +429,7 @@ export async function checkpointIntruders(engine: Engine, W0: Float32Array, W1: 
     Ut = transposeToRows(sv.U, m, k);
     St = sv.S;
   }
-  const UtCols = new Float64Array(m * k);
-  for (let j = 0; j < k; j++) for (let i = 0; i < m; i++) UtCols[i * k + j] = Ut[j * m + i];
-  const C = await matmul64(engine, base.rows, base.count, m, UtCols, k);
-  const vectors: IntruderVectorData[] = [];
-  for (let j = 0; j < k; j++) {
-    let best = -1, bi = 0, sq = 0;
-    for (let i = 0; i < base.count; i++) {
-      const c = Math.abs(C[i * k + j]);
-      sq += c * c;
-      if (c > best) { best = c; bi = i; }
-    }
-    const v: IntruderVectorData = { index: j, sigma: St[j], maxCos: best, baseIndex: bi, status: best < eps ? 'intruder' : 'ok' };
-    if (mode === 'approx') {
-      const rho = Math.sqrt(Math.max(0, 1 - sq));
-      const upper = Math.max(best, rho);
-      const lower = d > base.count ? Math.max(best, rho / Math.sqrt(d - base.count)) : best;
-      v.residual = rho;
-      v.upperBound = upper;
-      v.status = upper < eps ? 'intruder' : lower >= eps ? 'ok' : 'possible';
-    }
-    vectors.push(v);
-  }
+  const vectors: IntruderVectorData[] = await classifyAgainstBase(engine, base, Ut, St, m, k, eps, mode, d);
   const notes = mode === 'approx' ? [`approximate: compared with the top ${base.count} of ${d} left singular vectors of W0 (rsvd); 'possible' marks vectors whose max|cos| bound straddles ε`] : [];
   return {
     mode, epsilon: eps, baseVectors: base.count, count: vectors.filter((v) => v.status === 'intruder').length,

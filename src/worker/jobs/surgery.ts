@@ -20,8 +20,8 @@ import { combineAdapters, mergeIntoBase, rescaleAdapter } from '../../core/surge
 import { balancedHessianKappa, factorScaleImbalance, scaledHessianKappa } from '../../core/surgery/hessian';
 import { describeRule, planRankReduction, reduceRankAdapter, type RankRule } from '../../core/surgery/rank';
 import type {
-  CombineParams, MergeParams, PlanJobResult, PlanParams, RankRuleSpec, RebalanceJobResult, RebalanceParams, ReduceJobResult,
-  ReduceParams, RescaleParams, SimpleJobResult,
+  CombineParams, MergeParams, PlanJobResult, RankRuleSpec, RebalanceJobResult, RebalanceParams, ReduceJobResult,
+  RescaleParams, SimpleJobResult,
 } from '../../../webview/surgery/protocol';
 import { registerJob, type JobContext } from './registry';
 

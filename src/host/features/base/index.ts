@@ -12,16 +12,16 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { CompareTensorData, CompareData, IntruderMode, IntrudersData, MitigateData, SpectraData, SpectraInit } from '../../../../webview/base/protocol';
 import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
-import { CancelledError } from '../../../core/formats/errors';
 import { detectCheckpoints, openAdapter } from '../../../core/formats/open';
 import type {
   CompareParams, CompareTensorParams, EstimateParams, EstimateResult, IntrudersParams, MitigateParams, SpectraParams,
 } from '../../../worker/jobs/base';
-import { workspaceAdapters, type InspectorProvider } from '../../inspectorTree';
+import { type InspectorProvider } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
 import type { EngineStatus } from '../../reportPanel';
 import { BaseModelStore, chooseBaseModel, resolveBaseModel } from './baseModels';
 import { BasePanel, type RequestHandler } from './panel';
+import { pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress } from '../../ui';
 
 export interface BaseFeatureContext {
   worker: AnalysisWorkerClient;
@@ -35,12 +35,6 @@ interface Ctx extends BaseFeatureContext {
   cacheDir: string;
 }
 
-type Provider = 'cpu' | 'webgpu' | 'cuda';
-
-function provider(): Provider {
-  const v = vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu');
-  return v === 'webgpu' || v === 'cuda' ? v : 'cpu';
-}
 
 function intruderSettings(): { k: number; epsilon: number; mode: IntruderMode; lambda: number } {
   const c = vscode.workspace.getConfiguration('loraLens.intruders');
@@ -59,24 +53,7 @@ function topK(): number {
 
 /** Runs a worker job under a cancellable progress notification. */
 function runJob<T>(ctx: Ctx, title: string, kind: string, params: unknown): Promise<T> {
-  return Promise.resolve(vscode.window.withProgress(
-    { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: ${title}`, cancellable: true },
-    async (progress, token) => {
-      let last = 0;
-      return ctx.worker.runJob<T>(kind, params, {
-        provider: provider(),
-        onProgress: (done, total, message) => {
-          const pct = total > 0 ? (100 * done) / total : 0;
-          progress.report({ message, increment: Math.max(0, pct - last) });
-          last = Math.max(last, pct);
-        },
-        token: {
-          get cancelled() { return token.isCancellationRequested; },
-          onCancellationRequested: (cb: () => void) => token.onCancellationRequested(cb),
-        },
-      });
-    },
-  ));
+  return runJobWithProgress<T>(ctx.worker, kind, params, `LoRA Lens: ${title}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,19 +91,6 @@ function adapterRoot(p: string): string {
   return fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
 }
 
-async function pickAdapter(title: string): Promise<string | undefined> {
-  const refs = workspaceAdapters();
-  if (refs.length === 0) {
-    void vscode.window.showInformationMessage('LoRA Lens: no LoRA adapters found in this workspace.');
-    return undefined;
-  }
-  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  const pick = await vscode.window.showQuickPick(
-    refs.map((r) => ({ label: r.name, detail: root ? path.relative(root, r.path) || r.path : r.path, path: r.path })),
-    { title: `LoRA Lens: ${title}`, placeHolder: 'Select an adapter', matchOnDetail: true },
-  );
-  return pick?.path;
-}
 
 async function adapterFrom(arg: unknown, title: string): Promise<Target | undefined> {
   const t = argTarget(arg);
@@ -154,7 +118,7 @@ async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
   if (!baseDir) return;
   const s = intruderSettings();
   const params: IntrudersParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir };
-  log.info(`intruders ${adapterPath} vs ${baseDir} (k=${s.k}, ε=${s.epsilon}, mode ${s.mode}, provider ${provider()})`);
+  log.info(`intruders ${adapterPath} vs ${baseDir} (k=${s.k}, ε=${s.epsilon}, mode ${s.mode}, provider ${providerSetting()})`);
   const data = await runJob<IntrudersData>(ctx, `intruder dimensions of ${path.basename(adapterPath)}`, 'base.intruders', params);
   log.info(`intruders of ${data.adapter.name}: ${data.totals.intruders} certain, ${data.totals.possible} possible in ${data.totals.analysed} modules (${data.ms} ms, cache ${data.cache.hits} hits) on ${data.engine.provider}`);
   for (const e of data.errors) log.warn(`intruders ${e.name}: ${e.message}`);
@@ -207,7 +171,7 @@ function moduleList(adapterPath: string): SpectraInit['modules'] {
 }
 
 async function confirmFull(ctx: Ctx, m: number, n: number, what: string): Promise<boolean> {
-  const est = await ctx.worker.runJob<EstimateResult>('base.estimateFull', { m, n } satisfies EstimateParams, { provider: provider() });
+  const est = await ctx.worker.runJob<EstimateResult>('base.estimateFull', { m, n } satisfies EstimateParams, { provider: providerSetting() });
   const secs = est.seconds < 1 ? `${Math.max(1, Math.round(est.seconds * 1000))} ms` : est.seconds < 120 ? `${est.seconds.toFixed(1)} s` : `${(est.seconds / 60).toFixed(1)} min`;
   const d = Math.min(m, n);
   const detail = `All ${d} singular values of W0 and of W0 + ΔW (${m}×${n}): fp64 Gram in onnxruntime + a TypeScript eigen solver, O(d³) with d = ${d}.` +
@@ -311,20 +275,6 @@ export function registerBaseFeatures(context: vscode.ExtensionContext, base: Bas
     'loraLens.showSpectra': (arg) => showSpectra(ctx, arg),
     'loraLens.compareCheckpoints': (arg, sel) => (Array.isArray(sel) && sel.length === 2 ? compareCheckpoints(ctx, sel[0], sel[1]) : compareCheckpoints(ctx, arg)),
   };
-  for (const [id, fn] of Object.entries(commands)) {
-    context.subscriptions.push(vscode.commands.registerCommand(id, async (...args: unknown[]) => {
-      try {
-        await fn(...args);
-      } catch (e) {
-        if (e instanceof CancelledError) {
-          log.info(`${id}: cancelled`);
-          void vscode.window.showInformationMessage('LoRA Lens: cancelled.');
-          return;
-        }
-        log.error(`${id}: ${errorMessage(e)}`);
-        void vscode.window.showErrorMessage(`LoRA Lens: ${errorMessage(e)}`);
-      }
-    }));
-  }
+  registerBoundaryCommands(context, commands);
   context.subscriptions.push({ dispose: () => BasePanel.disposeAll() });
 }

@@ -12,6 +12,7 @@ import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
 import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
 import { webviewHtml, webviewOptions } from '../../webviewHtml';
+import { registerBoundaryCommands } from '../../ui';
 import {
   DynamicsResult, HostToWebview, KoubbiResult, LipschitzResult, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView, VloraResult,
 } from '../../../../webview/research/protocol';
@@ -125,16 +126,9 @@ class ResearchPanel {
 
 export function registerResearchFeature(context: vscode.ExtensionContext, deps: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }): void {
   const cmds: [string, ResearchView][] = [['loraLens.attentionLipschitz', 'lipschitz'], ['loraLens.tokenDynamics', 'dynamics'], ['loraLens.vloraIncrements', 'vlora']];
-  for (const [id, view] of cmds) {
-    context.subscriptions.push(vscode.commands.registerCommand(id, async (arg?: unknown) => {
-      try {
-        const t = await pickTarget(arg, TITLES[view]);
-        if (t) ResearchPanel.show(deps, view, t);
-      } catch (e) {
-        log.error(`${id}: ${errorMessage(e)}`);
-        void vscode.window.showErrorMessage(`LoRA Lens: ${errorMessage(e)}`);
-      }
-    }));
-  }
+  registerBoundaryCommands(context, Object.fromEntries(cmds.map(([id, view]) => [id, async (arg?: unknown) => {
+    const t = await pickTarget(arg, TITLES[view]);
+    if (t) ResearchPanel.show(deps, view, t);
+  }])));
   context.subscriptions.push({ dispose: () => ResearchPanel.disposeAll() });
 }

@@ -15,7 +15,7 @@ import { log } from '../../log';
 import { SurgeryPanel, type SurgeryPanelActions } from './surgeryPanel';
 import {
   adapterFromArgOrPick, adapterName, askOutputFolder, pickAdapter, registerBoundaryCommands, revealInTree, runJobWithProgress,
-} from './util';
+} from '../../ui';
 
 export interface SurgeryDeps {
   extensionUri: vscode.Uri;

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
 import type { InspectorProvider } from '../../inspectorTree';
-import { registerBoundaryCommands, revealInTree } from '../surgery/util';
+import { registerBoundaryCommands, revealInTree } from '../../ui';
 import { TrainingPanel } from './trainingPanel';
 
 export interface TrainingFeatureDeps {

@@ -14,7 +14,7 @@ import {
 import { Disposable } from '../../dispose';
 import { errorMessage, log } from '../../log';
 import { webviewHtml, webviewOptions } from '../../webviewHtml';
-import { providerSetting } from '../surgery/util';
+import { providerSetting } from '../../ui';
 
 export interface TrainingDeps {
   extensionUri: vscode.Uri;

@@ -1,11 +1,11 @@
-/** Host helpers shared by the surgery and training features: argument → path, pickers, worker jobs with progress. */
+/** Host helpers shared by all features: argument → path, pickers, worker jobs with progress, command error boundary. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
-import { CancelledError } from '../../../core/formats/errors';
-import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
-import { errorMessage, log } from '../../log';
+import type { AnalysisWorkerClient, JobOptions } from '../core/analysis/workerClient';
+import { CancelledError } from '../core/formats/errors';
+import { CheckpointNode, workspaceAdapters } from './inspectorTree';
+import { errorMessage, log } from './log';
 
 export type Provider = 'cpu' | 'webgpu' | 'cuda';
 
@@ -75,27 +75,29 @@ export async function askOutputFolder(adapterPath: string, suffix: string, title
   return v?.trim() ? path.join(parent, v.trim()) : undefined;
 }
 
+/** Worker-client progress/cancel options bound to a VS Code progress report and cancellation token. */
+export function jobProgress(progress: vscode.Progress<{ message?: string; increment?: number }>, token: vscode.CancellationToken): Required<Pick<JobOptions, 'onProgress' | 'token'>> {
+  let last = 0;
+  return {
+    onProgress: (done, total, message) => {
+      const pct = total > 0 ? (100 * done) / total : 0;
+      progress.report({ message: `${message} (${done}/${total})`, increment: Math.max(0, pct - last) });
+      last = Math.max(last, pct);
+    },
+    token: {
+      get cancelled() { return token.isCancellationRequested; },
+      onCancellationRequested: (cb: () => void) => token.onCancellationRequested(cb),
+    },
+  };
+}
+
 /** Runs a worker job under a cancellable notification progress. */
 export function runJobWithProgress<T>(worker: AnalysisWorkerClient, kind: string, params: unknown, title: string): Promise<T> {
   const ep = providerSetting();
   log.info(`${kind} ${JSON.stringify(params)} (provider ${ep})`);
   return Promise.resolve(vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title, cancellable: true },
-    (progress, token) => {
-      let last = 0;
-      return worker.runJob<T>(kind, params, {
-        provider: ep,
-        onProgress: (done, total, message) => {
-          const pct = total > 0 ? (100 * done) / total : 0;
-          progress.report({ message: `${message} (${done}/${total})`, increment: Math.max(0, pct - last) });
-          last = Math.max(last, pct);
-        },
-        token: {
-          get cancelled() { return token.isCancellationRequested; },
-          onCancellationRequested: (cb: () => void) => token.onCancellationRequested(cb),
-        },
-      });
-    },
+    (progress, token) => worker.runJob<T>(kind, params, { provider: ep, ...jobProgress(progress, token) }),
   ));
 }
 
@@ -108,7 +110,7 @@ export function registerBoundaryCommands(context: vscode.ExtensionContext, comma
       } catch (e) {
         if (e instanceof CancelledError || (e instanceof Error && e.name === 'CancelledError')) {
           log.info(`${id}: cancelled`);
-          void vscode.window.showInformationMessage('LoRA Lens: operation cancelled; nothing was written.');
+          void vscode.window.showInformationMessage('LoRA Lens: cancelled; nothing was written.');
           return;
         }
         log.error(`${id}: ${errorMessage(e)}`);
