@@ -4,7 +4,7 @@
  * sessions) lives for the worker's lifetime.
  */
 import { parentPort } from 'node:worker_threads';
-import { analyzeAdapter } from '../core/analysis/lora';
+import { analyzeAdapter, releaseAnalysisScratch } from '../core/analysis/lora';
 import { Engine, ExecutionProvider } from '../core/engine/ort';
 import { CancelledError } from '../core/formats/errors';
 import { openAdapter } from '../core/formats/open';
@@ -68,6 +68,7 @@ port.on('message', async (msg: WorkerRequest) => {
       post({ type: 'error', id, message: (e as Error).message, cancelled: e instanceof CancelledError });
     } finally {
       adapter?.store.close();
+      releaseAnalysisScratch();
       cancelled.delete(id);
     }
   }

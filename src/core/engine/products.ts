@@ -6,8 +6,8 @@ import { GraphBuilder } from './graph';
 
 export type GramSide = 'rows' | 'cols';
 
-/** Largest number of fp32 input elements sent in one run (256 MB). */
-export const MAX_RUN_ELEMENTS = 64 * 1024 * 1024;
+/** Largest number of input elements sent in one run (64 MB of fp32): bounds the scratch memory. */
+export const MAX_RUN_ELEMENTS = 16 * 1024 * 1024;
 
 function gramGraph(side: GramSide, input: 'float32' | 'float64'): Uint8Array {
   const g = new GraphBuilder(`gram_${side}_${input}`);

@@ -152,10 +152,14 @@ export function svd(a: Mat, opts: { wantU?: boolean; wantV?: boolean; maxSweeps?
   const maxSweeps = opts.maxSweeps ?? 60;
   for (let sweep = 0; sweep < maxSweeps; sweep++) {
     let rotated = false;
+    // Exact norms once per sweep; within the sweep they are updated analytically (α' = α − tγ,
+    // β' = β + tγ), which saves a third of the work per rotation.
+    if (sweep > 0) for (let j = 0; j < n; j++) { const c = cols[j]; let s2 = 0; for (let i = 0; i < m; i++) s2 += c[i] * c[i]; norms[j] = s2; }
     for (let p = 0; p < n - 1; p++) {
       for (let q = p + 1; q < n; q++) {
         const cp = cols[p], cq = cols[q];
-        let alpha = norms[p], beta = norms[q], gamma = 0;
+        const alpha = norms[p], beta = norms[q];
+        let gamma = 0;
         for (let i = 0; i < m; i++) gamma += cp[i] * cq[i];
         if (gamma === 0 || Math.abs(gamma) <= tol * Math.sqrt(alpha * beta)) continue;
         rotated = true;
@@ -168,9 +172,8 @@ export function svd(a: Mat, opts: { wantU?: boolean; wantV?: boolean; maxSweeps?
           cp[i] = c * x - s * y;
           cq[i] = s * x + c * y;
         }
-        alpha = 0; beta = 0;
-        for (let i = 0; i < m; i++) { alpha += cp[i] * cp[i]; beta += cq[i] * cq[i]; }
-        norms[p] = alpha; norms[q] = beta;
+        norms[p] = alpha - t * gamma;
+        norms[q] = beta + t * gamma;
         if (wantV) {
           const vp = V[p], vq = V[q];
           for (let i = 0; i < n; i++) {
