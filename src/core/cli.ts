@@ -7,6 +7,7 @@
 import { analyzeAdapter } from './analysis/lora';
 import { Engine, ExecutionProvider } from './engine/ort';
 import { makeDemoWorkspace } from './demo/makeDemo';
+import { addTrainedDemoAdapters } from './demo/trainedDemo';
 import { surgeryCli } from './surgery/cli';
 import { trainHfAdapter } from './train/hfTrainer';
 import { convertCli } from './convert/cli';
@@ -20,7 +21,7 @@ const SURGERY = new Set(['rebalance', 'reduce', 'merge', 'combine', 'rescale', '
 const USAGE = `usage:
   lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]
   lora-lens inspect FILE [--json]
-  lora-lens demo DIR          write the deterministic demo workspace
+  lora-lens demo DIR [--no-train]  write the deterministic demo workspace (with two adapters trained by LoRA Lens)
   lora-lens rebalance PATH OUT                         BaLoRA projection (BᵀB = AAᵀ, BA kept), new adapter
   lora-lens reduce PATH OUT --rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x [--max-rank k]
   lora-lens merge ADAPTER BASE OUT                     W0 + s·B·A into a new safetensors file
@@ -86,6 +87,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'demo') {
     for (const p of makeDemoWorkspace(target)) console.log(`wrote ${p}`);
+    if (!bool(args, '--no-train')) for (const p of await addTrainedDemoAdapters(target, (s) => console.log(s))) console.log(`wrote ${p}`);
     return 0;
   }
   if (cmd === 'inspect') {
