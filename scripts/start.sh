@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/e2e-setup.sh
 node scripts/build.mjs
+rm -rf demo-workspace  # generated; rebuilt from scratch each time
 node dist/cli.js demo demo-workspace
 exec node scripts/serve.mjs demo-workspace

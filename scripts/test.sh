@@ -11,6 +11,7 @@ echo "test: build"
 node scripts/build.mjs
 npx tsc -p tsconfig.json
 npx tsc -p webview/tsconfig.json
+rm -rf demo-workspace  # generated; rebuilt from scratch each time
 node dist/cli.js demo demo-workspace >/dev/null
 mkdir -p test-artifacts
 files=(out/test/unit/*.test.js test/e2e/*.e2e.mjs)

@@ -3,6 +3,7 @@
  * made by LoRA Lens's own training engine (onnxruntime), deterministic seeds. They make the demo
  * workspace show what real training does to factors (BaLoRA keeps BᵀB = AAᵀ; LoRA drifts).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { trainHfAdapter } from '../train/hfTrainer';
 
@@ -13,6 +14,10 @@ export async function addTrainedDemoAdapters(root: string, log: (s: string) => v
   const out: string[] = [];
   for (const mode of ['lora', 'balora'] as const) {
     const outDir = path.join(root, 'adapters', `demo-trained-${mode}`);
+    if (fs.existsSync(outDir)) {
+      log(`${outDir} exists; kept (LoRA Lens never overwrites)`);
+      continue;
+    }
     const res = await trainHfAdapter({
       modelDir: path.join(root, 'tiny-llama'), data: path.join(root, 'data', 'train.jsonl'), outDir, mode,
       steps: TRAINED_DEMO.steps, r: TRAINED_DEMO.r, alpha: TRAINED_DEMO.alpha, lr: TRAINED_DEMO.lr, seed: TRAINED_DEMO.seed,
