@@ -128,8 +128,9 @@ function tensorCard(all: TensorRow[]): HTMLElement {
     const frag: HTMLElement[] = [];
     for (let i = first; i < last; i++) {
       const [name, dtype, shape, numel] = rows[i];
-      const row = h('div', { class: `vt-row${i % 2 ? ' odd' : ''}`, role: 'row', 'data-tensor': name, 'data-index': i },
-        h('div', { class: 'vt-cell name', title: name }, name),
+      const tip = `${name}\n${dtype} [${shape.join(', ')}] · ${nf.format(numel)} parameters`;
+      const row = h('div', { class: `vt-row${i % 2 ? ' odd' : ''}`, role: 'row', 'data-tensor': name, 'data-index': i, title: tip },
+        h('div', { class: 'vt-cell name' }, name),
         h('div', { class: 'vt-cell dtype' }, dtype),
         h('div', { class: 'vt-cell shape' }, `[${shape.join(', ')}]`),
         h('div', { class: 'vt-cell num', 'data-value': numel }, nf.format(numel)));
