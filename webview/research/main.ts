@@ -131,8 +131,12 @@ function renderDynamics(d: DynamicsResult, k: KoubbiResult): void {
   const W = 300, H = 300;
   const cb = canvas('rs-dyn', W, H), cl = canvas('rs-dyn', W, H);
   const frames = d.times.length;
-  const all = [...d.base.frames, ...d.lora.frames].flat();
-  const ext = Math.max(1e-9, ...all.map((p) => Math.max(Math.abs(p[0]), Math.abs(p[1])))) * 1.1;
+  const extentOf = (pts: number[][]): number => Math.max(1e-9, ...pts.map((p) => Math.max(Math.abs(p[0]), Math.abs(p[1])))) * 1.1;
+  const globalExt = extentOf([...d.base.frames, ...d.lora.frames].flat());
+  // "Follow" rescales every frame to its own extent (shared by both views), so a collapsing cloud
+  // stays readable; the zoom factor relative to the fixed scale is shown next to the time.
+  let follow = true;
+  let ext = globalExt;
   const sx = (v: number): number => (v / ext) * (W / 2);
   const holder = h('div', { class: 'rs-anim', 'data-frame': '0', 'data-frames': String(frames) },
     h('figure', {}, cb.el, h('figcaption', {}, 'base')), h('figure', {}, cl.el, h('figcaption', {}, `LoRA (${d.adapted.length ? d.adapted.map((m) => m.split('.').pop()).join(', ') : 'no q/k/v/o module in this layer'})`)));
@@ -142,6 +146,7 @@ function renderDynamics(d: DynamicsResult, k: KoubbiResult): void {
   let frame = 0, playing = true, raf = 0, lastT = 0;
   const draw = (): void => {
     const t = themeColors();
+    ext = follow ? extentOf([...d.base.frames[frame], ...d.lora.frames[frame]]) : globalExt;
     for (const [c, run, col] of [[cb, d.base, t.series[0]], [cl, d.lora, t.series[1]]] as const) {
       const ctx = c.ctx;
       ctx.clearRect(0, 0, W, H);
@@ -153,13 +158,15 @@ function renderDynamics(d: DynamicsResult, k: KoubbiResult): void {
     }
     holder.setAttribute('data-frame', String(frame));
     scrub.value = String(frame);
-    label.textContent = `t = ${d.times[frame].toFixed(2)} · max‖x−x̃‖ = ${fmt(d.deviation[frame], 4)}`;
+    label.textContent = `t = ${d.times[frame].toFixed(2)} · max‖x−x̃‖ = ${fmt(d.deviation[frame], 4)}${follow ? ` · zoom ×${fmt(globalExt / ext, 3)}` : ''}`;
   };
   const tick = (now: number): void => {
     if (playing && now - lastT > 60) { frame = (frame + 1) % frames; lastT = now; draw(); }
     raf = requestAnimationFrame(tick);
   };
   play.addEventListener('click', () => { playing = !playing; play.textContent = playing ? 'Pause' : 'Play'; });
+  const followBox = h('input', { type: 'checkbox', class: 'rs-follow', checked: 'checked', 'aria-label': 'follow the cloud (rescale every frame)' }) as HTMLInputElement;
+  followBox.addEventListener('change', () => { follow = followBox.checked; draw(); });
   scrub.addEventListener('input', () => { frame = Number(scrub.value); playing = false; play.textContent = 'Play'; draw(); });
   stopAnim = () => cancelAnimationFrame(raf);
   const kRows = k.rows.map((r, i) => {
@@ -171,7 +178,7 @@ function renderDynamics(d: DynamicsResult, k: KoubbiResult): void {
   body.replaceChildren(
     controls([numInput('layer', 'layer', d.layer, { min: 0, max: d.layout.layers - 1 }), numInput('head', 'head', d.head, { min: 0, max: d.layout.heads - 1 }), numInput('tokens n', 'tokens', d.n, { min: 2, max: 256 }), numInput('seed', 'seed', d.seed)]),
     h('p', { class: 'rs-note' }, `ẋ_i = V Σ_j softmax_j(⟨Qx_i, Kx_j⟩/√d_head) x_j with Q, K of layer ${d.layer} head ${d.head} and V = O_h·V_h (normalised), ${d.n} tokens ~ N(0, I), seed ${d.seed}, Euler dt = ${d.dt}. Shared 2-D PCA projection of the initial cloud; dashed: 2σ ellipse of the Gaussian covariance ODE.`),
-    h('div', { class: 'rs-player' }, play, scrub, label), holder,
+    h('div', { class: 'rs-player' }, play, scrub, h('label', { class: 'rs-follow-label' }, followBox, ' follow'), label), holder,
     h('section', {}, h('h2', {}, 'Koubbi bifurcation (V_ε = diag(1, 1 − ε), 20 tokens in 2-D, δ = 0.1)'),
       h('p', { class: 'rs-note' }, `Clusters of the V = I run: computed ${JSON.stringify(k.clusters)}; reference ${JSON.stringify(k.reference.clusters)} (papers.md §5.2).`),
       table(['ε', 'time cluster', 'reference', 'time bifurcation', 'reference'], kRows, 'rs-table rs-koubbi'),
