@@ -35,6 +35,7 @@ import type { Adapter, LoraModule } from '../formats/adapter';
 import { rsvd, symEigTridiag, orthoFactor, FULL_SPECTRUM_MAX_DIM } from './rsvd';
 import { DecompCache, type CacheKey } from './cache';
 import { baseWeightFor, readBaseWeight, type BaseModel } from './basemodel';
+import { applyQ, applyQt, exactBaseProjector, lanczosTopK } from './tridiag';
 
 const DOUBLE = 11;
 
@@ -49,8 +50,12 @@ export interface LowRankDelta {
 export interface IntruderOptions {
   k?: number;
   epsilon?: number;
-  /** 'auto' (default): exact when out ≤ exactMaxDim, approx otherwise. */
-  mode?: 'auto' | 'exact' | 'approx';
+  /**
+   * 'auto' (default): exact when out ≤ exactMaxDim, approx otherwise. 'exact-large': exact for any
+   * size without forming U0 (tridiag.ts exactBaseProjector: blocked ORT tridiagonalisation of
+   * W0·W0ᵀ, cached; W_tuned's top-k by Lanczos on Qᵀ·W_tuned·W_tunedᵀ·Q = T + low rank).
+   */
+  mode?: 'auto' | 'exact' | 'approx' | 'exact-large';
   exactMaxDim?: number;
   /** Number of base left singular vectors in approx mode (default 256). */
   baseRank?: number;
@@ -79,6 +84,7 @@ export interface IntruderVector {
 }
 
 export interface IntruderResult {
+  /** 'exact' also for the 'exact-large' route (the result is exact; see notes). */
   mode: 'exact' | 'approx';
   k: number;
   epsilon: number;
@@ -212,6 +218,7 @@ async function analyse(engine: Engine, W0: Float32Array, m: number, n: number, d
   const d = Math.min(m, n);
   const k = Math.min(opts.k ?? 10, d);
   const maxDim = opts.exactMaxDim ?? FULL_SPECTRUM_MAX_DIM;
+  if (opts.mode === 'exact-large') return analyseLarge(engine, W0, m, n, delta, opts, eps, k);
   const mode = opts.mode === 'exact' || opts.mode === 'approx' ? opts.mode : m <= maxDim ? 'exact' : 'approx';
   const notes: string[] = [];
   const base = await baseLeftBasis(engine, W0, m, n, { ...opts, exact: mode === 'exact' });
@@ -233,6 +240,71 @@ async function analyse(engine: Engine, W0: Float32Array, m: number, n: number, d
   return {
     mode, k, epsilon: eps, m, n, baseVectors: base.count, count: intruders.length,
     possible: vectors.filter((v) => v.status === 'possible').length, intruders, vectors, baseCached: base.cached, notes, Ut, St,
+  };
+}
+
+function w0TimesAtGraph(): Uint8Array {
+  // P = W0·Aᵀ in fp64 (m×r)
+  const g = new GraphBuilder('intr_w0_at');
+  g.input('W0', 'float32', ['m', 'n']);
+  g.input('A', 'float32', ['r', 'n']);
+  const d = (x: string): string => g.op('Cast', [x], { to: DOUBLE });
+  g.op('MatMul', [d('W0'), g.op('Transpose', [d('A')], { perm: [1, 0] })], {}, 'P');
+  g.output('P', 'float64', ['m', 'r']);
+  return g.build();
+}
+
+/** max|C[:, j]| per column of C (rows = base vectors, count×k) → classified vectors (exact). */
+export function classifyFromProjections(C: Float64Array, count: number, St: ArrayLike<number>, k: number, eps: number): IntruderVector[] {
+  const vectors: IntruderVector[] = [];
+  for (let j = 0; j < k; j++) {
+    let best = -1, bi = 0;
+    for (let i = 0; i < count; i++) {
+      const c = Math.abs(C[i * k + j]);
+      if (c > best) { best = c; bi = i; }
+    }
+    vectors.push({ index: j, sigma: St[j], maxCos: best, baseIndex: bi, status: best < eps ? 'intruder' : 'ok' });
+  }
+  return vectors;
+}
+
+/**
+ * 'exact-large': G0 = W0·W0ᵀ = Q·T·Qᵀ (tridiag.ts, cached); G_t = G0 + F·K·Fᵀ with F = [B | W0·Aᵀ],
+ * K = [[s²·A·Aᵀ, s·I], [s·I, 0]], so Qᵀ·G_t·Q = T + (QᵀF)·K·(QᵀF)ᵀ, whose top-k eigenvectors X
+ * (Lanczos, O(m·r) matvec) are W_tuned's left vectors in the Q basis; C = U0ᵀ·(Q·X) = Zᵀ·X.
+ */
+async function analyseLarge(engine: Engine, W0: Float32Array, m: number, n: number, delta: LowRankDelta, opts: IntruderOptions, eps: number, k: number): Promise<Internal> {
+  const d = Math.min(m, n);
+  const proj = await exactBaseProjector(engine, W0, m, n, { cache: opts.cache, key: opts.cacheKey });
+  const r = delta.r, t = 2 * r, s = delta.scale;
+  const P = (await runGraph(engine, 'intr_w0_at', w0TimesAtGraph, {
+    W0: engine.tensor('float32', W0, [m, n]), A: engine.tensor('float32', delta.A, [r, n]),
+  })).P.data as Float64Array;
+  const F = new Float64Array(m * t);
+  for (let i = 0; i < m; i++) for (let a = 0; a < r; a++) { F[i * t + a] = delta.B[i * r + a]; F[i * t + r + a] = P[i * r + a]; }
+  const K = new Float64Array(t * t);
+  for (let a = 0; a < r; a++) {
+    for (let b = 0; b < r; b++) {
+      let acc = 0;
+      for (let c = 0; c < n; c++) acc += delta.A[a * n + c] * delta.A[b * n + c];
+      K[a * t + b] = s * s * acc;
+    }
+    K[a * t + r + a] = s;
+    K[(r + a) * t + a] = s;
+  }
+  applyQt(proj.tri, F, t);
+  const lz = lanczosTopK(proj.tri.d, proj.tri.e, F, t, K, k, { seed: opts.seed });
+  const St = lz.values.map((v) => Math.sqrt(Math.max(v, 0)));
+  const C = proj.projectQ(lz.X.slice(), k);
+  const vectors = classifyFromProjections(C, d, St, k, eps);
+  const Ucols = applyQ(proj.tri, lz.X, k);
+  const Ut = new Float64Array(k * m);
+  for (let i = 0; i < m; i++) for (let j = 0; j < k; j++) Ut[j * m + i] = Ucols[i * k + j];
+  const intruders = vectors.filter((v) => v.status === 'intruder');
+  const notes = [`exact (large): all ${d} base left vectors via blocked tridiagonalisation${proj.cached ? ' (cached)' : ''}; W_tuned's top ${k} by Lanczos (${lz.steps} steps, residual ${lz.residual.toExponential(1)}·‖G‖)`];
+  return {
+    mode: 'exact', k, epsilon: eps, m, n, baseVectors: d, count: intruders.length, possible: 0, intruders, vectors,
+    baseCached: proj.cached, notes, Ut, St,
   };
 }
 
