@@ -6,7 +6,7 @@
 import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, LogarithmicScale, PointElement, Tooltip } from 'chart.js';
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
-import type { HostToWebview, RunSnapshot, RunStatus, TrainForm, TrainJobResult, TrainPoint, WebviewToHost } from './protocol';
+import { CAUSAL_DEFAULTS, type HostToWebview, type RunSnapshot, type RunStatus, type TrainForm, type TrainJobResult, type TrainPoint, type TrainTask, type WebviewToHost } from './protocol';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
 
@@ -64,6 +64,18 @@ function logTick(v: number): string {
   return v >= 1e-3 && v < 1e4 ? String(Number(v.toPrecision(3))) : v.toExponential(0);
 }
 
+/**
+ * The loss axis is logarithmic while the loss spans more than a factor 3 (the modular task falls
+ * from ~50 to ~2), linear otherwise (a causal-LM loss of 4.5…4.9 would get no labelled log tick).
+ */
+function fitLossScale(lc: LiveChart): void {
+  let lo = Infinity, hi = 0;
+  for (const arr of lc.series.values()) for (const p of arr) { if (p.y < lo) lo = p.y; if (p.y > hi) hi = p.y; }
+  const type = hi > 0 && hi / lo > 3 ? 'logarithmic' : 'linear';
+  const y = lc.chart.options.scales!.y!;
+  if (y.type !== type) y.type = type;
+}
+
 const SERIES: { key: string; label: string; chart: 'loss' | 'gap' | 'kappa'; mode: 'lora' | 'balora'; value: (p: TrainPoint) => number | undefined; color: number; dash?: number[] }[] = [
   { key: 'loss-lora', label: 'LoRA', chart: 'loss', mode: 'lora', value: (p) => p.loss, color: 0 },
   { key: 'loss-balora', label: 'BaLoRA', chart: 'loss', mode: 'balora', value: (p) => p.loss, color: 1 },
@@ -96,6 +108,7 @@ function drainPoints(): void {
   addPoints(pts);
   for (const lc of Object.values(live)) {
     if (!lc) continue;
+    if (lc === live.loss) fitLossScale(lc);
     lc.chart.update('none');
     lc.box.dataset.points = String(lc.count);
   }
@@ -132,7 +145,7 @@ function makeChart(id: 'loss' | 'gap' | 'kappa', title: string, hint: string, yT
         },
         scales: {
           x: { type: 'linear', min: 0, suggestedMax: snap?.form.steps, title: { display: true, text: 'step', color: c.muted }, ticks: { color: c.muted, precision: 0 }, grid: { color: c.grid } },
-          y: { type: 'logarithmic', title: { display: true, text: yTitle, color: c.muted }, ticks: { color: c.muted, callback: (v) => logTick(Number(v)) }, grid: { color: c.grid } },
+          y: { type: 'logarithmic', title: { display: true, text: yTitle, color: c.muted }, ticks: { color: c.muted, callback(v) { return this.type === 'logarithmic' ? logTick(Number(v)) : fmt(Number(v)); } }, grid: { color: c.grid } },
         },
       },
     });
@@ -141,6 +154,7 @@ function makeChart(id: 'loss' | 'gap' | 'kappa', title: string, hint: string, yT
     // Points already known (re-render, theme change, reopened panel).
     const known = snap?.points ?? [];
     addPoints(known.slice(0, known.length - pending.length), id);
+    if (id === 'loss') fitLossScale(lc);
     chart.update('none');
     box.dataset.points = String(lc.count);
   });
@@ -153,7 +167,36 @@ function num(id: keyof TrainForm, label: string, value: number, attrs: Record<st
 
 function readForm(): TrainForm {
   const v = (id: string) => Number((document.getElementById(`f-${id}`) as HTMLInputElement).value);
-  return { task: 'modular-subtraction', r: v('r'), alpha: v('alpha'), lr: v('lr'), steps: v('steps'), seed: v('seed') };
+  const task = (document.getElementById('f-task') as HTMLSelectElement).value as TrainTask;
+  const base = { r: v('r'), alpha: v('alpha'), lr: v('lr'), steps: v('steps'), seed: v('seed') };
+  if (task !== 'causal-lm') return { task: 'modular-subtraction', ...base };
+  const sel = (id: string) => (document.getElementById(`f-${id}`) as HTMLSelectElement).value;
+  const targets = (document.getElementById('f-targets') as HTMLInputElement).value.split(/[\s,]+/).filter(Boolean);
+  return { task, ...base, modelDir: sel('model'), dataFile: sel('data'), seqLen: v('seqLen'), batchSize: v('batchSize'), ...(targets.length ? { targets } : {}) };
+}
+
+const TASK_NOTE: Record<TrainTask, string> = {
+  'modular-subtraction': 'Tiny attention-only transformer pre-trained on (x + y) mod 23 (once, saved in lora-lens-training/), fine-tuned to (x − y) mod 23. Stop → Resume continues both runs.',
+  'causal-lm': 'Hugging Face causal LM in the workspace (Llama family or GPT-2 folder: config.json + tokenizer.json + *.safetensors) on a .jsonl / .txt dataset; 10 % of the packed sequences are held out for the evaluation. Stop ends the run: it cannot be resumed and nothing is saved (Start begins again).',
+};
+
+/** Shows the causal-lm fields and the task note for the selected task. */
+function syncTask(): void {
+  const task = (document.getElementById('f-task') as HTMLSelectElement | null)?.value as TrainTask | undefined;
+  if (!task) return;
+  const causal = document.getElementById('causal-fields');
+  if (causal) causal.hidden = task !== 'causal-lm';
+  const note = document.getElementById('task-note');
+  if (note) note.textContent = TASK_NOTE[task] ?? '';
+  const resume = document.getElementById('train-resume');
+  if (resume) resume.title = task === 'causal-lm' ? 'Causal-LM runs cannot be resumed (Stop ends the run)' : 'Continue the stopped run';
+  app.dataset.task = task;
+}
+
+function select(id: string, options: string[], value: string | undefined, empty: string, title: string): HTMLElement {
+  const sel = h('select', { id, title },
+    ...(options.length ? options.map((o) => h('option', { value: o, selected: o === value }, o)) : [h('option', { value: '' }, empty)]));
+  return sel;
 }
 
 function act(type: 'start' | 'stop' | 'resume'): void {
@@ -172,7 +215,7 @@ function renderStatus(): void {
   set('train-start', running);
   set('train-stop', !running || snap.status === 'stopping');
   set('train-resume', running || !snap.canResume);
-  for (const el of document.querySelectorAll<HTMLInputElement>('.train-form input')) el.disabled = running;
+  for (const el of document.querySelectorAll<HTMLInputElement | HTMLSelectElement>('.train-form input, .train-form select')) el.disabled = running;
   const st = document.getElementById('run-status');
   if (st) { st.textContent = snap.status; st.className = `badge status-${snap.status}`; }
   const msg = document.getElementById('run-message');
@@ -198,6 +241,10 @@ function renderResult(): void {
     return b;
   };
   const e = r.eval;
+  const causal = r.task === 'causal-lm';
+  const hint = causal
+    ? `held-out ${r.data?.test ?? '?'} of ${(r.data?.train ?? 0) + (r.data?.test ?? 0)} sequences (${r.data?.seqLen ?? '?'} tokens), ${r.step} steps, ${(r.ms / 1000).toFixed(1)} s on ${r.provider.used}`
+    : `held-out (x − y) mod p, ${r.step} steps, ${(r.ms / 1000).toFixed(1)} s on ${r.provider.used}`;
   const row = (label: string, path: string | undefined, ev: { loss: number; acc: number } | undefined, mode: string) => h('tr', { 'data-module': mode },
     h('td', { class: 'name' }, label),
     h('td', { class: 'num', 'data-metric': 'loss', 'data-value': String(ev?.loss ?? '') }, fmt(ev?.loss)),
@@ -205,10 +252,10 @@ function renderResult(): void {
     h('td', { class: 'name', title: path ?? '' }, path ? path.split(/[\\/]/).slice(-2).join('/') : '–'),
     h('td', {}, path ? btn(`analyze-${mode}`, 'Analyze', 'secondary', () => channel.request({ type: 'analyze', path })) : ''));
   host.replaceChildren(
-    h('div', { class: 'card-head' }, h('h2', {}, 'Result'), h('span', { class: 'hint' }, `held-out (x − y) mod p, ${r.step} steps, ${(r.ms / 1000).toFixed(1)} s on ${r.provider.used}`), h('div', { class: 'spacer' }),
+    h('div', { class: 'card-head' }, h('h2', {}, 'Result'), h('span', { class: 'hint' }, hint), h('div', { class: 'spacer' }),
       btn('reveal-trained', 'Reveal in tree', 'primary', () => channel.request({ type: 'reveal', path: r.saved!.lora }))),
     h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'result-table' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'run'), h('th', { class: 'num' }, 'test loss'), h('th', { class: 'num' }, 'test acc'), h('th', {}, 'saved adapter'), h('th', {}, ''))),
+      h('thead', {}, h('tr', {}, h('th', {}, 'run'), h('th', { class: 'num' }, 'test loss'), h('th', { class: 'num', title: causal ? 'next-token accuracy on the held-out target tokens' : 'answer accuracy on the held-out pairs' }, causal ? 'next-token acc' : 'test acc'), h('th', {}, 'saved adapter'), h('th', {}, ''))),
       h('tbody', {}, row('base (no adapter)', undefined, e?.base, 'base'), row('LoRA', r.saved.lora, e?.lora, 'lora'), row('BaLoRA', r.saved.balora, e?.balora, 'balora')))));
 }
 
@@ -223,19 +270,32 @@ function render(): void {
   start.addEventListener('click', () => act('start'));
   stop.addEventListener('click', () => act('stop'));
   resume.addEventListener('click', () => act('resume'));
+  const taskSel = h('select', { id: 'f-task', title: 'what to fine-tune' },
+    h('option', { value: 'modular-subtraction', selected: f.task === 'modular-subtraction' }, 'modular subtraction (p = 23)'),
+    h('option', { value: 'causal-lm', selected: f.task === 'causal-lm' }, 'causal LM (model folder + dataset)'));
+  taskSel.addEventListener('change', syncTask);
   const header = h('header', { class: 'card header-card', id: 'training-header' },
     h('div', { class: 'title-row' },
       h('div', { class: 'title' }, h('h1', {}, 'Train LoRA / BaLoRA'), h('span', { class: 'badge', id: 'run-status' }, snap.status)),
       h('div', { class: 'actions' }, start, stop, resume)),
     h('div', { class: 'train-form' },
       h('label', { class: 'field', for: 'f-task' }, h('span', {}, 'task'),
-        h('select', { id: 'f-task', title: 'Tiny attention-only transformer pre-trained on (x + y) mod 23, fine-tuned to (x − y) mod 23' },
-          h('option', { value: 'modular-subtraction', selected: true }, 'modular subtraction (p = 23)'))),
-      num('r', 'rank r', f.r, { min: 1, max: 32, step: 1 }, 'LoRA rank'),
+        taskSel),
+      num('r', 'rank r', f.r, { min: 1, max: 256, step: 1 }, 'LoRA rank (≤ 32 for modular subtraction)'),
       num('alpha', 'alpha', f.alpha, { min: 0.001, step: 'any' }, 'lora_alpha (scale α/r)'),
       num('lr', 'learning rate', f.lr, { min: 1e-6, max: 1, step: 'any' }, 'AdamW learning rate'),
       num('steps', 'steps', f.steps, { min: 1, max: 100000, step: 1 }, 'optimizer steps per run'),
       num('seed', 'seed', f.seed, { min: 0, step: 1 }, 'data split / init seed')),
+    h('div', { class: 'train-form causal-form', id: 'causal-fields', hidden: f.task !== 'causal-lm' },
+      h('label', { class: 'field', for: 'f-model' }, h('span', {}, 'model folder'),
+        select('f-model', snap.models, f.modelDir, '(no model folder found)', 'Hugging Face model folder in the workspace: config.json + tokenizer.json + *.safetensors (Llama family or GPT-2)')),
+      h('label', { class: 'field', for: 'f-data' }, h('span', {}, 'dataset'),
+        select('f-data', snap.datasets, f.dataFile, '(no .jsonl / .txt found)', 'JSONL ({"text"} or {"prompt","completion"} per line) or plain text, tokenized with the model\'s tokenizer.json')),
+      num('seqLen', 'seq len', f.seqLen ?? CAUSAL_DEFAULTS.seqLen, { min: 4, max: 4096, step: 1 }, 'tokens per packed sequence'),
+      num('batchSize', 'batch', f.batchSize ?? CAUSAL_DEFAULTS.batchSize, { min: 1, max: 256, step: 1 }, 'sequences per step'),
+      h('label', { class: 'field', for: 'f-targets', title: 'LoRA target modules, comma-separated (Llama: q_proj … down_proj; GPT-2: c_attn, c_proj, c_fc)' }, h('span', {}, 'targets'),
+        h('input', { type: 'text', id: 'f-targets', name: 'targets', value: (f.targets ?? []).join(', '), placeholder: 'default: q_proj, v_proj / c_attn' }))),
+    h('p', { class: 'hint task-note', id: 'task-note' }),
     h('dl', { class: 'facts' },
       h('div', { class: 'fact', 'data-fact': 'provider' }, h('dt', {}, 'ORT provider'), h('dd', { id: 'provider' }, '')),
       h('div', { class: 'fact', 'data-fact': 'step' }, h('dt', {}, 'step'), h('dd', { id: 'current-step' }, '–')),
@@ -248,6 +308,7 @@ function render(): void {
     makeChart('kappa', 'Condition numbers', 'κ(A), κ(B), max over modules', 'κ'));
   const result = h('section', { class: 'card', id: 'result-card', hidden: true });
   app.replaceChildren(header, charts, result);
+  syncTask();
   renderStatus();
   renderResult();
   requestAnimationFrame(() => drainPoints());

@@ -11,15 +11,35 @@
 export type TrainRunMode = 'lora' | 'balora';
 export type ProviderName = 'cpu' | 'webgpu' | 'cuda';
 
+/**
+ * `modular-subtraction`: built-in task, LoRA fine-tuning of a tiny transformer pre-trained on (x + y) mod p, to (x − y) mod p.
+ * `causal-lm`: LoRA fine-tuning of a Hugging Face causal LM folder (Llama family / GPT-2: config.json +
+ * *.safetensors + tokenizer.json) on a JSONL / text dataset (src/core/train/hfTrainer.ts).
+ */
+export type TrainTask = 'modular-subtraction' | 'causal-lm';
+export const TRAIN_TASKS: readonly TrainTask[] = ['modular-subtraction', 'causal-lm'];
+
 export interface TrainForm {
-  /** Built-in task: LoRA fine-tuning of a tiny transformer pre-trained on (x + y) mod p, to (x − y) mod p. */
-  task: 'modular-subtraction';
+  task: TrainTask;
   r: number;
   alpha: number;
   lr: number;
   steps: number;
   seed: number;
+  /** causal-lm: model folder (webview/host: relative to the workspace folder; job: absolute). */
+  modelDir?: string;
+  /** causal-lm: dataset file (.jsonl / .txt), same path convention as `modelDir`. */
+  dataFile?: string;
+  /** causal-lm: tokens per packed sequence. */
+  seqLen?: number;
+  /** causal-lm: sequences per step. */
+  batchSize?: number;
+  /** causal-lm: LoRA target module suffixes (default: attention q/v for Llama, c_attn for GPT-2). */
+  targets?: string[];
 }
+
+/** Defaults of the causal-lm fields. */
+export const CAUSAL_DEFAULTS = { seqLen: 32, batchSize: 4 } as const;
 
 export interface TrainPoint {
   mode: TrainRunMode;
@@ -34,11 +54,12 @@ export interface TrainPoint {
 export interface ResumeStates { lora: unknown; balora: unknown }
 
 export interface TrainJobParams {
+  /** For causal-lm, `modelDir` and `dataFile` are absolute paths. */
   form: TrainForm;
-  /** Folder of the pre-trained base (config.json + model.safetensors); pre-trained and written here when missing. */
-  baseDir: string;
+  /** modular-subtraction: folder of the pre-trained base (config.json + model.safetensors); pre-trained and written here when missing. Unused for causal-lm. */
+  baseDir?: string;
   provider: ProviderName;
-  /** Steps already done (resume) — the job runs `form.steps − startStep` more. */
+  /** Steps already done (resume; modular-subtraction only) — the job runs `form.steps − startStep` more. */
   resume?: ResumeStates;
   /** New folders the adapters are saved to when the run completes (never overwritten). */
   saveDirs: { lora: string; balora: string };
@@ -49,18 +70,23 @@ export type TrainProgressData =
   | { kind: 'provider'; requested: ProviderName; used: ProviderName; reason?: string }
   | { kind: 'points'; points: TrainPoint[] };
 
+/** Held-out loss and accuracy (modular: answer accuracy; causal-lm: next-token accuracy on target tokens). */
 export interface EvalResult { loss: number; acc: number }
 
 export interface TrainJobResult {
+  task: TrainTask;
   stopped: boolean;
   step: number;
-  /** Present when stopped: pass back as `resume`. */
+  /** Present when a modular-subtraction run is stopped: pass back as `resume`. Causal-lm runs are not resumable. */
   resume?: ResumeStates;
   saved?: { lora: string; balora: string };
   eval?: { lora: EvalResult; balora: EvalResult; base: EvalResult };
   provider: { requested: ProviderName; used: ProviderName; reason?: string };
   pretrained: boolean;
+  /** modular: the pre-trained base folder; causal-lm: the model folder. */
   baseDir: string;
+  /** causal-lm: packed sequences used for training / held out for the evaluation. */
+  data?: { train: number; test: number; seqLen: number };
   ms: number;
 }
 
@@ -74,6 +100,10 @@ export interface RunSnapshot {
   provider: { setting: ProviderName; used?: ProviderName; reason?: string };
   result?: TrainJobResult;
   canResume: boolean;
+  /** Model folders detected in the workspace (relative paths; config.json + tokenizer.json + *.safetensors). */
+  models: string[];
+  /** Dataset files detected in the workspace (relative paths; *.jsonl / *.txt, data/train.jsonl first). */
+  datasets: string[];
 }
 
 export type WebviewToHost =
@@ -105,8 +135,27 @@ export function checkForm(f: unknown): TrainForm {
     }
     return v;
   };
-  if (o.task !== 'modular-subtraction') throw new Error(`unknown task ${String(o.task)}`);
-  return { task: 'modular-subtraction', r: n('r', 1, 32, true), alpha: n('alpha', 1e-3, 1e4), lr: n('lr', 1e-6, 1), steps: n('steps', 1, 100000, true), seed: n('seed', 0, 2 ** 31, true) };
+  if (o.task === 'modular-subtraction') {
+    return { task: 'modular-subtraction', r: n('r', 1, 32, true), alpha: n('alpha', 1e-3, 1e4), lr: n('lr', 1e-6, 1), steps: n('steps', 1, 100000, true), seed: n('seed', 0, 2 ** 31, true) };
+  }
+  if (o.task !== 'causal-lm') throw new Error(`unknown task ${String(o.task)}`);
+  const str = (k: string, what: string): string => {
+    const v = o[k];
+    if (typeof v !== 'string' || !v.trim() || v.length > 4096 || v.includes('\0')) throw new Error(`${k}: choose a ${what}`);
+    return v.trim();
+  };
+  const form: TrainForm = {
+    task: 'causal-lm', r: n('r', 1, 256, true), alpha: n('alpha', 1e-3, 1e4), lr: n('lr', 1e-6, 1), steps: n('steps', 1, 100000, true), seed: n('seed', 0, 2 ** 31, true),
+    modelDir: str('modelDir', 'model folder (config.json + tokenizer.json + *.safetensors)'), dataFile: str('dataFile', 'dataset file (.jsonl / .txt)'),
+    seqLen: n('seqLen', 4, 4096, true), batchSize: n('batchSize', 1, 256, true),
+  };
+  if (o.targets !== undefined) {
+    if (!Array.isArray(o.targets) || o.targets.length > 64 || !o.targets.every((t) => typeof t === 'string' && /^[A-Za-z0-9_.]{1,100}$/.test(t))) {
+      throw new Error('targets must be module names such as q_proj, v_proj');
+    }
+    if (o.targets.length) form.targets = [...new Set(o.targets as string[])];
+  }
+  return form;
 }
 
 export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {

@@ -218,7 +218,8 @@ async function analyse(engine: Engine, W0: Float32Array, m: number, n: number, d
   const d = Math.min(m, n);
   const k = Math.min(opts.k ?? 10, d);
   const maxDim = opts.exactMaxDim ?? FULL_SPECTRUM_MAX_DIM;
-  if (opts.mode === 'exact-large') return analyseLarge(engine, W0, m, n, delta, opts, eps, k);
+  // 'exact' is exact at every size: above the dense-eigen limit it takes the tridiagonal route.
+  if (opts.mode === 'exact-large' || (opts.mode === 'exact' && m > maxDim)) return analyseLarge(engine, W0, m, n, delta, opts, eps, k);
   const mode = opts.mode === 'exact' || opts.mode === 'approx' ? opts.mode : m <= maxDim ? 'exact' : 'approx';
   const notes: string[] = [];
   const base = await baseLeftBasis(engine, W0, m, n, { ...opts, exact: mode === 'exact' });

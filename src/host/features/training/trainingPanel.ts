@@ -25,6 +25,38 @@ export interface TrainingDeps {
 }
 
 const TRAIN_FOLDER = 'lora-lens-training';
+/** Folders not searched for models / datasets. */
+const SKIP_DIRS = new Set(['node_modules', TRAIN_FOLDER, 'out', 'dist', '__pycache__', 'venv']);
+const WALK_DEPTH = 3;
+const WALK_MAX_ENTRIES = 5000;
+const MAX_LISTED = 50;
+
+/**
+ * Model folders (config.json + tokenizer.json + *.safetensors) and dataset files (*.jsonl, *.txt;
+ * data/train.jsonl first, then other .jsonl, then .txt) under `root`, as `/`-separated relative paths.
+ */
+export function detectTrainingInputs(root: string): { models: string[]; datasets: string[] } {
+  const models: string[] = [], datasets: string[] = [];
+  let seen = 0;
+  const walk = (dir: string, rel: string, depth: number): void => {
+    let entries: fs.Dirent[];
+    try { entries = fs.readdirSync(dir, { withFileTypes: true }); } catch { return; }
+    entries.sort((a, b) => a.name.localeCompare(b.name));
+    const names = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
+    if (rel && names.has('config.json') && names.has('tokenizer.json') && [...names].some((n) => n.endsWith('.safetensors'))) models.push(rel);
+    for (const e of entries) {
+      if (++seen > WALK_MAX_ENTRIES) return;
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) {
+        if (depth < WALK_DEPTH && !e.name.startsWith('.') && !SKIP_DIRS.has(e.name)) walk(path.join(dir, e.name), r, depth + 1);
+      } else if (e.isFile() && /\.(jsonl|txt)$/i.test(e.name) && !/^(requirements|license|readme|notice|cmakelists)/i.test(e.name)) datasets.push(r);
+    }
+  };
+  walk(root, '', 0);
+  const rank = (d: string): number => (d === 'data/train.jsonl' ? 0 : /train\.jsonl$/i.test(d) ? 1 : /\.jsonl$/i.test(d) ? 2 : 3);
+  datasets.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  return { models: models.slice(0, MAX_LISTED), datasets: datasets.slice(0, MAX_LISTED) };
+}
 
 export class TrainingPanel extends Disposable {
   static readonly viewType = 'loraLens.training';
@@ -80,10 +112,20 @@ export class TrainingPanel extends Disposable {
     super.dispose();
   }
 
+  private detected(): { models: string[]; datasets: string[] } {
+    const f = vscode.workspace.workspaceFolders?.find((w) => w.uri.scheme === 'file');
+    return f ? detectTrainingInputs(f.uri.fsPath) : { models: [], datasets: [] };
+  }
+
   private snapshot(): RunSnapshot {
+    const found = this.detected();
+    const form = { ...this.form };
+    // Defaults of the causal-lm fields: the detected model / dataset (the webview shows them when the task is switched).
+    form.modelDir ??= found.models[0];
+    form.dataFile ??= found.datasets[0];
     return {
-      status: this.status, message: this.message, form: this.form, points: this.points,
-      provider: { setting: providerSetting(), ...this.providerUsed }, result: this.result, canResume: !!this.resumeStates && !this.cts,
+      status: this.status, message: this.message, form, points: this.points,
+      provider: { setting: providerSetting(), ...this.providerUsed }, result: this.result, canResume: !!this.resumeStates && !this.cts, ...found,
     };
   }
 
@@ -135,9 +177,27 @@ export class TrainingPanel extends Disposable {
     return f.uri.fsPath;
   }
 
+  /** Resolves a workspace-relative path from the form; refuses paths outside the workspace and missing ones. */
+  private inWorkspace(rel: string, what: string, kind: 'dir' | 'file'): string {
+    const root = this.workspaceRoot();
+    const abs = path.resolve(root, rel);
+    const r = path.relative(root, abs);
+    if (!r || r.startsWith('..') || path.isAbsolute(r)) throw new Error(`${what} ${rel} is not inside the workspace folder`);
+    let st: fs.Stats | undefined;
+    try { st = fs.statSync(abs); } catch { /* below */ }
+    if (!st || (kind === 'dir' ? !st.isDirectory() : !st.isFile())) throw new Error(`${what} ${rel} not found in the workspace`);
+    return abs;
+  }
+
   private newRunDirs(form: TrainForm): TrainJobParams['saveDirs'] {
     const root = path.join(this.workspaceRoot(), TRAIN_FOLDER);
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
+    if (form.task === 'causal-lm') {
+      const model = path.basename(form.modelDir ?? 'model').replace(/[^A-Za-z0-9._-]+/g, '_') || 'model';
+      let suffix = stamp;
+      for (let i = 2; fs.existsSync(path.join(root, `${model}-lora-${suffix}`)) || fs.existsSync(path.join(root, `${model}-balora-${suffix}`)); i++) suffix = `${stamp}-${i}`;
+      return { lora: path.join(root, `${model}-lora-${suffix}`), balora: path.join(root, `${model}-balora-${suffix}`) };
+    }
     let base = `sub-r${form.r}-${stamp}`;
     for (let i = 2; fs.existsSync(path.join(root, `${base}-lora`)) || fs.existsSync(path.join(root, `${base}-balora`)); i++) base = `sub-r${form.r}-${stamp}-${i}`;
     return { lora: path.join(root, `${base}-lora`), balora: path.join(root, `${base}-balora`) };
@@ -154,9 +214,13 @@ export class TrainingPanel extends Disposable {
       this.post({ type: 'init', snapshot: this.snapshot() });
     }
     const dirs = this.runDirs ?? this.newRunDirs(this.form);
+    const causal = this.form.task === 'causal-lm';
     const params: TrainJobParams = {
-      form: this.form, baseDir: path.join(this.workspaceRoot(), TRAIN_FOLDER, 'modular-base-p23'), provider: providerSetting(),
-      resume: resume ? this.resumeStates : undefined, saveDirs: dirs,
+      form: causal
+        ? { ...this.form, modelDir: this.inWorkspace(this.form.modelDir!, 'model folder', 'dir'), dataFile: this.inWorkspace(this.form.dataFile!, 'dataset', 'file') }
+        : this.form,
+      baseDir: causal ? undefined : path.join(this.workspaceRoot(), TRAIN_FOLDER, 'modular-base-p23'), provider: providerSetting(),
+      resume: resume && !causal ? this.resumeStates : undefined, saveDirs: dirs,
     };
     const cts = (this.cts = new vscode.CancellationTokenSource());
     this.setStatus('running', resume ? 'Resuming…' : 'Starting…');
@@ -173,7 +237,11 @@ export class TrainingPanel extends Disposable {
       this.resumeStates = r.stopped ? r.resume : undefined;
       this.cts = undefined;
       cts.dispose();
-      if (r.stopped) this.setStatus('stopped', `Stopped at step ${r.step}/${this.form.steps}. Resume continues both runs.`);
+      if (r.stopped) {
+        this.setStatus('stopped', r.task === 'causal-lm'
+          ? `Stopped at step ${r.step}/${this.form.steps}; nothing was saved. Causal-LM runs cannot be resumed: Start begins a new run.`
+          : `Stopped at step ${r.step}/${this.form.steps}. Resume continues both runs.`);
+      }
       else {
         this.setStatus('finished', `Finished ${r.step} steps in ${(r.ms / 1000).toFixed(1)} s; adapters saved.`);
         this.deps.refreshTree();
@@ -210,7 +278,13 @@ export class TrainingPanel extends Disposable {
 
   /** Starts a fresh run (used by the webview Start button). */
   private start(form: TrainForm): void {
-    this.form = checkForm(form);
+    const f = checkForm(form);
+    if (f.task === 'causal-lm') {
+      // Refused here (so the webview's request fails with the reason) rather than inside the run.
+      this.inWorkspace(f.modelDir!, 'model folder', 'dir');
+      this.inWorkspace(f.dataFile!, 'dataset', 'file');
+    }
+    this.form = f;
     void this.run(false).catch((e) => log.error(`training: ${errorMessage(e)}`));
   }
 
