@@ -26,6 +26,9 @@ import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import { batchedGram, matmul64 } from '../engine/products';
 import type { DecompCache, CacheKey } from './cache';
+import { tridiagQL } from '../linalg/eigen';
+
+export { tridiagQL };
 
 export const DEFAULT_NB = 32;
 /** Seconds spent in the ORT calls of the last tridiagonalisations (diagnostics). */
@@ -275,83 +278,6 @@ export function applyQ(t: Tridiag, X: Float64Array, k: number): Float64Array {
 // ---------------------------------------------------------------------------------------------
 // tridiagonal eigen tools
 
-/**
- * Implicit QL (JAMA tql2) on the tridiagonal (d, e) (e[i] = T[i+1, i]); every rotation applied to
- * the rows of X (n×k), so on return X = Zᵀ·X₀ where T = Z·Λ·Zᵀ. Returns eigenvalues DESCENDING
- * and Zᵀ·X₀ with rows in that order. k = 0: values only, O(n²).
- */
-export function tridiagQL(d0: ArrayLike<number>, e0: ArrayLike<number>, X?: Float64Array, k = 0): { values: Float64Array; X?: Float64Array } {
-  const n = d0.length;
-  const d = Float64Array.from(d0), e = new Float64Array(n);
-  for (let i = 0; i < n - 1; i++) e[i] = e0[i];
-  const M = X && k > 0 ? X : undefined;
-  let f = 0, tst1 = 0;
-  const eps = 2 ** -52;
-  for (let l = 0; l < n; l++) {
-    tst1 = Math.max(tst1, Math.abs(d[l]) + Math.abs(e[l]));
-    let m = l;
-    while (m < n) {
-      if (Math.abs(e[m]) <= eps * tst1) break;
-      m++;
-    }
-    if (m > l) {
-      let iter = 0;
-      do {
-        if (++iter > 60) break;
-        let g = d[l];
-        let p = (d[l + 1] - g) / (2 * e[l]);
-        let r = Math.sqrt(p * p + 1);
-        if (!Number.isFinite(r)) r = Math.abs(p);
-        if (p < 0) r = -r;
-        d[l] = e[l] / (p + r);
-        d[l + 1] = e[l] * (p + r);
-        const dl1 = d[l + 1];
-        let h = g - d[l];
-        for (let i = l + 2; i < n; i++) d[i] -= h;
-        f += h;
-        p = d[m];
-        let c = 1, c2 = 1, c3 = 1;
-        const el1 = e[l + 1];
-        let s = 0, s2 = 0;
-        for (let i = m - 1; i >= l; i--) {
-          c3 = c2;
-          c2 = c;
-          s2 = s;
-          g = c * e[i];
-          h = c * p;
-          r = Math.sqrt(p * p + e[i] * e[i]);
-          e[i + 1] = s * r;
-          s = e[i] / r;
-          c = p / r;
-          p = c * d[i] - s * g;
-          d[i + 1] = h + s * (c * g + s * d[i]);
-          if (M) {
-            const o0 = i * k, o1 = (i + 1) * k;
-            for (let q = 0; q < k; q++) {
-              const hq = M[o1 + q], vq = M[o0 + q];
-              M[o1 + q] = s * vq + c * hq;
-              M[o0 + q] = c * vq - s * hq;
-            }
-          }
-        }
-        p = (-s * s2 * c3 * el1 * e[l]) / dl1;
-        e[l] = s * p;
-        d[l] = c * p;
-      } while (Math.abs(e[l]) > eps * tst1);
-    }
-    d[l] += f;
-    e[l] = 0;
-  }
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y] - d[x]);
-  const values = new Float64Array(n);
-  let out: Float64Array | undefined;
-  if (M) out = new Float64Array(n * k);
-  order.forEach((src, dst) => {
-    values[dst] = d[src];
-    if (M) out!.set(M.subarray(src * k, src * k + k), dst * k);
-  });
-  return { values, X: out };
-}
 
 // ---------------------------------------------------------------------------------------------
 // projector

@@ -88,9 +88,23 @@ export function symEigTridiag(a: ArrayLike<number>, n: number, wantVectors = tru
     Vt = new Float64Array(n * n);
     for (let i = 0; i < n; i++) for (let k = 0; k < n; k++) Vt[i * n + k] = V[k * n + i];
   }
-  // tql2
+  // tql2 on (d, e) with e shifted so that e[i] = T[i+1, i]; rotations applied to the rows of Vt.
   for (let i = 1; i < n; i++) e[i - 1] = e[i];
   e[n - 1] = 0;
+  const r = tridiagQL(d, e, Vt, Vt ? n : 0);
+  return { values: r.values, vectors: r.X };
+}
+
+/**
+ * Implicit QL (JAMA tql2) on the tridiagonal (d, e) (e[i] = T[i+1, i]); every rotation applied to
+ * the rows of X (n×k), so on return X = Zᵀ·X₀ where T = Z·Λ·Zᵀ. Returns eigenvalues DESCENDING
+ * and Zᵀ·X₀ with rows in that order. k = 0: values only, O(n²).
+ */
+export function tridiagQL(d0: ArrayLike<number>, e0: ArrayLike<number>, X?: Float64Array, k = 0): { values: Float64Array; X?: Float64Array } {
+  const n = d0.length;
+  const d = Float64Array.from(d0), e = new Float64Array(n);
+  for (let i = 0; i < n - 1; i++) e[i] = e0[i];
+  const M = X && k > 0 ? X : undefined;
   let f = 0, tst1 = 0;
   const eps = 2 ** -52;
   for (let l = 0; l < n; l++) {
@@ -106,7 +120,8 @@ export function symEigTridiag(a: ArrayLike<number>, n: number, wantVectors = tru
         if (++iter > 60) break;
         let g = d[l];
         let p = (d[l + 1] - g) / (2 * e[l]);
-        let r = Math.hypot(p, 1);
+        let r = Math.sqrt(p * p + 1);
+        if (!Number.isFinite(r)) r = Math.abs(p);
         if (p < 0) r = -r;
         d[l] = e[l] / (p + r);
         d[l + 1] = e[l] * (p + r);
@@ -124,18 +139,18 @@ export function symEigTridiag(a: ArrayLike<number>, n: number, wantVectors = tru
           s2 = s;
           g = c * e[i];
           h = c * p;
-          r = Math.hypot(p, e[i]);
+          r = Math.sqrt(p * p + e[i] * e[i]);
           e[i + 1] = s * r;
           s = e[i] / r;
           c = p / r;
           p = c * d[i] - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]);
-          if (Vt) {
-            const o0 = i * n, o1 = (i + 1) * n;
-            for (let k = 0; k < n; k++) {
-              const hk = Vt[o1 + k], vk = Vt[o0 + k];
-              Vt[o1 + k] = s * vk + c * hk;
-              Vt[o0 + k] = c * vk - s * hk;
+          if (M) {
+            const o0 = i * k, o1 = (i + 1) * k;
+            for (let q = 0; q < k; q++) {
+              const hq = M[o1 + q], vq = M[o0 + q];
+              M[o1 + q] = s * vq + c * hq;
+              M[o0 + q] = c * vq - s * hq;
             }
           }
         }
@@ -149,12 +164,12 @@ export function symEigTridiag(a: ArrayLike<number>, n: number, wantVectors = tru
   }
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y] - d[x]);
   const values = new Float64Array(n);
-  let vectors: Float64Array | undefined;
-  if (Vt) vectors = new Float64Array(n * n);
+  let out: Float64Array | undefined;
+  if (M) out = new Float64Array(n * k);
   order.forEach((src, dst) => {
     values[dst] = d[src];
-    if (Vt) vectors!.set(Vt.subarray(src * n, src * n + n), dst * n);
+    if (M) out!.set(M.subarray(src * k, src * k + k), dst * k);
   });
-  return { values, vectors };
+  return { values, X: out };
 }
 
