@@ -18,6 +18,7 @@ import type {
   CompareData, CompareTensorData, CompareTensorRow, EsdMetricsData, HostToWebview, InitMessage, IntruderModuleData, IntrudersData,
   IntruderVectorData, ReplyResult, SpectraData, SpectraInit, WebviewToHost,
 } from './protocol';
+import { axisTick, fact, logTick } from '../common/format';
 
 Chart.register(LineController, LineElement, PointElement, BarController, BarElement, LinearScale, LogarithmicScale, CategoryScale, Filler, Legend, Tooltip);
 
@@ -50,23 +51,8 @@ const app = document.getElementById('app')!;
 
 // ---------------------------------------------------------------- helpers
 
-function fact(label: string, value: string | Node, id?: string): HTMLElement {
-  return h('div', { class: 'fact', 'data-fact': id }, h('dt', {}, label), h('dd', {}, value));
-}
 
-function tick(v: number): string {
-  if (v === 0) return '0';
-  const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(1);
-  return String(Number(v.toPrecision(3)));
-}
 
-function logTick(value: string | number): string {
-  const v = Number(value);
-  if (!(v > 0)) return '';
-  const m = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
-  return [1, 2, 5].some((k) => Math.abs(m - k) < 1e-6) ? tick(v) : '';
-}
 
 function engineText(e: { provider: string; fallbackReason?: string }): string {
   return `ORT: ${e.provider}${e.fallbackReason ? ` (fallback: ${e.fallbackReason})` : ''}`;
@@ -109,8 +95,8 @@ function lineChart(id: string, canvas: HTMLCanvasElement, datasets: ChartDataset
         tooltip: { callbacks: { label: (ctx) => `${ctx.dataset.label}: ${fmt4(ctx.parsed.y ?? undefined)}` } },
       },
       scales: {
-        x: { type: o.logX ? 'logarithmic' : 'linear', title: { display: true, text: o.xTitle, color: c.muted }, ticks: { color: c.muted, callback: o.logX ? logTick : (v) => tick(Number(v)) }, grid: { color: c.grid } },
-        y: { type: o.logY ? 'logarithmic' : 'linear', title: { display: true, text: o.yTitle, color: c.muted }, ticks: { color: c.muted, callback: o.logY ? logTick : (v) => tick(Number(v)) }, grid: { color: c.grid } },
+        x: { type: o.logX ? 'logarithmic' : 'linear', title: { display: true, text: o.xTitle, color: c.muted }, ticks: { color: c.muted, callback: o.logX ? logTick : (v) => axisTick(Number(v)) }, grid: { color: c.grid } },
+        y: { type: o.logY ? 'logarithmic' : 'linear', title: { display: true, text: o.yTitle, color: c.muted }, ticks: { color: c.muted, callback: o.logY ? logTick : (v) => axisTick(Number(v)) }, grid: { color: c.grid } },
       },
     },
   }));
@@ -441,7 +427,7 @@ function renderCompare(d: CompareData): HTMLElement[] {
         plugins: { legend: { display: false }, tooltip: { callbacks: { label: (ctx) => `${fmt4(ctx.parsed.y ?? undefined)}` } } },
         scales: {
           x: { ticks: { color: c.muted, autoSkip: true, maxRotation: 60, font: { size: 10 } }, grid: { display: false } },
-          y: { title: { display: true, text: '‖W1 − W0‖_F / ‖W0‖_F', color: c.muted }, ticks: { color: c.muted, callback: (v) => tick(Number(v)) }, grid: { color: c.grid } },
+          y: { title: { display: true, text: '‖W1 − W0‖_F / ‖W0‖_F', color: c.muted }, ticks: { color: c.muted, callback: (v) => axisTick(Number(v)) }, grid: { color: c.grid } },
         },
       },
     }));

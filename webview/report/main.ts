@@ -10,6 +10,7 @@ import { fmt4, type AdapterReport, type ModuleReport } from '../../src/shared/re
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
 import type { HostToWebview, WebviewToHost } from './protocol';
+import { axisTick, fact, logTick } from '../common/format';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
 
@@ -77,18 +78,15 @@ function scaleRuleText(r: AdapterReport): string {
   const { rank, alpha, useRslora, hasRankPattern, hasAlphaPattern } = r.adapter;
   let s = '';
   if (rank !== undefined && alpha !== undefined) {
-    s = useRslora ? `rsLoRA α/√r = ${alpha}/√${rank} = ${tick(alpha / Math.sqrt(rank))}` : `α/r = ${alpha}/${rank} = ${tick(alpha / rank)}`;
+    s = useRslora ? `rsLoRA α/√r = ${alpha}/√${rank} = ${axisTick(alpha / Math.sqrt(rank))}` : `α/r = ${alpha}/${rank} = ${axisTick(alpha / rank)}`;
   } else if (r.modules[0]) s = r.modules[0].scaleSource;
   const pats = [hasRankPattern && 'rank_pattern', hasAlphaPattern && 'alpha_pattern'].filter(Boolean);
   if (pats.length) s += ` + ${pats.join(', ')}`;
   const scales = [...new Set(r.modules.map((m) => m.scale))];
-  if (scales.length > 1) s += ` (s ∈ [${tick(Math.min(...scales))}, ${tick(Math.max(...scales))}])`;
+  if (scales.length > 1) s += ` (s ∈ [${axisTick(Math.min(...scales))}, ${axisTick(Math.max(...scales))}])`;
   return s || '–';
 }
 
-function fact(label: string, value: string | Node, id?: string): HTMLElement {
-  return h('div', { class: 'fact', 'data-fact': id }, h('dt', {}, label), h('dd', {}, value));
-}
 
 function badge(text: string, cls = ''): HTMLElement {
   return h('span', { class: `badge ${cls}`.trim() }, text);
@@ -167,21 +165,7 @@ function selectedModules(r: AdapterReport, sel: string): ModuleReport[] {
   return ok;
 }
 
-/** Compact axis label: 3 significant digits, no trailing zeros. */
-function tick(v: number): string {
-  if (v === 0) return '0';
-  const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(1);
-  return String(Number(v.toPrecision(4)));
-}
 
-/** Log-axis labels only at 1, 2 and 5 × 10^k (chart.js generates every mantissa). */
-function logTick(value: string | number): string {
-  const v = Number(value);
-  if (!(v > 0)) return '';
-  const m = v / 10 ** Math.floor(Math.log10(v) + 1e-9);
-  return [1, 2, 5].some((k) => Math.abs(m - k) < 1e-6) ? tick(v) : '';
-}
 
 function colorFor(i: number): string {
   const s = themeColors().series;
@@ -257,7 +241,7 @@ function buildLayers(canvas: HTMLCanvasElement, r: AdapterReport, metric: NumKey
       },
       scales: {
         x: { type: 'category', title: { display: true, text: hasLayers ? 'layer' : 'module', color: c.muted }, ticks: { color: c.muted }, grid: { color: c.grid } },
-        y: { type: logY ? 'logarithmic' : 'linear', title: { display: true, text: metricLabel, color: c.muted }, ticks: { color: c.muted, callback: logY ? logTick : (v) => tick(Number(v)) }, grid: { color: c.grid } },
+        y: { type: logY ? 'logarithmic' : 'linear', title: { display: true, text: metricLabel, color: c.muted }, ticks: { color: c.muted, callback: logY ? logTick : (v) => axisTick(Number(v)) }, grid: { color: c.grid } },
       },
     },
   });

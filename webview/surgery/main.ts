@@ -8,6 +8,7 @@ import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, L
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
 import type { HostToWebview, PlanJobResult, RebalanceJobResult, ReduceJobResult, SimpleJobResult, SurgeryView, WebviewToHost } from './protocol';
+import { logTick } from '../common/format';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, LogarithmicScale, Legend, Tooltip);
 
@@ -92,12 +93,6 @@ function barChart(canvas: HTMLCanvasElement, labels: string[], sets: { label: st
   }));
 }
 
-/** Log-axis tick: 1e-4 rather than 1.0e-4; only 1·10ᵏ, 2·10ᵏ, 5·10ᵏ labelled. */
-function logTick(v: number): string {
-  const m = v / 10 ** Math.floor(Math.log10(v));
-  if (![1, 2, 5].some((x) => Math.abs(m - x) < 1e-6)) return '';
-  return v >= 1e-3 && v < 1e4 ? String(Number(v.toPrecision(3))) : v.toExponential(0);
-}
 
 type Col<T> = { key: string; label: string; title: string; value: (r: T) => number | string; text?: (r: T) => string | Node; num?: boolean };
 

@@ -7,6 +7,7 @@ import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement,
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
 import { CAUSAL_DEFAULTS, type HostToWebview, type RunSnapshot, type RunStatus, type TrainForm, type TrainJobResult, type TrainPoint, type TrainTask, type WebviewToHost } from './protocol';
+import { logTick } from '../common/format';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
 
@@ -57,12 +58,6 @@ const fmt = (x: number | undefined): string => {
   return a !== 0 && (a >= 1e4 || a < 1e-3) ? x.toExponential(2) : Number(x.toPrecision(4)).toString();
 };
 
-/** Log-axis tick: 1e-4 rather than 1.00e-4; only 1·10ᵏ, 2·10ᵏ, 5·10ᵏ labelled. */
-function logTick(v: number): string {
-  const m = v / 10 ** Math.floor(Math.log10(v));
-  if (![1, 2, 5].some((x) => Math.abs(m - x) < 1e-6)) return '';
-  return v >= 1e-3 && v < 1e4 ? String(Number(v.toPrecision(3))) : v.toExponential(0);
-}
 
 /**
  * The loss axis is logarithmic while the loss spans more than a factor 3 (the modular task falls

@@ -4,6 +4,7 @@
  */
 import { h, HostChannel } from '../common/vscodeApi';
 import type { HostToWebview, TensorRow, ViewerData, WebviewToHost } from './protocol';
+import { fact } from '../common/format';
 
 interface State { filter?: string; sortKey?: number; sortDir?: 1 | -1 }
 
@@ -22,9 +23,6 @@ const app = document.getElementById('app')!;
 const ROW_H = 24;
 const nf = new Intl.NumberFormat('en-US');
 
-function fact(label: string, value: string | Node, id?: string): HTMLElement {
-  return h('div', { class: 'fact', 'data-fact': id }, h('dt', {}, label), h('dd', {}, value));
-}
 
 function errorPanel(d: ViewerData): HTMLElement {
   const status = h('div', { class: 'hint', role: 'status' });
