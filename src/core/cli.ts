@@ -7,7 +7,7 @@
 import { analyzeAdapter } from './analysis/lora';
 import { Engine, ExecutionProvider } from './engine/ort';
 import { makeDemoWorkspace } from './demo/makeDemo';
-import { addTrainedDemoAdapters } from './demo/trainedDemo';
+import { addModularDemo, addTrainedDemoAdapters } from './demo/trainedDemo';
 import { surgeryCli } from './surgery/cli';
 import { trainHfAdapter } from './train/hfTrainer';
 import { convertCli } from './convert/cli';
@@ -87,7 +87,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'demo') {
     for (const p of makeDemoWorkspace(target)) console.log(`wrote ${p}`);
-    if (!bool(args, '--no-train')) for (const p of await addTrainedDemoAdapters(target, (s) => console.log(s))) console.log(`wrote ${p}`);
+    if (!bool(args, '--no-train')) {
+      for (const p of await addTrainedDemoAdapters(target, (s) => console.log(s))) console.log(`wrote ${p}`);
+      for (const p of await addModularDemo(target, (s) => console.log(s))) console.log(`wrote ${p}`);
+    }
     return 0;
   }
   if (cmd === 'inspect') {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { analyzeAdapter } from '../../src/core/analysis/lora';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
-import { addTrainedDemoAdapters } from '../../src/core/demo/trainedDemo';
+import { addModularDemo, addTrainedDemoAdapters } from '../../src/core/demo/trainedDemo';
 import { Engine } from '../../src/core/engine/ort';
 import { openAdapter } from '../../src/core/formats/open';
 
@@ -58,4 +58,28 @@ test('trained demo adapters: BaLoRA balanced, LoRA not, loss decreases, reproduc
   const lor = await gaps('lora');
   assert.ok(Math.max(...bal) < 1e-6, `BaLoRA gaps ${bal}`);
   assert.ok(Math.min(...lor) > 0.05, `LoRA gaps ${lor}`);
+});
+
+test('modular demo (papers.md §5.3): base learns addition, LoRA/BaLoRA adapters for subtraction open and analyse', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-modular-'));
+  dirs.push(root);
+  const logs: string[] = [];
+  const written = await addModularDemo(root, (s) => logs.push(s));
+  assert.equal(written.length, 3);
+  const acc = Number(/accuracy ([\d.]+) %/.exec(logs[0])?.[1]);
+  assert.ok(acc > 90, `pre-training reached ${acc} % on (x + y) mod p`);
+  for (const mode of ['lora', 'balora']) {
+    const ad = openAdapter(path.join(root, 'modular', `sub-${mode}`));
+    try {
+      assert.equal(ad.summary.baseModel, '../base');
+      const rep = await analyzeAdapter(ad, { engine });
+      assert.equal(rep.modules.length, 4);
+      const gap = Math.max(...rep.modules.map((m) => m.balanceGap));
+      if (mode === 'balora') assert.ok(gap < 1e-6, `BaLoRA gap ${gap}`);
+      else assert.ok(gap > 0.01, `LoRA gap ${gap}`);
+    } finally {
+      ad.store.close();
+    }
+  }
+  assert.deepEqual(await addModularDemo(root), [], 'an existing demo folder is kept, never overwritten');
 });
