@@ -11,6 +11,11 @@
 # Env: E2E_TOOLS_DIR (default <repo>/.e2e-tools), E2E_SKIP_APT=1, E2E_FORCE=1 (reinstall npm tools)
 set -euo pipefail
 
+# When this runs under `npm test`, the outer npm (on Node 20) exports npm_config_* / npm_lifecycle_*
+# variables; the inner installs below would inherit them as configuration — npm_config_user_agent
+# says "node/v20", and code-server's postinstall reads the Node version from it and refuses.
+while IFS= read -r v; do unset "$v"; done < <(env | sed -n 's/^\(npm_[A-Za-z0-9_]*\)=.*/\1/p')
+
 CODE_SERVER_VERSION=4.139.1
 NODE_MAJOR=24
 PLAYWRIGHT_SPEC='playwright-core@^1.65.1'
