@@ -16,8 +16,9 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt
   touch "$stamp"
 fi
 
-# Python peers for benchmarks and fixture generation (not needed by the tests themselves).
-if [ "${LORA_LENS_SKIP_PYTHON:-}" != 1 ] && ! /usr/bin/python3 -c 'import numpy, scipy' >/dev/null 2>&1; then
+# Python peers for benchmarks and fixture generation (not needed by the tests themselves, so CI
+# skips them).
+if [ "${LORA_LENS_SKIP_PYTHON:-${CI:+1}}" != 1 ] && ! /usr/bin/python3 -c 'import numpy, scipy' >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "setup: apt-get install python3-numpy python3-scipy python3-torch"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-numpy python3-scipy python3-torch >/dev/null) \
