@@ -7,15 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  REPO_ROOT,
-  commandPaletteEntries,
-  dismissNotifications,
-  launch,
-  pickQuickItem,
-  runCommand,
-  screenshot,
-  selectors,
-  webviewFrame,
+  REPO_ROOT, commandPaletteEntries, dismissNotifications, launch, pickQuickItem, runCommand, screenshot, selectors, webviewFrame, step,
 } from './harness.mjs';
 
 const WORKSPACE = path.join(REPO_ROOT, 'demo-workspace');
@@ -34,30 +26,8 @@ function preconditions() {
   return problems;
 }
 
-// Concurrent runs of scripts/e2e-run.sh wipe test-artifacts/e2e: keep a copy of this test's shots.
-const KEEP_DIR = path.join(REPO_ROOT, 'test-artifacts', 'base-e2e');
 
-async function shot(page, name) {
-  const file = await screenshot(page, name);
-  try {
-    fs.mkdirSync(KEEP_DIR, { recursive: true });
-    fs.copyFileSync(file, path.join(KEEP_DIR, path.basename(file)));
-  } catch {
-    /* the original may already be gone */
-  }
-  return file;
-}
 
-async function step(page, name, what, fn) {
-  try {
-    await fn();
-    await shot(page, name);
-  } catch (e) {
-    const shot_ = await shot(page, `${name}-FAILED`);
-    e.message = `${what}\n  cause: ${e.message}\n  screenshot: ${path.relative(REPO_ROOT, shot_)}`;
-    throw e;
-  }
-}
 
 /** Waits for a quick input that is not the command palette (a command asking for something). */
 async function quickInputAsked(page, timeout = 10000) {

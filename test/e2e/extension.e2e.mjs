@@ -6,22 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  REPO_ROOT,
-  repoExtension,
-  commandPaletteEntries,
-  expandTreeItem,
-  hoverText,
-  launch,
-  openFile,
-  openView,
-  pickQuickItem,
-  runCli,
-  runCommand,
-  screenshot,
-  selectors,
-  treeItems,
-  waitForTreeItem,
-  webviewFrame,
+  REPO_ROOT, repoExtension, commandPaletteEntries, expandTreeItem, hoverText, launch, openFile, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, treeItems, waitForTreeItem, webviewFrame, step,
 } from './harness.mjs';
 
 const WORKSPACE = path.join(REPO_ROOT, 'demo-workspace');
@@ -42,17 +27,6 @@ function preconditions() {
   return problems;
 }
 
-/** Run a step; on failure take a screenshot and prefix the error with a readable message. */
-async function step(page, name, what, fn) {
-  try {
-    await fn();
-    await screenshot(page, name);
-  } catch (e) {
-    const shot = await screenshot(page, `${name}-FAILED`);
-    e.message = `${what}\n  cause: ${e.message}\n  screenshot: ${path.relative(REPO_ROOT, shot)}`;
-    throw e;
-  }
-}
 
 const problems = preconditions();
 

@@ -809,7 +809,28 @@ export async function screenshot(page, name) {
   await page.screenshot({ path: file, fullPage: false }).catch((e) => {
     console.error(`screenshot ${name} failed: ${e.message}`);
   });
+  // E2E_KEEP_SHOTS=DIR keeps a copy (scripts/e2e-run.sh empties test-artifacts/e2e on every run).
+  const keep = process.env.E2E_KEEP_SHOTS;
+  if (keep && fs.existsSync(file)) {
+    fs.mkdirSync(keep, { recursive: true });
+    fs.copyFileSync(file, path.join(keep, path.basename(file)));
+  }
   return file;
+}
+
+/**
+ * One user-visible step of an e2e test: runs `fn`, then takes a screenshot named `name`; on failure
+ * takes `<name>-FAILED` and rethrows with `what` and the screenshot path in the message.
+ */
+export async function step(page, name, what, fn) {
+  try {
+    await fn();
+    await screenshot(page, name);
+  } catch (e) {
+    const shot = await screenshot(page, `${name}-FAILED`);
+    e.message = `${what}\n  cause: ${e.message}\n  screenshot: ${path.relative(REPO_ROOT, shot)}`;
+    throw e;
+  }
 }
 
 /**

@@ -4,21 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT, launch, pickQuickItem, runCommand, screenshot, webviewFrame } from './harness.mjs';
+import {
+  REPO_ROOT, launch, pickQuickItem, runCommand, screenshot, webviewFrame, step,
+} from './harness.mjs';
 
 const WORKSPACE = path.join(REPO_ROOT, 'demo-workspace');
 const JOB_TIMEOUT = Number(process.env.E2E_ANALYSIS_TIMEOUT_MS || 120000);
 
-async function step(page, name, what, fn) {
-  try {
-    await fn();
-    await screenshot(page, name);
-  } catch (e) {
-    const shot = await screenshot(page, `${name}-FAILED`);
-    e.message = `${what}\n  cause: ${e.message}\n  screenshot: ${path.relative(REPO_ROOT, shot)}`;
-    throw e;
-  }
-}
 
 test('LoRA Lens research views (code-server)', { timeout: 10 * 60 * 1000 }, async (t) => {
   for (const f of ['dist/webview/research.js', 'demo-workspace/tiny-llama/model.safetensors']) {

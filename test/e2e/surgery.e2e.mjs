@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, launch, openView, pickQuickItem, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame } from './harness.mjs';
+import {
+  REPO_ROOT, launch, openView, pickQuickItem, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step,
+} from './harness.mjs';
 
 const DEMO = path.join(REPO_ROOT, 'demo-workspace');
 const JOB_TIMEOUT = Number(process.env.E2E_ANALYSIS_TIMEOUT_MS || 120000);
@@ -20,25 +22,7 @@ function tempWorkspace(t) {
   return ws;
 }
 
-/** E2E_KEEP_SHOTS=DIR also copies each screenshot there (test-artifacts/e2e is wiped by every e2e-run). */
-function keep(shot) {
-  if (process.env.E2E_KEEP_SHOTS && shot) {
-    fs.mkdirSync(process.env.E2E_KEEP_SHOTS, { recursive: true });
-    fs.copyFileSync(shot, path.join(process.env.E2E_KEEP_SHOTS, path.basename(shot)));
-  }
-  return shot;
-}
 
-async function step(page, name, what, fn) {
-  try {
-    await fn();
-    keep(await screenshot(page, name));
-  } catch (e) {
-    const shot = keep(await screenshot(page, `${name}-FAILED`));
-    e.message = `${what}\n  cause: ${e.message}\n  screenshot: ${path.relative(REPO_ROOT, shot)}`;
-    throw e;
-  }
-}
 
 /** Accepts the input box once it shows `value` (the command's default). */
 async function acceptInput(page, value) {

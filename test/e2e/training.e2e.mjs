@@ -6,30 +6,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, commandPaletteEntries, launch, openView, runCommand, screenshot, waitForTreeItem, webviewFrame } from './harness.mjs';
+import {
+  REPO_ROOT, commandPaletteEntries, launch, openView, runCommand, screenshot, waitForTreeItem, webviewFrame, step,
+} from './harness.mjs';
 
 const DEMO = path.join(REPO_ROOT, 'demo-workspace');
 const RUN_TIMEOUT = Number(process.env.E2E_ANALYSIS_TIMEOUT_MS || 120000);
 
-/** E2E_KEEP_SHOTS=DIR also copies each screenshot there (test-artifacts/e2e is wiped by every e2e-run). */
-function keep(shot) {
-  if (process.env.E2E_KEEP_SHOTS && shot) {
-    fs.mkdirSync(process.env.E2E_KEEP_SHOTS, { recursive: true });
-    fs.copyFileSync(shot, path.join(process.env.E2E_KEEP_SHOTS, path.basename(shot)));
-  }
-  return shot;
-}
 
-async function step(page, name, what, fn) {
-  try {
-    await fn();
-    keep(await screenshot(page, name));
-  } catch (e) {
-    const shot = keep(await screenshot(page, `${name}-FAILED`));
-    e.message = `${what}\n  cause: ${e.message}\n  screenshot: ${path.relative(REPO_ROOT, shot)}`;
-    throw e;
-  }
-}
 
 const points = (frame) => frame.$eval('#loss-chart', (el) => Number(el.getAttribute('data-points')));
 const ready = fs.existsSync(DEMO) && fs.existsSync(path.join(REPO_ROOT, 'dist', 'webview', 'training.js'));

@@ -9,44 +9,12 @@ import { openTorchCheckpoint, readZipDirectory } from '../../src/core/formats/to
 import { RangeFile } from '../../src/core/formats/fileio';
 import { openPeftBinAdapter } from '../../src/core/formats/peftbin';
 import { SafetensorsStore } from '../../src/core/formats/safetensors';
+import { makeZip } from './fuzzlib';
 
 const REAL = '/work/shared/realdata';
 const FIX = path.resolve(__dirname, '../../../test/fixtures');
 const hasReal = fs.existsSync(REAL);
 
-/** Minimal zip writer (stored entries; CRC left 0, which the reader does not check). */
-function makeZip(entries: { name: string; data: Uint8Array; method?: number }[]): Buffer {
-  const locals: Buffer[] = [];
-  const central: Buffer[] = [];
-  let off = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name, 'utf8');
-    const lh = Buffer.alloc(30);
-    lh.writeUInt32LE(0x04034b50, 0);
-    lh.writeUInt16LE(e.method ?? 0, 8);
-    lh.writeUInt32LE(e.data.length, 18);
-    lh.writeUInt32LE(e.data.length, 22);
-    lh.writeUInt16LE(name.length, 26);
-    locals.push(lh, name, Buffer.from(e.data));
-    const ch = Buffer.alloc(46);
-    ch.writeUInt32LE(0x02014b50, 0);
-    ch.writeUInt16LE(e.method ?? 0, 10);
-    ch.writeUInt32LE(e.data.length, 20);
-    ch.writeUInt32LE(e.data.length, 24);
-    ch.writeUInt16LE(name.length, 28);
-    ch.writeUInt32LE(off, 42);
-    central.push(ch, name);
-    off += 30 + name.length + e.data.length;
-  }
-  const cd = Buffer.concat(central);
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(entries.length, 8);
-  eocd.writeUInt16LE(entries.length, 10);
-  eocd.writeUInt32LE(cd.length, 12);
-  eocd.writeUInt32LE(off, 16);
-  return Buffer.concat([...locals, cd, eocd]);
-}
 
 function tmpFile(name: string, data: Uint8Array): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-pkl-'));
