@@ -231,47 +231,35 @@ export async function tridiagonalize(engine: Engine, G: Float64Array, m: number,
   return out;
 }
 
-/** X (m×k row-major, in place) ← Qᵀ·X. */
-export function applyQt(t: Tridiag, X: Float64Array, k: number): Float64Array {
-  const { m, tau, refl } = t;
-  const s = new Float64Array(k);
-  for (let c = 0; c < m - 1; c++) {
-    const tc = tau[c];
-    if (tc === 0) continue;
-    const off = reflOffset(m, c), len = m - c - 1, r0 = (c + 1) * k;
-    s.fill(0);
-    for (let i = 0; i < len; i++) {
-      const vi = refl[off + i], o = r0 + i * k;
-      for (let q = 0; q < k; q++) s[q] += vi * X[o + q];
-    }
-    for (let q = 0; q < k; q++) s[q] *= tc;
-    for (let i = 0; i < len; i++) {
-      const vi = refl[off + i], o = r0 + i * k;
-      for (let q = 0; q < k; q++) X[o + q] -= s[q] * vi;
-    }
+/** X ← (I − τ_c v_c v_cᵀ)·X for reflector c (rows c+1…m−1 of the m×k row-major X); `s` is k scratch. */
+function applyReflector(t: Tridiag, c: number, X: Float64Array, k: number, s: Float64Array): void {
+  const tc = t.tau[c];
+  if (tc === 0) return;
+  const { m, refl } = t;
+  const off = reflOffset(m, c), len = m - c - 1, r0 = (c + 1) * k;
+  s.fill(0);
+  for (let i = 0; i < len; i++) {
+    const vi = refl[off + i], o = r0 + i * k;
+    for (let q = 0; q < k; q++) s[q] += vi * X[o + q];
   }
+  for (let q = 0; q < k; q++) s[q] *= tc;
+  for (let i = 0; i < len; i++) {
+    const vi = refl[off + i], o = r0 + i * k;
+    for (let q = 0; q < k; q++) X[o + q] -= s[q] * vi;
+  }
+}
+
+/** X (m×k row-major, in place) ← Qᵀ·X (Q = H_0·H_1⋯H_{m−2}, so the reflectors apply in order). */
+export function applyQt(t: Tridiag, X: Float64Array, k: number): Float64Array {
+  const s = new Float64Array(k);
+  for (let c = 0; c < t.m - 1; c++) applyReflector(t, c, X, k, s);
   return X;
 }
 
-/** X (m×k row-major, in place) ← Q·X. */
+/** X (m×k row-major, in place) ← Q·X (the reflectors in reverse order). */
 export function applyQ(t: Tridiag, X: Float64Array, k: number): Float64Array {
-  const { m, tau, refl } = t;
   const s = new Float64Array(k);
-  for (let c = m - 2; c >= 0; c--) {
-    const tc = tau[c];
-    if (tc === 0) continue;
-    const off = reflOffset(m, c), len = m - c - 1, r0 = (c + 1) * k;
-    s.fill(0);
-    for (let i = 0; i < len; i++) {
-      const vi = refl[off + i], o = r0 + i * k;
-      for (let q = 0; q < k; q++) s[q] += vi * X[o + q];
-    }
-    for (let q = 0; q < k; q++) s[q] *= tc;
-    for (let i = 0; i < len; i++) {
-      const vi = refl[off + i], o = r0 + i * k;
-      for (let q = 0; q < k; q++) X[o + q] -= s[q] * vi;
-    }
-  }
+  for (let c = t.m - 2; c >= 0; c--) applyReflector(t, c, X, k, s);
   return X;
 }
 
