@@ -9,7 +9,11 @@
  * No DOM or Node types here: this file is compiled by both tsconfigs.
  */
 
-export type IntruderStatus = 'intruder' | 'possible' | 'ok';
+import type { IntruderStatus, IntruderVector } from '../../src/shared/analysisTypes';
+
+export type { IntruderStatus };
+export type IntruderVectorData = IntruderVector;
+
 export type IntruderMode = 'auto' | 'exact' | 'approx';
 
 export interface EngineInfo {
@@ -17,15 +21,6 @@ export interface EngineInfo {
   fallbackReason?: string;
 }
 
-export interface IntruderVectorData {
-  index: number;
-  sigma: number;
-  maxCos: number;
-  baseIndex: number;
-  residual?: number;
-  upperBound?: number;
-  status: IntruderStatus;
-}
 
 export interface IntruderModuleData {
   name: string;

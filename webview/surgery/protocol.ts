@@ -8,6 +8,8 @@
  * with a `reply` carrying the same id and, on failure, `error`.
  */
 
+import type { RankPlanModule } from '../../src/shared/analysisTypes';
+
 export type RankRuleKind = 'rank' | 'sv_ratio' | 'sv_cumulative' | 'sv_fro';
 export interface RankRuleSpec { kind: RankRuleKind; value: number; maxRank?: number }
 
@@ -57,15 +59,7 @@ export interface RebalanceJobResult {
   ms: number;
 }
 
-export interface PlanRow {
-  name: string;
-  r: number;
-  k: number;
-  energyKept: number;
-  froKept: number;
-  sumKept: number;
-  maxRatio: number;
-  tailFro: number;
+export interface PlanRow extends RankPlanModule {
   /** σ of ΔW (descending, for the chart). */
   sigma: number[];
 }

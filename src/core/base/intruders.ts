@@ -36,6 +36,9 @@ import { rsvd, symEigTridiag, orthoFactor, FULL_SPECTRUM_MAX_DIM } from './rsvd'
 import { DecompCache, type CacheKey } from './cache';
 import { baseWeightFor, readBaseWeight, type BaseModel } from './basemodel';
 import { applyQ, applyQt, exactBaseProjector, lanczosTopK } from './tridiag';
+import type { IntruderVector } from '../../shared/analysisTypes';
+
+export type { IntruderVector };
 
 const DOUBLE = 11;
 
@@ -68,20 +71,6 @@ export interface IntruderOptions {
   cacheKey?: Omit<CacheKey, 'method'>;
 }
 
-export interface IntruderVector {
-  /** Index j among W_tuned's singular vectors (0 = largest). */
-  index: number;
-  /** σ_j of W_tuned. */
-  sigma: number;
-  /** max_i |cos(y_j, x_i)| over the base vectors examined (exact in exact mode, lower part in approx). */
-  maxCos: number;
-  /** i of the best-matching base vector. */
-  baseIndex: number;
-  /** approx mode: ‖P⊥y_j‖ outside the top-K0 base span and the upper bound of the true max|cos|. */
-  residual?: number;
-  upperBound?: number;
-  status: 'intruder' | 'possible' | 'ok';
-}
 
 export interface IntruderResult {
   /** 'exact' also for the 'exact-large' route (the result is exact; see notes). */

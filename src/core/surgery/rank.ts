@@ -19,6 +19,9 @@ import { throwIfCancelled } from '../formats/errors';
 import { openAdapter } from '../formats/open';
 import type { Engine } from '../engine/ort';
 import type { AdapterReport } from '../../shared/report';
+import type { RankPlanModule } from '../../shared/analysisTypes';
+
+export type { RankPlanModule };
 import {
   FactorPair, SurgeryOptions, balancedLowRank, encodeFactor, inFileOrder, lowRankDiff, otherTensorsRaw, productTolerance,
   provenance, readPair, writeLike,
@@ -72,21 +75,6 @@ export function chooseRank(sigma: ArrayLike<number>, rule: RankRule): number {
   return k;
 }
 
-export interface RankPlanModule {
-  name: string;
-  r: number;
-  k: number;
-  /** Σ_{i≤k}σ² / Σσ²: fraction of ‖ΔW‖_F² kept. */
-  energyKept: number;
-  /** √energyKept: kohya's "fro retained". */
-  froKept: number;
-  /** Σ_{i≤k}σ / Σσ: kohya's "sum(S) retained". */
-  sumKept: number;
-  /** σ₁/σ_k: kohya's "max(S) ratio". */
-  maxRatio: number;
-  /** ‖ΔW − ΔW_k‖_F = √Σ_{i>k}σ². */
-  tailFro: number;
-}
 
 export interface RankPlan {
   rule: string;
