@@ -10,65 +10,77 @@ import { makeDemoWorkspace } from './demo/makeDemo';
 import { addModularDemo, addTrainedDemoAdapters } from './demo/trainedDemo';
 import { surgeryCli } from './surgery/cli';
 import { trainHfAdapter } from './train/hfTrainer';
-import { convertCli } from './convert/cli';
+import { CONVERT_USAGE, convertCli } from './convert/cli';
+import { bool, CliCommand, flag, UsageError } from './cli/args';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
 import './formats/register';
 import { fmt4, reportToCsv } from '../shared/report';
 
-const SURGERY = new Set(['rebalance', 'reduce', 'merge', 'combine', 'rescale', 'hessian-demo']);
+const SURGERY = ['rebalance', 'reduce', 'merge', 'combine', 'rescale', 'hessian-demo'];
 
-const USAGE = `usage:
-  lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]
-  lora-lens inspect FILE [--json]
-  lora-lens demo DIR [--no-train]  write the deterministic demo workspace (with two adapters trained by LoRA Lens)
-  lora-lens rebalance PATH OUT                         BaLoRA projection (BᵀB = AAᵀ, BA kept), new adapter
-  lora-lens reduce PATH OUT --rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x [--max-rank k]
-  lora-lens merge ADAPTER BASE OUT                     W0 + s·B·A into a new safetensors file
-  lora-lens combine A1 W1 A2 W2 OUT [--svd --rank k]   concatenate (exact) or SVD-truncate two adapters
-  lora-lens rescale PATH FACTOR OUT                    multiply the adapter's scale
-  lora-lens hessian-demo                               Hessian condition numbers of balanced vs scaled factors
-  lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]
-                                                       LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)
-All writing commands create NEW files/folders, verify them, and never overwrite their input.`;
+const SURGERY_USAGE: Record<string, string> = {
+  rebalance: 'lora-lens rebalance PATH OUT [--json]   BaLoRA projection (BᵀB = AAᵀ, BA kept), new adapter',
+  reduce: 'lora-lens reduce PATH OUT --rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x [--max-rank k] [--json]',
+  merge: 'lora-lens merge ADAPTER BASE OUT [--json]   W0 + s·B·A into a new safetensors file',
+  combine: 'lora-lens combine A1 W1 A2 W2 OUT [--svd --rank k] [--json]   concatenate (exact) or SVD-truncate two adapters',
+  rescale: 'lora-lens rescale PATH FACTOR OUT [--json]   multiply the adapter\'s scale',
+  'hessian-demo': 'lora-lens hessian-demo   Hessian condition numbers of balanced vs scaled factors',
+};
 
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  args.splice(i, 2);
-  return v;
-}
+/** Every command of the CLI, in the order of `--help`. A new command is a file in src/core/cli/ and one line here. */
+const COMMANDS: CliCommand[] = [
+  { name: 'analyze', usage: 'lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]', run: (a) => legacyMain(['analyze', ...a]) },
+  { name: 'inspect', usage: 'lora-lens inspect FILE [--json]', run: (a) => legacyMain(['inspect', ...a]) },
+  { name: 'demo', usage: 'lora-lens demo DIR [--no-train]  write the deterministic demo workspace (with two adapters trained by LoRA Lens)', run: (a) => legacyMain(['demo', ...a]) },
+  ...SURGERY.map((name): CliCommand => ({ name, usage: SURGERY_USAGE[name], run: (a) => surgeryCli([name, ...a]) })),
+  { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
+  { name: 'train', usage: 'lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]\n      LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)', run: (a) => legacyMain(['train', ...a]) },
+];
 
-function bool(args: string[], name: string): boolean {
-  const i = args.indexOf(name);
-  if (i < 0) return false;
-  args.splice(i, 1);
-  return true;
+function usage(): string {
+  return `usage:\n${COMMANDS.map((c) => '  ' + c.usage.replace(/\n/g, '\n  ')).join('\n')}\nAll writing commands create NEW files/folders, verify them, and never overwrite their input.`;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const args = [...argv];
-  const cmd = args.shift();
-  if (!cmd || cmd === '-h' || cmd === '--help') {
-    console.log(USAGE);
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    console.log(usage());
     return cmd ? 0 : 2;
   }
-  if (SURGERY.has(cmd)) return surgeryCli([cmd, ...args]);
-  if (cmd === 'convert') return convertCli(args);
+  const c = COMMANDS.find((x) => x.name === cmd);
+  if (!c) {
+    console.error(`unknown command ${cmd}\n${usage()}`);
+    return 2;
+  }
+  try {
+    return await c.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`error: ${e.message}\nusage: ${c.usage}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+/** analyze, inspect, demo, train: the original commands, kept in one function. */
+async function legacyMain(argv: string[]): Promise<number> {
+  const args = [...argv];
+  const cmd = args.shift();
   const json = bool(args, '--json');
   const csv = bool(args, '--csv');
   const method = (flag(args, '--method') ?? 'auto') as 'auto' | 'householder';
   const provider = (flag(args, '--provider') ?? 'cpu') as ExecutionProvider;
   const target = args[0];
   if (!target) {
-    console.error(USAGE);
+    console.error(usage());
     return 2;
   }
   if (cmd === 'train') {
     const [modelDir, data, out] = args;
     if (!modelDir || !data || !out) {
-      console.error(USAGE);
+      console.error(usage());
       return 2;
     }
     const num = (name: string, def: number): number => {
@@ -127,7 +139,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return 0;
   }
-  console.error(`unknown command ${cmd}\n${USAGE}`);
+  console.error(`unknown command ${cmd}\n${usage()}`);
   return 2;
 }
 
@@ -135,7 +147,10 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (e) => {
-      console.error(e instanceof FormatError ? `error: ${e.message}` : `error: ${(e as Error).stack ?? e}`);
+      // One line, never a stack trace (set LORA_LENS_DEBUG=1 to see one for an internal error).
+      const msg = e instanceof Error ? e.message : String(e);
+      console.error(`error: ${msg}`);
+      if (process.env.LORA_LENS_DEBUG && !(e instanceof FormatError)) console.error((e as Error).stack);
       process.exitCode = 1;
     },
   );
