@@ -12,6 +12,10 @@ import { surgeryCli } from './surgery/cli';
 import { trainHfAdapter } from './train/hfTrainer';
 import { CONVERT_USAGE, convertCli } from './convert/cli';
 import { bool, CliCommand, flag, UsageError } from './cli/args';
+import { intrudersCommand } from './cli/intruders';
+import { spectraCommand } from './cli/spectra';
+import { esdCommand } from './cli/esd';
+import { compareCommand } from './cli/compare';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
 import './formats/register';
@@ -34,6 +38,10 @@ const COMMANDS: CliCommand[] = [
   { name: 'inspect', usage: 'lora-lens inspect FILE [--json]', run: (a) => legacyMain(['inspect', ...a]) },
   { name: 'demo', usage: 'lora-lens demo DIR [--no-train]  write the deterministic demo workspace (with two adapters trained by LoRA Lens)', run: (a) => legacyMain(['demo', ...a]) },
   ...SURGERY.map((name): CliCommand => ({ name, usage: SURGERY_USAGE[name], run: (a) => surgeryCli([name, ...a]) })),
+  intrudersCommand,
+  spectraCommand,
+  esdCommand,
+  compareCommand,
   { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
   { name: 'train', usage: 'lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]\n      LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)', run: (a) => legacyMain(['train', ...a]) },
 ];
