@@ -34,6 +34,8 @@ import { GgufStore } from '../formats/gguf';
 import { householderR, singularValues } from '../linalg/decomp';
 import { mat, Mat } from '../linalg/dense';
 import { assertNotInput, OutTensor, OutputExistsError, removeOutput, writeAdapterFolder, writeNewFileAtomic } from '../surgery/writer';
+import { Engine } from '../engine/ort';
+import { lowRankDiff, type Verification } from '../surgery/balora';
 import { encodeGguf, GgufOutTensor, hfNameFromLlamaCpp, llamaCppName, ropeKind, ropePermutation } from './gguf';
 
 export type ConvertTarget = 'peft' | 'kohya' | 'mlx' | 'gguf';
@@ -51,6 +53,8 @@ export interface ConvertOptions {
   ggufType?: 'auto' | 'F32' | 'F16';
   token?: CancelToken;
   onProgress?: (done: number, total: number, message: string) => void;
+  /** onnxruntime engine for the max-abs verification (a CPU engine is created when absent). */
+  engine?: Engine;
 }
 
 export interface ModuleCheck {
@@ -77,6 +81,7 @@ export interface ConvertResult {
   outDtype: DType;
   architecture?: string;
   warnings: string[];
+  verification: Verification;
 }
 
 interface Canon {
@@ -423,7 +428,9 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
 
   // ---- verify the round trip
   const checks: ModuleCheck[] = [];
-  let maxRelErr = 0;
+  let maxRelErr = 0, maxAbsError = 0, maxAbsRel = 0;
+  const engine = opts.engine ?? new Engine();
+  const f64 = (x: Float32Array) => Float64Array.from(x);
   const tolerance = Math.max(1e-5, 16 * dtypeEpsilon(outDtype));
   try {
     const back = openAdapter(out);
@@ -446,6 +453,10 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
         const diff = loraDiff(Bo, Ao, o.scale, o.rank, p.c.B, p.c.A, p.c.s, p.c.r, p.c.rows, p.c.cols);
         const relErr = ref > 0 ? diff / ref : diff;
         maxRelErr = Math.max(maxRelErr, relErr);
+        // max|ΔW' − ΔW| element-wise, fp64 in onnxruntime (the product is never returned)
+        const dd = await lowRankDiff(engine, { A: f64(p.c.A), B: f64(p.c.B), r: p.c.r, s: p.c.s }, { A: f64(Ao), B: f64(Bo), r: o.rank, s: o.scale }, o.outFeatures, o.inFeatures);
+        maxAbsError = Math.max(maxAbsError, dd.errMax);
+        if (dd.refMax > 0) maxAbsRel = Math.max(maxAbsRel, dd.errMax / dd.refMax);
         checks.push({ name: p.c.name, outName: p.outName, rank: p.c.r, scale: p.c.s, outScale: o.scale, folded: p.folded, relErr, sigmaIn, sigmaOut });
       }
       if (back.modules.length !== plans.length) throw new Error(`round trip: output has ${back.modules.length} modules, input ${plans.length}`);
@@ -457,9 +468,15 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
   } catch (e) {
     removeOutput(out);
     throw e;
+  } finally {
+    if (!opts.engine) await engine.dispose();
   }
   progress(total * 2, total * 2, 'done');
-  return { target, input: adapter.path, inputFormat: adapter.format, out, weightsFile, modules: checks, maxRelErr, tolerance, outDtype, architecture, warnings };
+  const verification: Verification = {
+    maxAbsError, maxRelError: maxAbsRel, tolerance, checked: checks.length,
+    what: "reopened the output; every module's ΔW' = s'·B'A' against the input's ΔW (max|ΔW' − ΔW| in fp64; the tolerance applies to ‖ΔW' − ΔW‖_F/‖ΔW‖_F = maxRelErr)",
+  };
+  return { target, input: adapter.path, inputFormat: adapter.format, out, weightsFile, modules: checks, maxRelErr, tolerance, outDtype, architecture, warnings, verification };
 }
 
 function invert(p: Int32Array): Int32Array {

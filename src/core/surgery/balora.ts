@@ -313,10 +313,27 @@ export interface RebalanceModule {
   method: 'cholesky-qr' | 'householder';
 }
 
+/**
+ * What a writing command checked after writing (every writing command's result has one): the
+ * output was reopened and compared with an fp64 reference; maxAbsError is the largest absolute
+ * element error of the quantity named in `what`.
+ */
+export interface Verification {
+  maxAbsError: number;
+  /** maxAbsError / max|reference| (0 when the reference is 0). */
+  maxRelError: number;
+  /** The relative tolerance the check enforced (the output is deleted above it). */
+  tolerance: number;
+  /** Modules / tensors checked. */
+  checked: number;
+  what: string;
+}
+
 export interface RebalanceResult {
   outDir: string;
   weightsFile: string;
   perModule: RebalanceModule[];
+  verification: Verification;
 }
 
 /** Provenance metadata written into `__metadata__`. */
@@ -398,6 +415,7 @@ export async function rebalanceAdapter(adapter: Adapter, engine: Engine, outDir:
     const re = openAdapter(written.out);
     try {
       const perModule: RebalanceModule[] = [];
+      const ver: Verification = { maxAbsError: 0, maxRelError: 0, tolerance: 0, checked: 0, what: "reopened; every module's s·B'A' against the input's s·BA (fp64, onnxruntime)" };
       for (const m2 of re.modules) {
         throwIfCancelled(opts.token);
         const b = before.get(m2.name);
@@ -410,6 +428,10 @@ export async function rebalanceAdapter(adapter: Adapter, engine: Engine, outDir:
         if (!(rel <= tol) && !(d.refMax === 0 && d.errMax === 0)) {
           throw new Error(`verification failed for ${m2.name}: max|B'A' − BA|/max|BA| = ${rel.toExponential(3)} > ${tol.toExponential(3)} (${dt})`);
         }
+        ver.maxAbsError = Math.max(ver.maxAbsError, d.errMax * Math.abs(m2.scale));
+        ver.maxRelError = Math.max(ver.maxRelError, rel);
+        ver.tolerance = Math.max(ver.tolerance, tol);
+        ver.checked++;
         const after = await factorRs(engine, f2);
         perModule.push({
           name: m2.name, rank: f2.r, maxRelErr: rel, tolerance: tol, gapBefore: b.gap, gapAfter: relativeGap(after.a.G, after.b.G),
@@ -419,7 +441,7 @@ export async function rebalanceAdapter(adapter: Adapter, engine: Engine, outDir:
         opts.onProgress?.(++done, mods.length * 2, `verified ${m2.name}`);
       }
       if (perModule.length !== mods.length) throw new Error(`verification: ${perModule.length} modules written, ${mods.length} expected`);
-      return { outDir: written.out, weightsFile: written.weightsFile, perModule };
+      return { outDir: written.out, weightsFile: written.weightsFile, perModule, verification: ver };
     } finally {
       re.store.close();
     }

@@ -9,16 +9,16 @@
  * Every command writes a new file/folder and refuses to overwrite. Returns the exit code.
  */
 import { Engine } from '../engine/ort';
-import { openAdapter, openStore } from '../formats/open';
+import { openAdapter } from '../formats/open';
 import { rebalanceAdapter } from './balora';
 import { RankRule, reduceRankAdapter } from './rank';
-import { combineAdapters, mergeIntoBase, rescaleAdapter } from './combine';
+import { combineAdapters, mergeIntoModel, rescaleAdapter, type Verification } from './combine';
 import { hessianDemoCases } from './hessian';
 
 const USAGE = `usage:
   lora-lens rebalance PATH OUT
   lora-lens reduce PATH OUT (--rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x) [--max-rank k]
-  lora-lens merge ADAPTER BASE OUT.safetensors
+  lora-lens merge ADAPTER BASE OUT [--force]   (BASE: weights file → OUT file; model folder → OUT folder)
   lora-lens combine A1 W1 A2 W2 OUT [--svd [--rank k]]
   lora-lens rescale PATH FACTOR OUT
   lora-lens hessian-demo`;
@@ -40,11 +40,18 @@ function num(v: string, what: string): number {
 
 const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
 
+/** The human line of a write's verification (every writing command prints what it verified). */
+export function verifiedLine(v: Verification): string {
+  return `✓ verified ${v.checked} ${v.checked === 1 ? 'item' : 'items'}: max abs error ${fmt(v.maxAbsError)} (max rel ${fmt(v.maxRelError)}, tolerance ${fmt(v.tolerance)}) — ${v.what}`;
+}
+
 export async function surgeryCli(argv: string[]): Promise<number> {
   const args = [...argv];
   const cmd = args.shift();
   const json = args.includes('--json');
   if (json) args.splice(args.indexOf('--json'), 1);
+  const force = args.includes('--force');
+  if (force) args.splice(args.indexOf('--force'), 1);
   const out = (o: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(o, null, 2) + '\n' : text() + '\n');
   let engine: Engine | undefined;
   try {
@@ -61,7 +68,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         engine = new Engine();
         try {
           const r = await rebalanceAdapter(a, engine, o);
-          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: gap ${fmt(m.gapBefore)} → ${fmt(m.gapAfter)}, κA ${m.kappaABefore.toFixed(1)} → ${m.kappaAAfter.toFixed(1)}, κB ${m.kappaBBefore.toFixed(1)} → ${m.kappaBAfter.toFixed(1)}, max rel err ${fmt(m.maxRelErr)}`)].join('\n'));
+          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: gap ${fmt(m.gapBefore)} → ${fmt(m.gapAfter)}, κA ${m.kappaABefore.toFixed(1)} → ${m.kappaAAfter.toFixed(1)}, κB ${m.kappaBBefore.toFixed(1)} → ${m.kappaBAfter.toFixed(1)}, max rel err ${fmt(m.maxRelErr)}`), verifiedLine(r.verification)].join('\n'));
         } finally { a.store.close(); }
         return 0;
       }
@@ -80,7 +87,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         engine = new Engine();
         try {
           const r = await reduceRankAdapter(a, engine, o, rule);
-          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: r ${m.r} → ${m.k}, fro kept ${(100 * m.froKept).toFixed(2)}%, sum(S) kept ${(100 * m.sumKept).toFixed(2)}%, rel err vs truncation ${fmt(m.relErrVsTruncated)}`)].join('\n'));
+          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: r ${m.r} → ${m.k}, fro kept ${(100 * m.froKept).toFixed(2)}%, sum(S) kept ${(100 * m.sumKept).toFixed(2)}%, rel err vs truncation ${fmt(m.relErrVsTruncated)}`), verifiedLine(r.verification)].join('\n'));
         } finally { a.store.close(); }
         return 0;
       }
@@ -88,12 +95,11 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         const [p, b, o] = args;
         if (!p || !b || !o) break;
         const a = openAdapter(p);
-        const base = openStore(b);
         engine = new Engine();
         try {
-          const r = await mergeIntoBase(base, a, engine, o);
-          out(r, () => `wrote ${r.outFile}: ${r.merged.length} weights merged, ${r.copied} copied`);
-        } finally { a.store.close(); base.close(); }
+          const r = await mergeIntoModel(b, a, engine, o, { force });
+          out(r, () => [`wrote ${r.outDir ?? r.outFile}: ${r.merged.length} weights merged, ${r.copied} copied`, verifiedLine(r.verification), ...r.warnings.map((w) => `warning: ${w}`)].join('\n'));
+        } finally { a.store.close(); }
         return 0;
       }
       case 'combine': {
@@ -116,7 +122,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         const a = openAdapter(p);
         try {
           const r = rescaleAdapter(a, num(f, 'FACTOR'), o);
-          out(r, () => `wrote ${r.outDir} (lora_alpha ${String(r.config.lora_alpha)})`);
+          out(r, () => [`wrote ${r.outDir} (lora_alpha ${String(r.config.lora_alpha)})`, verifiedLine(r.verification)].join('\n'));
         } finally { a.store.close(); }
         return 0;
       }

@@ -14,17 +14,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Adapter, LoraModule } from '../formats/adapter';
-import { DType, DTYPE_SIZE, fromFloats } from '../formats/dtype';
+import { DType, DTYPE_SIZE, dtypeEpsilon, fromFloats } from '../formats/dtype';
 import { FormatError, throwIfCancelled } from '../formats/errors';
 import { openAdapter } from '../formats/open';
-import { readSafetensorsHeader, TensorInfo, TensorStore } from '../formats/safetensors';
+import { readSafetensorsHeader, SafetensorsStore, TensorInfo, TensorStore } from '../formats/safetensors';
+import { checkAdapterBase, checkCombinable } from '../base/match';
+import { openBase } from '../base/analyses';
 import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import {
-  FactorPair, SurgeryOptions, balancedLowRank, lowRankDiff, productTolerance, provenance, readPair, writeLike,
+  FactorPair, SurgeryOptions, Verification, balancedLowRank, lowRankDiff, productTolerance, provenance, readPair, writeLike,
 } from './balora';
 import { configForRanks } from './rank';
-import { LazyTensor, OutTensor, assertNotInput, removeOutput, writeAdapterFolder, writeSafetensorsStreaming } from './writer';
+
+export type { Verification };
+import { LazyTensor, OutTensor, OutputExistsError, assertNotInput, removeOutput, writeAdapterFolder, writeSafetensorsStreaming } from './writer';
 
 // ---------------------------------------------------------------------------------------------
 // merge into base
@@ -62,19 +66,27 @@ export function baseNameFor(module: string, base: TensorStore): string | undefin
 
 export interface MergeResult {
   outFile: string;
-  merged: { module: string; tensor: string; layout: 'out,in' | 'in,out'; dtype: string }[];
+  /** Output folder when the base was a model folder (config and tokenizer files copied), else undefined. */
+  outDir?: string;
+  merged: { module: string; tensor: string; layout: 'out,in' | 'in,out'; dtype: string; maxAbsError: number }[];
   copied: number;
+  warnings: string[];
+  verification: Verification;
 }
 
 /**
  * Writes `outFile` = base with every adapted weight replaced by W0 + s·B·A (rounded to the base
  * dtype). Throws (writing nothing) when a module has no matching base tensor or shapes disagree.
  */
-export async function mergeIntoBase(baseStore: TensorStore, adapter: Adapter, engine: Engine, outFile: string, opts: SurgeryOptions = {}): Promise<MergeResult> {
+export async function mergeIntoBase(baseStore: TensorStore, adapter: Adapter, engine: Engine, outFile: string, opts: SurgeryOptions & { force?: boolean } = {}): Promise<MergeResult> {
   assertNotInput(outFile, baseStore.path, adapter.path, adapter.weightsFile, ...new Set([...baseStore.tensors.values()].map((t) => t.file)));
+  // names, shapes and base_model_name_or_path first: one sentence instead of one error per module
+  const match = checkAdapterBase(adapter, baseStore, { force: opts.force });
+  const matchedNames = new Set(match.matched.map((x) => x.module.name));
   const plan = new Map<string, { m: LoraModule; transpose: boolean; p: number; q: number }>();
   const problems: string[] = [];
   for (const m of adapter.modules) {
+    if (!matchedNames.has(m.name) && !m.conv) continue;
     if (m.magnitude) { problems.push(`${m.name}: DoRA modules need the magnitude renormalisation; merging them is not supported`); continue; }
     const bn = baseNameFor(m.name, baseStore);
     if (!bn) { problems.push(`${m.name}: no base tensor "${m.name}.weight"`); continue; }
@@ -102,7 +114,7 @@ export async function mergeIntoBase(baseStore: TensorStore, adapter: Adapter, en
         const f = readPair(adapter, job.m);
         const w0 = baseStore.readF64(t.name);
         const y = await mergedWeight(engine, w0, job.p, job.q, f, job.m.scale, job.transpose);
-        merged.push({ module: job.m.name, tensor: t.name, layout: job.transpose ? 'in,out' : 'out,in', dtype: t.dtype });
+        merged.push({ module: job.m.name, tensor: t.name, layout: job.transpose ? 'in,out' : 'out,in', dtype: t.dtype, maxAbsError: NaN });
         opts.onProgress?.(++done, plan.size, `merged ${t.name}`);
         return fromFloats(y, t.dtype as DType);
       },
@@ -110,14 +122,82 @@ export async function mergeIntoBase(baseStore: TensorStore, adapter: Adapter, en
   });
   const md = { ...baseStore.metadata, ...provenance('merge-into-base', adapter.path, { base: path.resolve(baseStore.path), modules: plan.size }) };
   await writeSafetensorsStreaming(outFile, lazy, md);
+  // Verification: reopen the written file; every merged tensor W' must equal the fp64 W0 + s·B·A up
+  // to rounding to its dtype (|W' − W| ≤ u·max|W|, u the dtype's unit roundoff).
+  let maxAbs = 0, maxRef = 0, maxRel = 0, tolerance = 0;
   try {
     const h = readSafetensorsHeader(outFile);
     if (h.tensors.length !== tensors.length) throw new Error(`verification: ${h.tensors.length} tensors written, ${tensors.length} expected`);
+    const back = SafetensorsStore.openFile(outFile);
+    try {
+      for (const row of merged) {
+        throwIfCancelled(opts.token);
+        const job = plan.get(row.tensor)!;
+        const y = await mergedWeight(engine, baseStore.readF64(row.tensor), job.p, job.q, readPair(adapter, job.m), job.m.scale, job.transpose);
+        const w = back.readF64(row.tensor);
+        let e = 0, r = 0;
+        for (let i = 0; i < y.length; i++) {
+          const d = Math.abs(w[i] - y[i]);
+          if (d > e || Number.isNaN(d)) e = Number.isNaN(d) ? Infinity : d;
+          const a = Math.abs(y[i]);
+          if (a > r) r = a;
+        }
+        const u = dtypeEpsilon(row.dtype as DType);
+        const tol = 1.01 * u * r + (row.dtype === 'F16' ? 6e-8 : 0);
+        if (!(e <= tol)) throw new Error(`verification failed for ${row.tensor}: max|W' − (W0 + s·B·A)| = ${e.toExponential(3)} > ${tol.toExponential(3)} (${row.dtype} rounding)`);
+        row.maxAbsError = e;
+        maxAbs = Math.max(maxAbs, e);
+        maxRef = Math.max(maxRef, r);
+        if (r > 0) maxRel = Math.max(maxRel, e / r);
+        tolerance = Math.max(tolerance, u * 1.01);
+      }
+    } finally {
+      back.close();
+    }
   } catch (e) {
     removeOutput(outFile);
     throw e;
   }
-  return { outFile, merged, copied: tensors.length - merged.length };
+  void maxRef;
+  return {
+    outFile, merged, copied: tensors.length - merged.length, warnings: match.warnings,
+    verification: { maxAbsError: maxAbs, maxRelError: maxRel, tolerance, checked: merged.length, what: "reopened the output; every merged weight W' against W0 + s·B·A computed in fp64 (error = rounding to the base dtype)" },
+  };
+}
+
+/**
+ * Merges into a base given as a weights file (→ OUT is a .safetensors file) or as a Hugging Face
+ * model folder, sharded or not (→ OUT is a NEW folder: config, tokenizer and other small files
+ * copied, weights in one OUT/model.safetensors; OUT ending in .safetensors writes just the file).
+ * The folder is written under a temporary name and renamed when verified.
+ */
+export async function mergeIntoModel(basePath: string, adapter: Adapter, engine: Engine, out: string, opts: SurgeryOptions & { force?: boolean } = {}): Promise<MergeResult> {
+  const base = openBase(basePath);
+  try {
+    const isDir = fs.statSync(basePath).isDirectory();
+    if (!isDir || out.endsWith('.safetensors')) return await mergeIntoBase(base.store, adapter, engine, out, opts);
+    if (fs.existsSync(out)) throw new OutputExistsError(out);
+    assertNotInput(out, basePath, adapter.path, adapter.weightsFile);
+    const tmp = `${path.resolve(out)}.tmp-${process.pid}`;
+    fs.mkdirSync(path.dirname(tmp), { recursive: true });
+    fs.mkdirSync(tmp);
+    try {
+      const res = await mergeIntoBase(base.store, adapter, engine, path.join(tmp, 'model.safetensors'), opts);
+      for (const n of fs.readdirSync(basePath)) {
+        const p = path.join(basePath, n);
+        if (!fs.statSync(p).isFile() || /\.(safetensors|bin|pt|pth|gguf|ckpt|h5|msgpack)$|\.index\.json$/i.test(n)) continue;
+        if (fs.statSync(p).size < 64 * 1024 * 1024) fs.copyFileSync(p, path.join(tmp, n), fs.constants.COPYFILE_EXCL);
+      }
+      if (fs.existsSync(out)) throw new OutputExistsError(out);
+      fs.renameSync(tmp, out);
+      return { ...res, outDir: out, outFile: path.join(out, 'model.safetensors') };
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+  } finally {
+    base.store.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,13 +208,17 @@ export interface CombineOptions extends SurgeryOptions {
   mode: 'cat' | 'svd';
   /** New rank for 'svd' (default max(r1, r2)). */
   rank?: number;
+  /** Combine adapters that name different base models (when they share modules). */
+  force?: boolean;
 }
 
 export interface CombineResult {
   outDir: string;
   weightsFile: string;
-  perModule: { name: string; rank: number; relErr: number; sigma?: number[] }[];
+  perModule: { name: string; rank: number; relErr: number; sigma?: number[]; maxAbsError: number }[];
   config: Record<string, unknown>;
+  warnings: string[];
+  verification: Verification;
 }
 
 function peftKey(name: string, role: 'A' | 'B'): string {
@@ -163,6 +247,7 @@ function catPairs(parts: { f: FactorPair; c: number }[]): FactorPair {
 export async function combineAdapters(engine: Engine, a1: Adapter, w1: number, a2: Adapter, w2: number, outDir: string, opts: CombineOptions): Promise<CombineResult> {
   for (const a of [a1, a2]) if (a.format !== 'peft') throw new Error(`${a.path}: combining needs PEFT adapters (this is ${a.format})`);
   assertNotInput(outDir, a1.path, a1.weightsFile, a2.path, a2.weightsFile);
+  const warnings = checkCombinable(a1, a2, { force: opts.force });
   const names = [...new Set([...a1.modules, ...a2.modules].map((m) => m.name))];
   const find = (a: Adapter, n: string) => a.modules.find((m) => m.name === n);
   const tensors: OutTensor[] = [];
@@ -204,19 +289,30 @@ export async function combineAdapters(engine: Engine, a1: Adapter, w1: number, a
     const re = openAdapter(written.dir);
     try {
       const per: CombineResult['perModule'] = [];
+      let maxAbs = 0, maxRel = 0, tolerance = 0;
+      if (re.modules.length !== refs.size) throw new Error(`verification: ${re.modules.length} modules written, ${refs.size} expected`);
       for (const m2 of re.modules) {
-        const ref = refs.get(m2.name)!;
+        const ref = refs.get(m2.name);
+        if (!ref) throw new Error(`verification: unexpected module ${m2.name}`);
         const f2 = readPair(re, m2);
         const d = await lowRankDiff(engine, { A: ref.A, B: ref.B, r: ref.k, s: 1 }, { A: f2.A, B: f2.B, r: f2.r, s: m2.scale }, f2.outF, f2.inF);
         if (!(d.errMax <= productTolerance(d, m2.A.tensor.dtype)) && d.refMax > 0) throw new Error(`verification failed for ${m2.name}: max error ${d.errMax} (reference max ${d.refMax})`);
+        maxAbs = Math.max(maxAbs, d.errMax);
+        if (d.refMax > 0) {
+          maxRel = Math.max(maxRel, d.errMax / d.refMax);
+          tolerance = Math.max(tolerance, productTolerance(d, m2.A.tensor.dtype) / d.refMax);
+        }
         let relErr = d.refFro > 0 ? d.errFro / d.refFro : d.errFro;
         if (opts.mode === 'svd') {
           const full = await lowRankDiff(engine, { A: ref.f.A, B: ref.f.B, r: ref.f.r, s: 1 }, { A: f2.A, B: f2.B, r: f2.r, s: m2.scale }, f2.outF, f2.inF);
           relErr = full.refFro > 0 ? full.errFro / full.refFro : full.errFro;
         }
-        per.push({ name: m2.name, rank: f2.r, relErr, sigma: ref.sigma ? Array.from(ref.sigma) : undefined });
+        per.push({ name: m2.name, rank: f2.r, relErr, sigma: ref.sigma ? Array.from(ref.sigma) : undefined, maxAbsError: d.errMax });
       }
-      return { outDir: written.dir, weightsFile: written.weightsFile, perModule: per, config };
+      const what = opts.mode === 'cat'
+        ? "reopened; every module's s'·B'A' against w1·s1·B1A1 + w2·s2·B2A2 (exact concatenation, fp64)"
+        : "reopened; every module's s'·B'A' against the fp64 rank-k truncation of w1·s1·B1A1 + w2·s2·B2A2 (relErr: against the untruncated sum)";
+      return { outDir: written.dir, weightsFile: written.weightsFile, perModule: per, config, warnings, verification: { maxAbsError: maxAbs, maxRelError: maxRel, tolerance, checked: per.length, what } };
     } finally {
       re.store.close();
     }
@@ -230,8 +326,12 @@ export async function combineAdapters(engine: Engine, a1: Adapter, w1: number, a
 // rescale
 // ---------------------------------------------------------------------------------------------
 
-/** New PEFT adapter folder with identical weights and every alpha multiplied by `factor`. */
-export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string): { outDir: string; config: Record<string, unknown> } {
+/**
+ * New PEFT adapter folder with identical weights and every alpha multiplied by `factor`; verified by
+ * reopening: factor bytes identical and s' = factor·s, so max|ΔW' − factor·ΔW| = |s' − factor·s|·max|BA|
+ * (0 when the scales agree exactly; otherwise max|BA| is bounded by max‖row of B‖·max‖column of A‖).
+ */
+export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string): { outDir: string; config: Record<string, unknown>; verification: Verification } {
   if (adapter.format !== 'peft' || !adapter.config) throw new Error(`${adapter.path}: rescaling edits adapter_config.json; this ${adapter.format} adapter has none`);
   if (!Number.isFinite(factor) || factor === 0) throw new Error(`rescale factor must be a finite non-zero number, got ${factor}`);
   const cfg = { ...adapter.config };
@@ -243,19 +343,35 @@ export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string)
     .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: adapter.store.readRaw(t.name) }));
   const written = writeLike(adapter, outDir, tensors, provenance('rescale', adapter.path, { factor }), cfg);
   const re = openAdapter(written.out);
+  let maxAbs = 0, maxRel = 0;
+  const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
   try {
     for (const m of adapter.modules) {
       const m2 = re.modules.find((x) => x.name === m.name);
-      if (!m2 || Math.abs(m2.scale - factor * m.scale) > 1e-9 * Math.abs(factor * m.scale)) {
-        re.store.close();
-        removeOutput(written.out);
-        throw new Error(`verification failed for ${m.name}: scale ${m2?.scale} ≠ ${factor}·${m.scale}`);
+      const want = factor * m.scale;
+      const fail = (why: string) => new Error(`verification failed for ${m.name}: ${why}`);
+      if (!m2 || Math.abs(m2.scale - want) > 1e-9 * Math.abs(want)) throw fail(`scale ${m2?.scale} ≠ ${factor}·${m.scale}`);
+      if (!sameBytes(adapter.store.readRaw(m.A.tensor.name), re.store.readRaw(m2.A.tensor.name)) || !sameBytes(adapter.store.readRaw(m.B.tensor.name), re.store.readRaw(m2.B.tensor.name))) throw fail('factor bytes changed');
+      const ds = Math.abs(m2.scale - want);
+      maxRel = Math.max(maxRel, ds / Math.abs(want));
+      if (ds > 0) {
+        const f = readPair(re, m2);
+        let bRow = 0, aCol = 0;
+        for (let i = 0; i < f.outF; i++) { let q = 0; for (let j = 0; j < f.r; j++) q += f.B[i * f.r + j] ** 2; bRow = Math.max(bRow, q); }
+        for (let c = 0; c < f.inF; c++) { let q = 0; for (let j = 0; j < f.r; j++) q += f.A[j * f.inF + c] ** 2; aCol = Math.max(aCol, q); }
+        maxAbs = Math.max(maxAbs, ds * Math.sqrt(bRow * aCol));
       }
     }
-  } finally {
+  } catch (e) {
     re.store.close();
+    removeOutput(written.out);
+    throw e;
   }
-  return { outDir: written.out, config: cfg };
+  re.store.close();
+  return {
+    outDir: written.out, config: cfg,
+    verification: { maxAbsError: maxAbs, maxRelError: maxRel, tolerance: 1e-9, checked: adapter.modules.length, what: "reopened; factor bytes identical and every module's scale s' = factor·s (maxAbsError = |s' − factor·s|·max|BA|, bounded by Cauchy–Schwarz when nonzero)" },
+  };
 }
 
 /** True when `p` exists (helper for callers that pre-check outputs). */

@@ -23,7 +23,7 @@ import type { RankPlanModule } from '../../shared/analysisTypes';
 
 export type { RankPlanModule };
 import {
-  FactorPair, SurgeryOptions, balancedLowRank, encodeFactor, inFileOrder, lowRankDiff, otherTensorsRaw, productTolerance,
+  FactorPair, SurgeryOptions, Verification, balancedLowRank, encodeFactor, inFileOrder, lowRankDiff, otherTensorsRaw, productTolerance,
   provenance, readPair, writeLike,
 } from './balora';
 import { removeOutput } from './writer';
@@ -120,6 +120,8 @@ export interface ReduceResult {
   weightsFile: string;
   perModule: ReduceModule[];
   config: Record<string, unknown>;
+  /** Written s'·B'A' against the fp64 rank-k truncation ΔW_k (the truncation error itself is tailFro). */
+  verification: Verification;
 }
 
 /** Most frequent value (ties: the larger). */
@@ -187,6 +189,7 @@ export async function reduceRankAdapter(adapter: Adapter, engine: Engine, outDir
     const re = openAdapter(written.out);
     try {
       const per: ReduceModule[] = [];
+      const ver: Verification = { maxAbsError: 0, maxRelError: 0, tolerance: 0, checked: 0, what: "reopened; every module's s'·B'A' against the fp64 rank-k truncation ΔW_k of s·BA (the truncation itself removes tailFro)" };
       const plan = planRankReduction(rows.map((r) => ({ name: r.name, sigma: keep.get(r.name)!.sigma })), rule);
       for (const m2 of re.modules) {
         const kp = keep.get(m2.name);
@@ -201,10 +204,16 @@ export async function reduceRankAdapter(adapter: Adapter, engine: Engine, outDir
         if (!(dK.errMax <= productTolerance(dK, m2.A.tensor.dtype)) && !(dK.refMax === 0 && dK.errMax === 0)) {
           throw new Error(`verification failed for ${m2.name}: ‖ΔW' − ΔW_k‖/‖ΔW_k‖ = ${rel.toExponential(3)} (max-abs tolerance ${tol.toExponential(2)})`);
         }
+        ver.maxAbsError = Math.max(ver.maxAbsError, dK.errMax);
+        if (dK.refMax > 0) {
+          ver.maxRelError = Math.max(ver.maxRelError, dK.errMax / dK.refMax);
+          ver.tolerance = Math.max(ver.tolerance, productTolerance(dK, m2.A.tensor.dtype) / dK.refMax);
+        }
+        ver.checked++;
         const p = plan.modules.find((x) => x.name === m2.name)!;
         per.push({ ...p, tailFro: p.tailFro * Math.abs(kp.scale), scale: m2.scale, relErrVsTruncated: rel, errVsOriginal: dW.errFro });
       }
-      return { outDir: written.out, weightsFile: written.weightsFile, perModule: per, config };
+      return { outDir: written.out, weightsFile: written.weightsFile, perModule: per, config, verification: ver };
     } finally {
       re.store.close();
     }
