@@ -581,9 +581,10 @@ export async function compareTensor(params: CompareTensorParams, ctx: AnalysisCo
 // ESD of every 2-D tensor (WeightWatcher's `analyze()` details table)
 
 /**
- * One row per 2-D weight tensor, named as WeightWatcher's details columns. Metrics that need the
- * whole spectrum (alpha and its power-law fit, entropy, matrix_rank) are null unless the full
- * spectrum was computed (`full`, or a side ≤ k); alpha is also null below 50 eigenvalues
+ * One row per 2-D weight tensor, named as WeightWatcher's details columns. The spectrum is exact
+ * when the smaller side is ≤ 1024 or with `full`; otherwise top-k by rsvd, and the metrics that
+ * need the whole spectrum (alpha and its power-law fit, entropy, matrix_rank, sv_min) are null;
+ * alpha is also null below 50 eigenvalues
  * (WeightWatcher's minimum, "not fittable"). norm / log_norm / stable_rank / mp_softrank always
  * use the exact ‖W‖_F² (sum of squares in fp64), not the truncated spectrum.
  */
@@ -623,9 +624,9 @@ export interface EsdRow {
 export const MIN_EVALS_FOR_ALPHA = 50;
 
 export interface EsdOptions {
-  /** Exact full spectrum of every tensor (slow above 1024 on both sides). */
+  /** Exact full spectrum of every tensor (slow when both sides exceed 1024). */
   full?: boolean;
-  /** Top-k σ otherwise (default 64). */
+  /** Top-k σ (rsvd) of the tensors whose smaller side exceeds 1024, without `full` (default 64). */
   k?: number;
   /** Only tensors whose name contains this. */
   filter?: string;
@@ -635,8 +636,10 @@ export interface EsdOptions {
 export async function esdRow(engine: Engine, W: Float32Array, m: number, n: number, opts: EsdOptions = {}): Promise<Omit<EsdRow, 'layer_id' | 'name' | 'layer' | 'shape' | 'dtype'>> {
   const d = Math.min(m, n);
   const k = Math.min(opts.k ?? DEFAULT_TOPK, d);
-  const full = !!opts.full || (k >= d && d <= FULL_SPECTRUM_MAX_DIM);
-  const sv = await topSigma(engine, W, m, n, k, !!opts.full);
+  // The exact spectrum (Gram of the small side) is cheap up to FULL_SPECTRUM_MAX_DIM and gives
+  // alpha and exact σ_max: always used there. Above, top-k by rsvd unless --full.
+  const full = !!opts.full || d <= FULL_SPECTRUM_MAX_DIM;
+  const sv = await topSigma(engine, W, m, n, k, full);
   let fro2 = 0;
   for (let i = 0; i < W.length; i++) fro2 += W[i] * W[i];
   const e = esdMetrics(sv, m, n);

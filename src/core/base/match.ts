@@ -46,8 +46,9 @@ function baseIds(base: BaseModel | TensorStore): string[] {
     if (typeof n === 'string' && n.trim()) out.push(n.trim());
     out.push(path.basename(path.resolve(base.dir)));
   } else {
+    // a weights file is usually named model*.safetensors: its folder names the model
     const p = path.resolve(base.path);
-    out.push(path.basename(p).replace(/\.safetensors(\.index\.json)?$/, ''), path.basename(path.dirname(p)));
+    out.push(path.basename(path.dirname(p)), path.basename(p).replace(/\.safetensors(\.index\.json)?$/, ''));
   }
   return out;
 }

@@ -3,9 +3,10 @@
  *
  * WeightWatcher-style empirical spectral density metrics, one row per 2-D weight tensor, with
  * WeightWatcher's column names (alpha, alpha_weighted, log_norm, log_spectral_norm, stable_rank,
- * entropy, mp_softrank, num_pl_spikes, ...). Without --full only the top-k singular values are
- * computed: alpha / entropy / matrix_rank are then null (they need the whole spectrum); norm-based
- * columns are exact either way (src/core/base/analyses.ts esdRows).
+ * entropy, mp_softrank, num_pl_spikes, ...). Spectra are exact when the smaller side is ≤ 1024 (or
+ * with --full); above, only the top-k singular values are computed and alpha / entropy /
+ * matrix_rank are null (they need the whole spectrum); norm-based columns are exact either way
+ * (src/core/base/analyses.ts esdRows).
  */
 import { esdRows } from '../base/analyses';
 import { bool, type CliCommand, flag, numFlag, toJson, UsageError } from './args';
@@ -29,7 +30,7 @@ export const esdCommand: CliCommand = {
         return 0;
       }
       const cols = ['alpha', 'alpha_weighted', 'log_norm', 'log_spectral_norm', 'stable_rank', 'entropy', 'mp_softrank'] as const;
-      const lines = [`${res.path}: ${res.rows.length} 2-D tensors${res.skipped.length ? `, ${res.skipped.length} others skipped` : ''}${full ? ', full spectra' : `, top-${k} spectra (alpha needs --full)`}`,
+      const lines = [`${res.path}: ${res.rows.length} 2-D tensors${res.skipped.length ? `, ${res.skipped.length} others skipped` : ''}${full ? ', full spectra' : `, exact spectra up to 1024 on the smaller side, top-${k} above (--full: all exact)`}`,
         `${'name'.padEnd(52)} ${'N×M'.padStart(11)} ${cols.map((c) => c.padStart(Math.max(9, c.length))).join(' ')}  warning`];
       for (const r of res.rows) {
         lines.push(`${r.name.padEnd(52)} ${`${r.N}×${r.M}`.padStart(11)} ${cols.map((c) => g4(r[c]).padStart(Math.max(9, c.length))).join(' ')}  ${r.warning}`);

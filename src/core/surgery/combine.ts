@@ -20,6 +20,7 @@ import { openAdapter } from '../formats/open';
 import { readSafetensorsHeader, SafetensorsStore, TensorInfo, TensorStore } from '../formats/safetensors';
 import { checkAdapterBase, checkCombinable } from '../base/match';
 import { openBase } from '../base/analyses';
+import type { BaseModel } from '../base/basemodel';
 import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import {
@@ -78,17 +79,21 @@ export interface MergeResult {
  * Writes `outFile` = base with every adapted weight replaced by W0 + s·B·A (rounded to the base
  * dtype). Throws (writing nothing) when a module has no matching base tensor or shapes disagree.
  */
-export async function mergeIntoBase(baseStore: TensorStore, adapter: Adapter, engine: Engine, outFile: string, opts: SurgeryOptions & { force?: boolean } = {}): Promise<MergeResult> {
+export async function mergeIntoBase(base: TensorStore | BaseModel, adapter: Adapter, engine: Engine, outFile: string, opts: SurgeryOptions & { force?: boolean } = {}): Promise<MergeResult> {
+  const baseStore = 'store' in base ? base.store : base;
   assertNotInput(outFile, baseStore.path, adapter.path, adapter.weightsFile, ...new Set([...baseStore.tensors.values()].map((t) => t.file)));
   // names, shapes and base_model_name_or_path first: one sentence instead of one error per module
-  const match = checkAdapterBase(adapter, baseStore, { force: opts.force });
-  const matchedNames = new Set(match.matched.map((x) => x.module.name));
+  const match = checkAdapterBase(adapter, base, { force: opts.force });
+  const refOf = new Map(match.matched.map((x) => [x.module.name, x.ref]));
+  const matchedNames = new Set(refOf.keys());
   const plan = new Map<string, { m: LoraModule; transpose: boolean; p: number; q: number }>();
   const problems: string[] = [];
   for (const m of adapter.modules) {
     if (!matchedNames.has(m.name) && !m.conv) continue;
     if (m.magnitude) { problems.push(`${m.name}: DoRA modules need the magnitude renormalisation; merging them is not supported`); continue; }
-    const bn = baseNameFor(m.name, baseStore);
+    const ref = refOf.get(m.name);
+    if (ref?.slice) { problems.push(`${m.name}: its base weight is rows ${ref.slice.start}–${ref.slice.end} of the fused "${ref.tensorName}"; merging into fused weights is not supported`); continue; }
+    const bn = ref?.tensorName ?? baseNameFor(m.name, baseStore);
     if (!bn) { problems.push(`${m.name}: no base tensor "${m.name}.weight"`); continue; }
     const t = baseStore.tensors.get(bn)!;
     const p = t.shape[0], q = t.shape.slice(1).reduce((a, b) => a * b, 1);
@@ -175,14 +180,14 @@ export async function mergeIntoModel(basePath: string, adapter: Adapter, engine:
   const base = openBase(basePath);
   try {
     const isDir = fs.statSync(basePath).isDirectory();
-    if (!isDir || out.endsWith('.safetensors')) return await mergeIntoBase(base.store, adapter, engine, out, opts);
+    if (!isDir || out.endsWith('.safetensors')) return await mergeIntoBase(base, adapter, engine, out, opts);
     if (fs.existsSync(out)) throw new OutputExistsError(out);
     assertNotInput(out, basePath, adapter.path, adapter.weightsFile);
     const tmp = `${path.resolve(out)}.tmp-${process.pid}`;
     fs.mkdirSync(path.dirname(tmp), { recursive: true });
     fs.mkdirSync(tmp);
     try {
-      const res = await mergeIntoBase(base.store, adapter, engine, path.join(tmp, 'model.safetensors'), opts);
+      const res = await mergeIntoBase(base, adapter, engine, path.join(tmp, 'model.safetensors'), opts);
       for (const n of fs.readdirSync(basePath)) {
         const p = path.join(basePath, n);
         if (!fs.statSync(p).isFile() || /\.(safetensors|bin|pt|pth|gguf|ckpt|h5|msgpack)$|\.index\.json$/i.test(n)) continue;
