@@ -143,7 +143,10 @@ export async function mergeIntoBase(base: TensorStore | BaseModel, adapter: Adap
         let e = 0, r = 0;
         for (let i = 0; i < y.length; i++) {
           const d = Math.abs(w[i] - y[i]);
-          if (d > e || Number.isNaN(d)) e = Number.isNaN(d) ? Infinity : d;
+          if (Number.isNaN(d)) {
+            if (Number.isNaN(y[i]) && Number.isNaN(w[i])) continue; // NaN in the base stays NaN
+            e = Infinity;
+          } else if (d > e) e = d;
           const a = Math.abs(y[i]);
           if (a > r) r = a;
         }
