@@ -127,6 +127,20 @@ test('esd --json: WeightWatcher columns equal numpy; alpha only from a full spec
   assert.deepEqual(jl.map((x) => x.name), ['big.weight', 'tall.weight']);
 });
 
+test('esd on a real torchtune checkpoint of constant (rank-1) weights: σ₁ = c·√(mn), stable rank 1, no NaN', async () => {
+  const pt = path.join(REAL, 'pytorch__torchtune', 'tiny_fair_checkpoint.pt');
+  if (!fs.existsSync(pt)) return;
+  const j = JSON.parse((await run('esd', pt, '--json', '--filter', 'attention.wq')).out);
+  assert.equal(j.rows.length, 2);
+  for (const row of j.rows) {
+    // every entry is 0.2 (float32): λ_max = ‖W‖_F² = 0.2²·m·n
+    const c = Math.fround(0.2), lam = c * c * row.N * row.M;
+    assert.ok(Math.abs(row.spectral_norm - lam) <= 1e-9 * lam, `${row.name}: ${row.spectral_norm} vs ${lam}`);
+    assert.ok(Math.abs(row.stable_rank - 1) <= 1e-9, `${row.name} stable rank ${row.stable_rank}`);
+    assert.equal(row.entropy, 0);
+  }
+});
+
 test('compare --json: relative change per tensor equals numpy', async () => {
   const r = await run('compare', BASE, path.join(FIX, 'tuned.safetensors'), '--json');
   assert.equal(r.code, 0, r.err);

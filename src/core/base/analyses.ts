@@ -29,8 +29,9 @@ import { FormatError, throwIfCancelled, type CancelToken } from '../formats/erro
 import { openAdapter, openStore } from '../formats/open';
 import type { TensorStore } from '../formats/safetensors';
 import {
-  encodeFactor, inFileOrder, lowRankDiff, productTolerance, provenance, readPair, writeLike,
+  encodeFactor, gram64, inFileOrder, lowRankDiff, productTolerance, provenance, readPair, writeLike,
 } from '../surgery/balora';
+import { symEig } from '../linalg/decomp';
 import { removeOutput, type OutTensor } from '../surgery/writer';
 import type {
   CompareData, CompareTensorData, CompareTensorRow, EsdMetricsData, IntruderMode, IntruderModuleData, IntrudersData, IntruderVectorData,
@@ -620,6 +621,9 @@ export interface EsdRow {
   warnings: string[];
 }
 
+/** Largest side for the Jacobi fallback of esdRow (O(d³) sweeps in TypeScript). */
+const JACOBI_FALLBACK_MAX_DIM = 256;
+
 /** WeightWatcher's minimum number of eigenvalues for a power-law fit. */
 export const MIN_EVALS_FOR_ALPHA = 50;
 
@@ -639,7 +643,16 @@ export async function esdRow(engine: Engine, W: Float32Array, m: number, n: numb
   // The exact spectrum (Gram of the small side) is cheap up to FULL_SPECTRUM_MAX_DIM and gives
   // alpha and exact σ_max: always used there. Above, top-k by rsvd unless --full.
   const full = !!opts.full || d <= FULL_SPECTRUM_MAX_DIM;
-  const sv = await topSigma(engine, W, m, n, k, full);
+  let sv = await topSigma(engine, W, m, n, k, full);
+  // The tridiagonal QL solver (src/core/linalg/eigen.ts) can break down with NaN on exactly
+  // rank-deficient Grams (e.g. a constant matrix). Fallback: cyclic Jacobi on the same fp64 Gram
+  // (small sides only); a NaN σ is never shown as a number.
+  if (sv.some((x) => Number.isNaN(x))) {
+    if (!full || d > JACOBI_FALLBACK_MAX_DIM) throw new Error('the eigen solver returned NaN for this matrix (rank-deficient Gram); no metrics');
+    const G = await gram64(engine, Float64Array.from(W), m, n, m <= n ? 'rows' : 'cols');
+    sv = symEig(G).values.map((v) => Math.sqrt(Math.max(v, 0)));
+    if (sv.some((x) => Number.isNaN(x))) throw new Error('no finite spectrum for this matrix; no metrics');
+  }
   let fro2 = 0;
   for (let i = 0; i < W.length; i++) fro2 += W[i] * W[i];
   const e = esdMetrics(sv, m, n);
@@ -686,7 +699,14 @@ export async function esdRows(p: string, ctx: AnalysisContext, opts: EsdOptions 
         continue;
       }
       const [m, n] = t.shape;
-      const r: EsdRow = { layer_id: i++, name: t.name, layer: layerOfName(t.name), shape: t.shape, dtype: t.dtype, ...(await esdRow(ctx.engine, W, m, n, opts)) };
+      let metrics: Awaited<ReturnType<typeof esdRow>>;
+      try {
+        metrics = await esdRow(ctx.engine, W, m, n, opts);
+      } catch (e) {
+        skipped.push({ name: t.name, reason: (e as Error).message });
+        continue;
+      }
+      const r: EsdRow = { layer_id: i++, name: t.name, layer: layerOfName(t.name), shape: t.shape, dtype: t.dtype, ...metrics };
       rows.push(r);
       onRow?.(r, i, mats.length);
     }

@@ -35,6 +35,7 @@ export const esdCommand: CliCommand = {
       for (const r of res.rows) {
         lines.push(`${r.name.padEnd(52)} ${`${r.N}×${r.M}`.padStart(11)} ${cols.map((c) => g4(r[c]).padStart(Math.max(9, c.length))).join(' ')}  ${r.warning}`);
       }
+      for (const sk of res.skipped.filter((x) => !/-D$|side < 2/.test(x.reason))) lines.push(`skipped ${sk.name}: ${sk.reason}`);
       process.stdout.write(lines.join('\n') + '\n');
       return 0;
     });
