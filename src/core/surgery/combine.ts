@@ -27,9 +27,9 @@ import {
   FactorPair, SurgeryOptions, Verification, balancedLowRank, lowRankDiff, productTolerance, provenance, readPair, writeLike,
 } from './balora';
 import { configForRanks } from './rank';
+import { LazyTensor, OutTensor, OutputExistsError, assertNotInput, removeOutput, writeAdapterFolder, writeSafetensorsStreaming } from './writer';
 
 export type { Verification };
-import { LazyTensor, OutTensor, OutputExistsError, assertNotInput, removeOutput, writeAdapterFolder, writeSafetensorsStreaming } from './writer';
 
 // ---------------------------------------------------------------------------------------------
 // merge into base
@@ -129,7 +129,7 @@ export async function mergeIntoBase(base: TensorStore | BaseModel, adapter: Adap
   await writeSafetensorsStreaming(outFile, lazy, md);
   // Verification: reopen the written file; every merged tensor W' must equal the fp64 W0 + s·B·A up
   // to rounding to its dtype (|W' − W| ≤ u·max|W|, u the dtype's unit roundoff).
-  let maxAbs = 0, maxRef = 0, maxRel = 0, tolerance = 0;
+  let maxAbs = 0, maxRel = 0, tolerance = 0;
   try {
     const h = readSafetensorsHeader(outFile);
     if (h.tensors.length !== tensors.length) throw new Error(`verification: ${h.tensors.length} tensors written, ${tensors.length} expected`);
@@ -155,7 +155,6 @@ export async function mergeIntoBase(base: TensorStore | BaseModel, adapter: Adap
         if (!(e <= tol)) throw new Error(`verification failed for ${row.tensor}: max|W' − (W0 + s·B·A)| = ${e.toExponential(3)} > ${tol.toExponential(3)} (${row.dtype} rounding)`);
         row.maxAbsError = e;
         maxAbs = Math.max(maxAbs, e);
-        maxRef = Math.max(maxRef, r);
         if (r > 0) maxRel = Math.max(maxRel, e / r);
         tolerance = Math.max(tolerance, u * 1.01);
       }
@@ -166,7 +165,6 @@ export async function mergeIntoBase(base: TensorStore | BaseModel, adapter: Adap
     removeOutput(outFile);
     throw e;
   }
-  void maxRef;
   return {
     outFile, merged, copied: tensors.length - merged.length, warnings: match.warnings,
     verification: { maxAbsError: maxAbs, maxRelError: maxRel, tolerance, checked: merged.length, what: "reopened the output; every merged weight W' against W0 + s·B·A computed in fp64 (error = rounding to the base dtype)" },
