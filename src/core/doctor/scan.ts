@@ -1,0 +1,79 @@
+/**
+ * One pass over a LoRA factor's stored bits: zeros, subnormals and NaN/Inf, counted on the raw
+ * IEEE bits (BF16/F16/F32) so the loop is a mask test per element (no conversion, no allocation
+ * beyond the reused read buffer). Other dtypes (F64, FP8, GGUF quantised) are converted to fp32 by
+ * the store and counted on the values; "subnormal" is then relative to that dtype's smallest normal.
+ */
+import type { TensorInfo, TensorStore } from '../formats/safetensors';
+import { DTYPE_SIZE } from '../formats/dtype';
+
+export interface FactorScan {
+  tensor: string;
+  dtype: string;
+  numel: number;
+  /** Exact zeros (±0). */
+  zeros: number;
+  /** Non-zero values below the dtype's smallest normal number (lost precision, next step is 0). */
+  subnormals: number;
+  nan: number;
+  inf: number;
+}
+
+/** Smallest positive normal number of a float dtype. */
+export const MIN_NORMAL: Record<string, number> = {
+  F64: 2.2250738585072014e-308, F32: 1.1754943508222875e-38, BF16: 1.1754943508222875e-38, F16: 6.103515625e-5,
+  F8_E4M3: 2 ** -6, F8_E5M2: 2 ** -14,
+};
+
+let scratch = new Uint8Array(0);
+
+/** Counts zeros, subnormals and non-finite values of one stored tensor. */
+export function scanTensor(store: TensorStore, t: TensorInfo): FactorScan {
+  const out: FactorScan = { tensor: t.name, dtype: t.dtype, numel: t.numel, zeros: 0, subnormals: 0, nan: 0, inf: 0 };
+  const raw16 = !t.quantized && (t.dtype === 'BF16' || t.dtype === 'F16');
+  const raw32 = !t.quantized && t.dtype === 'F32';
+  if ((raw16 || raw32) && t.byteLength === t.numel * DTYPE_SIZE[t.dtype]) {
+    let bytes: Uint8Array;
+    if (store.readRawInto) {
+      if (scratch.length < t.byteLength) scratch = new Uint8Array(Math.max(t.byteLength, 1 << 16));
+      bytes = store.readRawInto(t.name, scratch);
+    } else bytes = store.readRaw(t.name);
+    const el = raw16 ? 2 : 4;
+    const al = bytes.byteOffset % el === 0 ? bytes : bytes.slice();
+    let z = 0, sub = 0, nan = 0, inf = 0;
+    if (raw32) {
+      const s = new Uint32Array(al.buffer, al.byteOffset, t.numel);
+      for (let i = 0; i < s.length; i++) {
+        const e = s[i] & 0x7f800000;
+        if (e === 0) { if ((s[i] & 0x7fffffff) === 0) z++; else sub++; } else if (e === 0x7f800000) { if (s[i] & 0x7fffff) nan++; else inf++; }
+      }
+    } else {
+      const s = new Uint16Array(al.buffer, al.byteOffset, t.numel);
+      // BF16: 8 exponent bits (mask 0x7f80, mantissa 0x7f); F16: 5 exponent bits (0x7c00, 0x3ff).
+      const em = t.dtype === 'BF16' ? 0x7f80 : 0x7c00;
+      const mm = t.dtype === 'BF16' ? 0x7f : 0x3ff;
+      for (let i = 0; i < s.length; i++) {
+        const h = s[i];
+        const e = h & em;
+        if (e === 0) { if ((h & 0x7fff) === 0) z++; else sub++; } else if (e === em) { if (h & mm) nan++; else inf++; }
+      }
+    }
+    out.zeros = z; out.subnormals = sub; out.nan = nan; out.inf = inf;
+    return out;
+  }
+  const v = store.readF32(t.name);
+  const minNormal = MIN_NORMAL[t.dtype] ?? MIN_NORMAL.F32;
+  for (let i = 0; i < v.length; i++) {
+    const x = v[i];
+    if (x !== x) out.nan++;
+    else if (x === Infinity || x === -Infinity) out.inf++;
+    else if (x === 0) out.zeros++;
+    else if (Math.abs(x) < minNormal) out.subnormals++;
+  }
+  return out;
+}
+
+/** Frees the scan buffer. */
+export function releaseScanScratch(): void {
+  scratch = new Uint8Array(0);
+}
