@@ -35,7 +35,7 @@ function writeLine(s: string): Promise<void> {
 export const analyzeCommand: CliCommand = {
   name: 'analyze',
   usage: 'lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]\n' +
-    'lora-lens analyze DIR --recursive [--jsonl]   one record per adapter under DIR (format, base, r, scale, σ₁, effective rank, gap, doctor findings)',
+    'lora-lens analyze DIR --recursive [--jsonl] [--jobs n]   one record per adapter under DIR (format, base, r, scale, σ₁, effective rank, gap, doctor findings)',
   async run(argv) {
     const args = [...argv];
     const json = bool(args, '--json');
@@ -44,6 +44,9 @@ export const analyzeCommand: CliCommand = {
     const recursive = bool(args, '--recursive') || bool(args, '-r');
     const method = flag(args, '--method') ?? 'auto';
     if (method !== 'auto' && method !== 'householder') throw new UsageError(`--method must be auto or householder, not "${method}"`);
+    const jobsFlag = flag(args, '--jobs');
+    const jobs = jobsFlag === undefined ? undefined : Number(jobsFlag);
+    if (jobs !== undefined && !(Number.isInteger(jobs) && jobs >= 1 && jobs <= 64)) throw new UsageError(`--jobs must be an integer from 1 to 64, not "${jobsFlag}"`);
     const provider = flag(args, '--provider') ?? 'cpu';
     if (!PROVIDERS.includes(provider)) throw new UsageError(`--provider must be one of ${PROVIDERS.join(', ')}, not "${provider}"`);
     if (args.length !== 1) throw new UsageError(args.length ? `expected one PATH, got ${args.join(' ')}` : 'PATH is missing');
@@ -56,7 +59,7 @@ export const analyzeCommand: CliCommand = {
         if (!st.isDirectory()) throw new FormatError(target, 'is not a folder (--recursive walks a folder)');
         if (!jsonl && !json) await writeLine(['path', 'format', 'r', 'scale', 'σ1', 'eff.rank', 'gap', 'doctor'].join('\t'));
         const all: FleetEntry[] = [];
-        for await (const e of analyzeFleet(target, engine)) {
+        for await (const e of analyzeFleet(target, engine, { jobs })) {
           if (jsonl) await writeLine(JSON.stringify(e, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
           else if (json) all.push(e);
           else await writeLine(fleetLine(e));

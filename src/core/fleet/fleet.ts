@@ -12,9 +12,12 @@
  *   scale           the most common module scale; scaleMin/scaleMax its range (rank/alpha patterns)
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import '../formats/register';
 import type { Adapter } from '../formats/adapter';
 import { detectCheckpoints, openAdapter } from '../formats/open';
-import type { Engine } from '../engine/ort';
+import { Engine, type ExecutionProvider } from '../engine/ort';
 import { analyzeAdapter } from '../analysis/lora';
 import { diagnose, scanAdapter } from '../doctor/doctor';
 import type { AdapterReport } from '../../shared/report';
@@ -133,7 +136,69 @@ export function fleetPaths(dir: string): string[] {
   return refs.filter((r) => r.kind !== 'sharded' && r.kind !== 'model-folder').map((r) => r.path);
 }
 
-/** Yields one entry per adapter candidate under `dir`, in walk order. */
-export async function* analyzeFleet(dir: string, engine: Engine, paths = fleetPaths(dir)): AsyncGenerator<FleetEntry> {
-  for (const p of paths) yield await analyzeOne(p, engine);
+export interface FleetOptions {
+  /** Adapters analysed at once, each in its own worker thread with a 1-thread onnxruntime session (default: CPU count, at most 4). 1 = in this thread. */
+  jobs?: number;
+  provider?: ExecutionProvider;
+  /** Candidate paths (default: fleetPaths(dir)). */
+  paths?: string[];
 }
+
+/**
+ * Yields one entry per adapter candidate under `dir`, in walk order. With jobs > 1 the adapters are
+ * analysed by worker threads (reading, bf16 conversion and the doctor scan are single-threaded
+ * JavaScript, so one adapter per core beats one adapter with a 2-thread ORT session); results are
+ * re-ordered to walk order and streamed as soon as the next one in order is done.
+ */
+export async function* analyzeFleet(dir: string, engine: Engine, opts: FleetOptions = {}): AsyncGenerator<FleetEntry> {
+  const paths = opts.paths ?? fleetPaths(dir);
+  const jobs = Math.max(1, Math.min(opts.jobs ?? Math.min(os.cpus().length, 4), paths.length));
+  if (jobs <= 1) {
+    for (const p of paths) yield await analyzeOne(p, engine);
+    return;
+  }
+  // The worker loads this very module (bundled: dist/cli.js) and starts fleetWorker() below.
+  const code = `require(${JSON.stringify(__filename)});`;
+  const workers: Worker[] = [];
+  const done = new Map<number, FleetEntry>();
+  let wake: (() => void) | undefined;
+  let next = 0;
+  let failure: Error | undefined;
+  const feed = (w: Worker): void => {
+    if (next < paths.length) { const id = next++; w.postMessage({ id, path: paths[id] }); }
+  };
+  try {
+    for (let k = 0; k < jobs; k++) {
+      const w = new Worker(code, { eval: true, workerData: { loraLensFleet: true, provider: opts.provider ?? engine.provider } });
+      w.on('message', (m: { id: number; entry: FleetEntry }) => { done.set(m.id, m.entry); feed(w); wake?.(); });
+      w.on('error', (e) => { failure = e; wake?.(); });
+      workers.push(w);
+      feed(w);
+    }
+    for (let i = 0; i < paths.length; i++) {
+      while (!done.has(i)) {
+        if (failure) throw failure;
+        await new Promise<void>((r) => { wake = r; });
+        wake = undefined;
+      }
+      const e = done.get(i)!;
+      done.delete(i);
+      yield e;
+    }
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+/** Worker side of analyzeFleet: analyses the paths it is sent with its own 1-thread engine. */
+function fleetWorker(): void {
+  const engine = new Engine({ provider: (workerData as { provider?: ExecutionProvider }).provider ?? 'cpu', intraOpThreads: 1 });
+  parentPort!.on('message', (m: { id: number; path: string }) => {
+    analyzeOne(m.path, engine).then(
+      (entry) => parentPort!.postMessage({ id: m.id, entry }),
+      (e: Error) => parentPort!.postMessage({ id: m.id, entry: { path: m.path, ok: false, error: e.message } }),
+    );
+  });
+}
+
+if (!isMainThread && parentPort && (workerData as { loraLensFleet?: boolean } | undefined)?.loraLensFleet) fleetWorker();
