@@ -12,6 +12,7 @@ import { CONVERT_USAGE, convertCli } from './convert/cli';
 import { bool, CliCommand, flag, UsageError } from './cli/args';
 import { doctorCommand } from './cli/doctor';
 import { analyzeCommand } from './cli/analyze';
+import { similarityCommand } from './cli/similarity';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount } from './formats/open';
 import './formats/register';
@@ -35,6 +36,7 @@ const COMMANDS: CliCommand[] = [
   ...SURGERY.map((name): CliCommand => ({ name, usage: SURGERY_USAGE[name], run: (a) => surgeryCli([name, ...a]) })),
   { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
   doctorCommand,
+  similarityCommand,
   { name: 'train', usage: 'lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]\n      LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)', run: (a) => legacyMain(['train', ...a]) },
 ];
 
