@@ -49,9 +49,8 @@ export interface DoctorThresholds {
   rankEnergy: number;
   rankFactor: number;
   minRank: number;
-  /** imbalance: norm ratio and balance gap. */
+  /** imbalance: max(‖A‖/‖B‖, ‖B‖/‖A‖). */
   imbalanceRatio: number;
-  imbalanceGap: number;
   /** factor-underflow: fraction of zeros + subnormals in a half-precision factor. */
   underflowFraction: number;
   /** scale-extreme: allowed [scaleMin, scaleMax] (mlx: scaleMaxMlx). */
@@ -61,7 +60,7 @@ export interface DoctorThresholds {
 }
 
 export const DEFAULT_THRESHOLDS: DoctorThresholds = {
-  deadRatio: 0.01, rankEnergy: 0.99, rankFactor: 4, minRank: 8, imbalanceRatio: 100, imbalanceGap: 0.99,
+  deadRatio: 0.01, rankEnergy: 0.99, rankFactor: 4, minRank: 8, imbalanceRatio: 100,
   underflowFraction: 0.01, scaleMin: 1 / 32, scaleMax: 8, scaleMaxMlx: 64,
 };
 
@@ -217,7 +216,7 @@ export function diagnose(inp: DoctorInputs): DoctorResult {
     }
     if (m.normA > 0 && m.normB > 0) {
       const ratio = Math.max(m.normA / m.normB, m.normB / m.normA);
-      if (ratio >= th.imbalanceRatio && m.balanceGap >= th.imbalanceGap) {
+      if (ratio >= th.imbalanceRatio) {
         imbalanced++;
         add({
           module: m.name, code: 'imbalance', file: wfile, tensor,
