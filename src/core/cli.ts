@@ -13,6 +13,7 @@ import { bool, CliCommand, flag, UsageError } from './cli/args';
 import { doctorCommand } from './cli/doctor';
 import { analyzeCommand } from './cli/analyze';
 import { similarityCommand } from './cli/similarity';
+import { reportCommand } from './cli/report';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount } from './formats/open';
 import './formats/register';
@@ -37,6 +38,7 @@ const COMMANDS: CliCommand[] = [
   { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
   doctorCommand,
   similarityCommand,
+  reportCommand,
   { name: 'train', usage: 'lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]\n      LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)', run: (a) => legacyMain(['train', ...a]) },
 ];
 
