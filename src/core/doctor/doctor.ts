@@ -19,7 +19,8 @@ import type { Engine } from '../engine/ort';
 import { analyzeAdapter } from '../analysis/lora';
 import type { AdapterReport, ModuleReport } from '../../shared/report';
 import { DOCTOR_CODES, DoctorCode, Severity } from './codes';
-import { FactorScan, scanTensor } from './scan';
+import { FactorScan, rawScannable, scanRaw, scanTensor } from './scan';
+import type { TensorInfo } from '../formats/safetensors';
 import type { BaseModel } from '../base/basemodel';
 import { adapterIntruders, type AdapterIntruders } from '../base/intruders';
 
@@ -89,11 +90,20 @@ export interface DoctorInputs {
   thresholds?: Partial<DoctorThresholds>;
 }
 
-/** Scans every factor of an adapter (one pass over its bits each). */
-export function scanAdapter(adapter: Adapter): Map<string, FactorScan> {
-  const out = new Map<string, FactorScan>();
-  for (const m of adapter.modules) for (const f of [m.A, m.B]) out.set(f.tensor.name, scanTensor(adapter.store, f.tensor));
+/** Scans every factor of an adapter (one pass over its bits each) not already in `have`. */
+export function scanAdapter(adapter: Adapter, have?: Map<string, FactorScan>): Map<string, FactorScan> {
+  const out = have ?? new Map<string, FactorScan>();
+  for (const m of adapter.modules) for (const f of [m.A, m.B]) if (!out.has(f.tensor.name)) out.set(f.tensor.name, scanTensor(adapter.store, f.tensor));
   return out;
+}
+
+/**
+ * Analysis hook that scans each factor's raw bytes while analyzeAdapter has them (saves a second
+ * read of the file): pass `hook` as AnalyzeOptions.onRawFactor, then scanAdapter(adapter, scans).
+ */
+export function scanningHook(): { scans: Map<string, FactorScan>; hook: (t: TensorInfo, raw: Uint8Array) => void } {
+  const scans = new Map<string, FactorScan>();
+  return { scans, hook: (t, raw) => { if (rawScannable(t)) scans.set(t.name, scanRaw(t, raw)); } };
 }
 
 const median = (xs: number[]): number => {
@@ -340,8 +350,9 @@ export interface DoctorOptions {
 
 /** Runs the analysis (unless given), the factor scans, the optional intruder analysis and the rules. */
 export async function doctorAdapter(adapter: Adapter, opts: DoctorOptions): Promise<DoctorResult & { report: AdapterReport }> {
-  const report = opts.report ?? await analyzeAdapter(adapter, { engine: opts.engine });
-  const scans = scanAdapter(adapter);
+  const pre = scanningHook();
+  const report = opts.report ?? await analyzeAdapter(adapter, { engine: opts.engine, onRawFactor: pre.hook });
+  const scans = scanAdapter(adapter, pre.scans);
   let intruders: AdapterIntruders | undefined;
   if (opts.base) {
     const healthy = new Set(report.modules.filter((m) => !m.error && m.fro > 0).map((m) => m.name));

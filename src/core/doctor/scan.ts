@@ -29,16 +29,28 @@ let scratch = new Uint8Array(0);
 
 /** Counts zeros, subnormals and non-finite values of one stored tensor. */
 export function scanTensor(store: TensorStore, t: TensorInfo): FactorScan {
-  const out: FactorScan = { tensor: t.name, dtype: t.dtype, numel: t.numel, zeros: 0, subnormals: 0, nan: 0, inf: 0 };
-  const raw16 = !t.quantized && (t.dtype === 'BF16' || t.dtype === 'F16');
-  const raw32 = !t.quantized && t.dtype === 'F32';
-  if ((raw16 || raw32) && t.byteLength === t.numel * DTYPE_SIZE[t.dtype]) {
+  if (rawScannable(t)) {
     let bytes: Uint8Array;
     if (store.readRawInto) {
       if (scratch.length < t.byteLength) scratch = new Uint8Array(Math.max(t.byteLength, 1 << 16));
       bytes = store.readRawInto(t.name, scratch);
     } else bytes = store.readRaw(t.name);
-    const el = raw16 ? 2 : 4;
+    return scanRaw(t, bytes);
+  }
+  return scanValues(t, store.readF32(t.name));
+}
+
+/** True when scanRaw can scan this tensor's stored bytes (BF16/F16/F32, not quantised). */
+export function rawScannable(t: TensorInfo): boolean {
+  return !t.quantized && (t.dtype === 'BF16' || t.dtype === 'F16' || t.dtype === 'F32') && t.byteLength === t.numel * DTYPE_SIZE[t.dtype];
+}
+
+/** Counts on the stored bits of a BF16/F16/F32 tensor. */
+export function scanRaw(t: TensorInfo, bytes: Uint8Array): FactorScan {
+  const out: FactorScan = { tensor: t.name, dtype: t.dtype, numel: t.numel, zeros: 0, subnormals: 0, nan: 0, inf: 0 };
+  const raw32 = t.dtype === 'F32';
+  {
+    const el = raw32 ? 4 : 2;
     const al = bytes.byteOffset % el === 0 ? bytes : bytes.slice();
     let z = 0, sub = 0, nan = 0, inf = 0;
     if (raw32) {
@@ -74,7 +86,11 @@ export function scanTensor(store: TensorStore, t: TensorInfo): FactorScan {
     out.zeros = z; out.subnormals = sub; out.nan = nan; out.inf = inf;
     return out;
   }
-  const v = store.readF32(t.name);
+}
+
+/** Counts on converted values (F64, FP8, quantised); subnormal relative to the stored dtype. */
+function scanValues(t: TensorInfo, v: Float32Array | Float64Array): FactorScan {
+  const out: FactorScan = { tensor: t.name, dtype: t.dtype, numel: t.numel, zeros: 0, subnormals: 0, nan: 0, inf: 0 };
   const minNormal = MIN_NORMAL[t.dtype] ?? MIN_NORMAL.F32;
   for (let i = 0; i < v.length; i++) {
     const x = v[i];

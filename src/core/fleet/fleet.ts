@@ -19,7 +19,7 @@ import type { Adapter } from '../formats/adapter';
 import { detectCheckpoints, openAdapter } from '../formats/open';
 import { Engine, type ExecutionProvider } from '../engine/ort';
 import { analyzeAdapter } from '../analysis/lora';
-import { diagnose, scanAdapter } from '../doctor/doctor';
+import { diagnose, scanAdapter, scanningHook } from '../doctor/doctor';
 import type { AdapterReport } from '../../shared/report';
 
 export interface FleetRecord {
@@ -119,8 +119,9 @@ export async function analyzeOne(p: string, engine: Engine): Promise<FleetEntry>
     return { path: p, ok: false, error: (e as Error).message };
   }
   try {
-    const report = await analyzeAdapter(adapter, { engine });
-    const doc = diagnose({ adapter, report, scans: scanAdapter(adapter) });
+    const pre = scanningHook();
+    const report = await analyzeAdapter(adapter, { engine, onRawFactor: pre.hook });
+    const doc = diagnose({ adapter, report, scans: scanAdapter(adapter, pre.scans) });
     return fleetRecord(adapter, report, doc, performance.now() - t0);
   } catch (e) {
     const msg = (e as Error).message;
