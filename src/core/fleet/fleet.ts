@@ -138,7 +138,11 @@ export function fleetPaths(dir: string): string[] {
 }
 
 export interface FleetOptions {
-  /** Adapters analysed at once, each in its own worker thread with a 1-thread onnxruntime session (default: CPU count, at most 4). 1 = in this thread. */
+  /**
+   * Adapters analysed at once, each in its own worker thread with a 1-thread onnxruntime session;
+   * 1 = in this thread with a 2-thread session. Default: 1 on ≤ 2 CPUs (measured on the 2-core
+   * machine: 399 vs 302 MB/s per 2 CPU-seconds, jobs 1 vs 2, docs/benchmarks.md), else CPUs/2 (≤ 4).
+   */
   jobs?: number;
   provider?: ExecutionProvider;
   /** Candidate paths (default: fleetPaths(dir)). */
@@ -153,7 +157,8 @@ export interface FleetOptions {
  */
 export async function* analyzeFleet(dir: string, engine: Engine, opts: FleetOptions = {}): AsyncGenerator<FleetEntry> {
   const paths = opts.paths ?? fleetPaths(dir);
-  const jobs = Math.max(1, Math.min(opts.jobs ?? Math.min(os.cpus().length, 4), paths.length));
+  const cpus = os.cpus().length;
+  const jobs = Math.max(1, Math.min(opts.jobs ?? (cpus <= 2 ? 1 : Math.min(Math.floor(cpus / 2), 4)), paths.length));
   if (jobs <= 1) {
     for (const p of paths) yield await analyzeOne(p, engine);
     return;
