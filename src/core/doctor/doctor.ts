@@ -230,7 +230,7 @@ export function diagnose(inp: DoctorInputs): DoctorResult {
         imbalanced++;
         add({
           module: m.name, code: 'imbalance', file: wfile, tensor,
-          message: `${m.name}: ‖A‖_F = ${fmt(m.normA)}, ‖B‖_F = ${fmt(m.normB)} (ratio ${fmt(ratio)}), balance gap ${fmt(m.balanceGap)}: rebalancing keeps ΔW and conditions further training`,
+          message: `${m.name}: ‖A‖_F = ${fmt(m.normA)}, ‖B‖_F = ${fmt(m.normB)} (ratio ${fmt(ratio)}), balance gap ${fmt(m.balanceGap)}: Rebalance (lora-lens rebalance) keeps ΔW and balances the factors`,
           suggestion: { command: `lora-lens rebalance ${adapter.path} OUT` },
         });
       }

@@ -152,7 +152,7 @@ function heatmapSvg(c: Extract<Chart, { kind: 'heatmap' }>, title: string): stri
     const r = Math.round(255 - t * (255 - 37)), g = Math.round(255 - t * (255 - 99)), b = Math.round(255 - t * (255 - 235));
     return `rgb(${r},${g},${b})`;
   };
-  let s = `<svg viewBox="0 0 ${w} ${h}" role="img" aria-label="${escapeHtml(title)}">`;
+  let s = `<svg viewBox="0 0 ${w} ${h}" style="max-width:${w}px" role="img" aria-label="${escapeHtml(title)}">`;
   for (let i = 0; i < n; i++) {
     s += `<text x="${left - 4}" y="${top + i * cell + cell / 2 + 4}" class="tick" text-anchor="end">${i}</text>`;
     s += `<text x="${left + i * cell + cell / 2}" y="${top + n * cell + 14}" class="tick" text-anchor="middle">${i}</text>`;
