@@ -18,7 +18,7 @@ import { DOCTOR_CODES, doctorAdapter, jsonKeyLine } from '../../src/core/doctor/
 
 const repoRoot = path.resolve(__dirname, '../../..');
 const FIX = path.join(repoRoot, 'test/fixtures/doctor');
-const REAL = path.resolve(repoRoot, '../shared/realdata');
+const REAL = process.env.LORA_LENS_REALDATA ?? path.resolve(repoRoot, '../shared/realdata');
 const engine = new Engine({ provider: 'cpu' });
 after(() => engine.dispose());
 
