@@ -93,6 +93,8 @@ export interface SimilarityResult {
   modules: Record<string, ModuleSimilarity>;
   /** Modules not compared, with the reason (shape mismatch, NaN/Inf). */
   skipped: { module: string; adapter?: string; reason: string }[];
+  /** Caveats, e.g. DoRA magnitudes not included. */
+  notes: string[];
 }
 
 export const AGGREGATION = 'energy-weighted |cos|: S_ij = Σ_m |⟨ΔW_i,m, ΔW_j,m⟩_F| / Σ_m ‖ΔW_i,m‖_F‖ΔW_j,m‖_F over the modules both adapters have (same name and shape, both non-zero); S_ii = 1; 0 when none is shared';
@@ -326,5 +328,6 @@ export async function adapterSimilarity(adapters: Adapter[], opts: SimilarityOpt
   return {
     adapters: adapters.map((a) => ({ path: a.path, name: a.name, format: a.format, modules: a.modules.length })),
     matrix, signed, columnSpace, rowSpace, shared, aggregation: AGGREGATION, tolerance: SUBSPACE_TOL, modules, skipped,
+    notes: adapters.filter((a) => a.modules.some((m) => m.magnitude)).map((a) => `${a.name}: DoRA magnitude vectors are not included; its ΔW is taken as s·B·A`),
   };
 }
