@@ -24,11 +24,28 @@ function fleetLine(e: FleetEntry): string {
   return [e.path, e.format, e.r ?? '–', fmt4(e.scale ?? NaN), fmt4(e.sigma1 ?? NaN), fmt4(e.effectiveRank ?? NaN), fmt4(e.gap ?? NaN), `${e.findings} findings (${e.errors} errors)`].join('\t');
 }
 
+/** Set when stdout's reader went away (`... | head`): the walk stops quietly. */
+let stdoutClosed = false;
+let stdoutWatched = false;
+function watchStdout(): void {
+  if (stdoutWatched) return;
+  stdoutWatched = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') { stdoutClosed = true; return; }
+    throw e;
+  });
+}
+
 /** Writes a line to stdout, waiting when the pipe is full (so huge fleets stream with bounded memory). */
 function writeLine(s: string): Promise<void> {
+  watchStdout();
   return new Promise((resolve) => {
-    if (process.stdout.write(s + '\n')) resolve();
-    else process.stdout.once('drain', () => resolve());
+    if (stdoutClosed) { resolve(); return; }
+    const onError = (): void => resolve();
+    process.stdout.once('error', onError);
+    const done = (): void => { process.stdout.off('error', onError); resolve(); };
+    if (process.stdout.write(s + '\n')) done();
+    else process.stdout.once('drain', done);
   });
 }
 
@@ -60,6 +77,7 @@ export const analyzeCommand: CliCommand = {
         if (!jsonl && !json) await writeLine(['path', 'format', 'r', 'scale', 'σ1', 'eff.rank', 'gap', 'doctor'].join('\t'));
         const all: FleetEntry[] = [];
         for await (const e of analyzeFleet(target, engine, { jobs })) {
+          if (stdoutClosed) break;
           if (jsonl) await writeLine(JSON.stringify(e, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
           else if (json) all.push(e);
           else await writeLine(fleetLine(e));

@@ -102,7 +102,10 @@ export const reportCommand: CliCommand = {
         throw new FormatError(out, code === 'ENOENT' ? 'cannot be written: its folder does not exist' : code ? `cannot be written (${code})` : (e as Error).message);
       }
       console.log(`wrote ${out} (${format}, ${text.length} characters)`);
-    } else process.stdout.write(text);
+    } else {
+      process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code !== 'EPIPE') throw e; }); // `| head` is fine
+      process.stdout.write(text);
+    }
     return 0;
   },
 };
