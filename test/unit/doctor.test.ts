@@ -22,7 +22,7 @@ const REAL = process.env.LORA_LENS_REALDATA ?? path.resolve(repoRoot, '../shared
 const engine = new Engine({ provider: 'cpu' });
 after(() => engine.dispose());
 
-interface Case { must: [string, string][]; allowed: string[]; base?: string; intruderCounts?: Record<string, number> }
+interface Case { must: [string, string][]; allowed: string[]; base?: string; intruderCounts?: Record<string, number>; lost?: Record<string, number> }
 const cases: Record<string, Case> = JSON.parse(fs.readFileSync(path.join(FIX, 'expected.json'), 'utf8'));
 
 for (const [name, c] of Object.entries(cases)) {
@@ -44,6 +44,14 @@ for (const [name, c] of Object.entries(cases)) {
       for (const f of r.findings) assert.ok(f.code in DOCTOR_CODES, `documented code ${f.code}`);
       if (name === 'untrained') assert.equal(r.findings[0].severity, 'error');
       if (name === 'nonfinite') assert.ok(r.findings.every((f) => f.severity === 'error' && f.tensor));
+      if (c.lost) {
+        // zeros + deep subnormals counted by numpy on the stored bits
+        for (const [m, n] of Object.entries(c.lost)) {
+          const f = r.findings.find((x) => x.code === 'factor-underflow' && x.module === m)!;
+          const got = /has (\d+) zeros and (\d+) subnormals with/.exec(f.message)!;
+          assert.equal(Number(got[1]) + Number(got[2]), n, `${m} lost values`);
+        }
+      }
       if (c.intruderCounts) {
         for (const [m, n] of Object.entries(c.intruderCounts)) {
           const f = r.findings.find((x) => x.code === 'intruders' && x.module === m);

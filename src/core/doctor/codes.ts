@@ -20,7 +20,7 @@ export const DOCTOR_CODES = {
   'config-rank-mismatch': { severity: 'warning', what: 'The rank in adapter_config.json (r or rank_pattern) differs from the factors\' rank; the factors\' rank is used.' },
   'rank-excess': { severity: 'info', what: 'The module\'s rank is ≥ 4× the number of singular values holding 99 % of ‖ΔW‖_F² (and r ≥ 8): a rank_pattern (lora-lens reduce) would save parameters.' },
   'imbalance': { severity: 'info', what: 'Factor norms are heavily imbalanced (max(‖A‖_F/‖B‖_F, ‖B‖_F/‖A‖_F) ≥ 100): lora-lens rebalance gives the same ΔW with balanced factors.' },
-  'factor-underflow': { severity: 'warning', what: 'A half-precision (BF16/F16) factor has ≥ 1 % zeros or subnormals while its other values are not zero: small values were flushed or lost precision.' },
+  'factor-underflow': { severity: 'warning', what: 'A half-precision (BF16/F16) factor has ≥ 1 % zeros or subnormals with < 5 significant bits (F16: |x| < 9.5e-7) while not all zero: small values were flushed or lost most of their precision.' },
   'intruders': { severity: 'warning', what: 'With a base model: top singular vectors of W0 + ΔW that are intruder dimensions (max |cos| with W0\'s left singular vectors < ε).' },
   'base-mismatch': { severity: 'warning', what: 'With a base model: the module has no matching base weight (name or shape), so it cannot be applied to that base.' },
   'load-warning': { severity: 'info', what: 'A warning raised while reading the adapter (e.g. a factor without its pair).' },

@@ -52,7 +52,7 @@ export interface DoctorThresholds {
   minRank: number;
   /** imbalance: max(‖A‖/‖B‖, ‖B‖/‖A‖). */
   imbalanceRatio: number;
-  /** factor-underflow: fraction of zeros + subnormals in a half-precision factor. */
+  /** factor-underflow: fraction of zeros + deep subnormals (< 5 significant bits) in a half-precision factor. */
   underflowFraction: number;
   /** scale-extreme: allowed [scaleMin, scaleMax] (mlx: scaleMaxMlx). */
   scaleMin: number;
@@ -186,11 +186,11 @@ export function diagnose(inp: DoctorInputs): DoctorResult {
     else if (za) add({ module: m.name, code: 'zero-a', file: wfile, tensor: m.A.tensor.name, message: `${m.name}: A (${m.A.tensor.name}) is all zeros, so ΔW = 0 for this module` });
     for (const [s, role] of [[sa, 'A'], [sb, 'B']] as const) {
       if (!s || (s.dtype !== 'BF16' && s.dtype !== 'F16') || s.zeros === s.numel) continue;
-      const frac = (s.zeros + s.subnormals) / s.numel;
+      const frac = (s.zeros + s.deepSubnormals) / s.numel;
       if (frac >= th.underflowFraction) {
         add({
           module: m.name, code: 'factor-underflow', file: wfile, tensor: s.tensor,
-          message: `${m.name}: ${s.dtype} factor ${role} has ${s.zeros} zeros and ${s.subnormals} subnormals (${fmt(100 * frac)} % of ${s.numel} values): small values underflowed in ${s.dtype}; save factors in F32 or rescale (lora-lens rebalance)`,
+          message: `${m.name}: ${s.dtype} factor ${role} has ${s.zeros} zeros and ${s.deepSubnormals} subnormals with < 5 significant bits (${fmt(100 * frac)} % of ${s.numel} values; ${s.subnormals} subnormals in all): small values underflowed in ${s.dtype}; save factors in F32, or rebalance (lora-lens rebalance) so B is not tiny`,
         });
       }
     }

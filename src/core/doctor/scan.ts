@@ -15,6 +15,8 @@ export interface FactorScan {
   zeros: number;
   /** Non-zero values below the dtype's smallest normal number (lost precision, next step is 0). */
   subnormals: number;
+  /** Subnormals with fewer than 5 significant bits (mantissa < 16; F16: |x| < 9.5e-7): most of the value is lost. */
+  deepSubnormals: number;
   nan: number;
   inf: number;
 }
@@ -47,17 +49,17 @@ export function rawScannable(t: TensorInfo): boolean {
 
 /** Counts on the stored bits of a BF16/F16/F32 tensor. */
 export function scanRaw(t: TensorInfo, bytes: Uint8Array): FactorScan {
-  const out: FactorScan = { tensor: t.name, dtype: t.dtype, numel: t.numel, zeros: 0, subnormals: 0, nan: 0, inf: 0 };
+  const out: FactorScan = { tensor: t.name, dtype: t.dtype, numel: t.numel, zeros: 0, subnormals: 0, deepSubnormals: 0, nan: 0, inf: 0 };
   const raw32 = t.dtype === 'F32';
   {
     const el = raw32 ? 4 : 2;
     const al = bytes.byteOffset % el === 0 ? bytes : bytes.slice();
-    let z = 0, sub = 0, nan = 0, inf = 0;
+    let z = 0, sub = 0, deep = 0, nan = 0, inf = 0;
     if (raw32) {
       const s = new Uint32Array(al.buffer, al.byteOffset, t.numel);
       for (let i = 0; i < s.length; i++) {
         const e = s[i] & 0x7f800000;
-        if (e === 0) { if ((s[i] & 0x7fffffff) === 0) z++; else sub++; } else if (e === 0x7f800000) { if (s[i] & 0x7fffff) nan++; else inf++; }
+        if (e === 0) { const m = s[i] & 0x7fffff; if (m === 0) z++; else { sub++; if (m < 16) deep++; } } else if (e === 0x7f800000) { if (s[i] & 0x7fffff) nan++; else inf++; }
       }
     } else {
       // Fast path: two values per 32-bit word; a word whose two exponents are both non-zero and not
@@ -67,7 +69,7 @@ export function scanRaw(t: TensorInfo, bytes: Uint8Array): FactorScan {
       const emHi = em << 16;
       const count = (h: number): void => {
         const e = h & em;
-        if (e === 0) { if ((h & 0x7fff) === 0) z++; else sub++; } else if (e === em) { if (h & mm) nan++; else inf++; }
+        if (e === 0) { const m = h & mm; if (m === 0) z++; else { sub++; if (m < 16) deep++; } } else if (e === em) { if (h & mm) nan++; else inf++; }
       };
       const pairs = al.byteOffset % 4 === 0 ? t.numel >> 1 : 0;
       if (pairs) {
@@ -83,21 +85,21 @@ export function scanRaw(t: TensorInfo, bytes: Uint8Array): FactorScan {
       const s = new Uint16Array(al.buffer, al.byteOffset, t.numel);
       for (let i = pairs * 2; i < s.length; i++) count(s[i]);
     }
-    out.zeros = z; out.subnormals = sub; out.nan = nan; out.inf = inf;
+    out.zeros = z; out.subnormals = sub; out.deepSubnormals = deep; out.nan = nan; out.inf = inf;
     return out;
   }
 }
 
 /** Counts on converted values (F64, FP8, quantised); subnormal relative to the stored dtype. */
 function scanValues(t: TensorInfo, v: Float32Array | Float64Array): FactorScan {
-  const out: FactorScan = { tensor: t.name, dtype: t.dtype, numel: t.numel, zeros: 0, subnormals: 0, nan: 0, inf: 0 };
+  const out: FactorScan = { tensor: t.name, dtype: t.dtype, numel: t.numel, zeros: 0, subnormals: 0, deepSubnormals: 0, nan: 0, inf: 0 };
   const minNormal = MIN_NORMAL[t.dtype] ?? MIN_NORMAL.F32;
   for (let i = 0; i < v.length; i++) {
     const x = v[i];
     if (x !== x) out.nan++;
     else if (x === Infinity || x === -Infinity) out.inf++;
     else if (x === 0) out.zeros++;
-    else if (Math.abs(x) < minNormal) out.subnormals++;
+    else if (Math.abs(x) < minNormal) { out.subnormals++; if (Math.abs(x) < minNormal / 64) out.deepSubnormals++; }
   }
   return out;
 }
