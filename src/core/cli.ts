@@ -1,11 +1,9 @@
 /**
  * lora-lens command line: the same core as the extension, for pipelines and benchmarks.
  *
- *   lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]
- *   lora-lens inspect FILE [--json]
+ * Commands are listed in COMMANDS below (one file per command in src/core/cli/).
  */
-import { analyzeAdapter } from './analysis/lora';
-import { Engine, ExecutionProvider } from './engine/ort';
+import { ExecutionProvider } from './engine/ort';
 import { makeDemoWorkspace } from './demo/makeDemo';
 import { addModularDemo, addTrainedDemoAdapters } from './demo/trainedDemo';
 import { surgeryCli } from './surgery/cli';
@@ -16,10 +14,13 @@ import { intrudersCommand } from './cli/intruders';
 import { spectraCommand } from './cli/spectra';
 import { esdCommand } from './cli/esd';
 import { compareCommand } from './cli/compare';
+import { doctorCommand } from './cli/doctor';
+import { analyzeCommand } from './cli/analyze';
+import { similarityCommand } from './cli/similarity';
+import { reportCommand } from './cli/report';
 import { FormatError } from './formats/errors';
-import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
+import { describeWeights, formatBytes, formatCount } from './formats/open';
 import './formats/register';
-import { fmt4, reportToCsv } from '../shared/report';
 
 const SURGERY = ['rebalance', 'reduce', 'merge', 'combine', 'rescale', 'hessian-demo'];
 
@@ -34,7 +35,7 @@ const SURGERY_USAGE: Record<string, string> = {
 
 /** Every command of the CLI, in the order of `--help`. A new command is a file in src/core/cli/ and one line here. */
 const COMMANDS: CliCommand[] = [
-  { name: 'analyze', usage: 'lora-lens analyze PATH [--json | --csv] [--method auto|householder] [--provider cpu|webgpu|cuda]', run: (a) => legacyMain(['analyze', ...a]) },
+  analyzeCommand,
   { name: 'inspect', usage: 'lora-lens inspect FILE [--json]', run: (a) => legacyMain(['inspect', ...a]) },
   { name: 'demo', usage: 'lora-lens demo DIR [--no-train]  write the deterministic demo workspace (with two adapters trained by LoRA Lens)', run: (a) => legacyMain(['demo', ...a]) },
   ...SURGERY.map((name): CliCommand => ({ name, usage: SURGERY_USAGE[name], run: (a) => surgeryCli([name, ...a]) })),
@@ -43,6 +44,9 @@ const COMMANDS: CliCommand[] = [
   esdCommand,
   compareCommand,
   { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
+  doctorCommand,
+  similarityCommand,
+  reportCommand,
   { name: 'train', usage: 'lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]\n      LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)', run: (a) => legacyMain(['train', ...a]) },
 ];
 
@@ -72,13 +76,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** analyze, inspect, demo, train: the original commands, kept in one function. */
+/** inspect, demo, train: the original commands, kept in one function. */
 async function legacyMain(argv: string[]): Promise<number> {
   const args = [...argv];
   const cmd = args.shift();
   const json = bool(args, '--json');
-  const csv = bool(args, '--csv');
-  const method = (flag(args, '--method') ?? 'auto') as 'auto' | 'householder';
   const provider = (flag(args, '--provider') ?? 'cpu') as ExecutionProvider;
   const target = args[0];
   if (!target) {
@@ -121,29 +123,6 @@ async function legacyMain(argv: string[]): Promise<number> {
       for (const t of s.tensors) console.log(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]`);
       for (const [k, v] of Object.entries(s.metadata)) console.log(`  meta ${k} = ${v.length > 200 ? v.slice(0, 200) + '…' : v}`);
       for (const w of s.warnings) console.log(`  warning: ${w}`);
-    }
-    return 0;
-  }
-  if (cmd === 'analyze') {
-    const adapter = openAdapter(target);
-    const engine = new Engine({ provider });
-    try {
-      const report = await analyzeAdapter(adapter, { engine, method });
-      if (json) console.log(JSON.stringify(report, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1));
-      else if (csv) process.stdout.write(reportToCsv(report));
-      else {
-        console.log(`${report.adapter.name} (${report.adapter.format}): ${report.modules.length} modules, engine ${report.engine.provider}, ${report.timings.totalMs.toFixed(1)} ms`);
-        console.log('module'.padEnd(48), 'r'.padStart(4), 'scale'.padStart(8), 'σ1'.padStart(10), '‖ΔW‖F'.padStart(10), 'srank'.padStart(7), 'κ(A)'.padStart(9), 'κ(B)'.padStart(9), 'gap'.padStart(9));
-        for (const m of report.modules) {
-          if (m.error) { console.log(m.name.padEnd(48), `error: ${m.error}`); continue; }
-          console.log(m.name.padEnd(48), String(m.rank).padStart(4), fmt4(m.scale).padStart(8), fmt4(m.spectral).padStart(10), fmt4(m.fro).padStart(10),
-            fmt4(m.stableRank).padStart(7), fmt4(m.kappaA).padStart(9), fmt4(m.kappaB).padStart(9), fmt4(m.balanceGap).padStart(9));
-        }
-        for (const w of report.warnings) console.log(`warning: ${w}`);
-      }
-    } finally {
-      adapter.store.close();
-      await engine.dispose();
     }
     return 0;
   }

@@ -10,6 +10,7 @@
  * All r×r work (Cholesky, Jacobi SVD) is fp64 TypeScript.
  */
 import type { Adapter, LoraModule } from '../formats/adapter';
+import type { TensorInfo } from '../formats/safetensors';
 import { groupOf } from '../formats/adapter';
 import { countNonFinite, toFloat32Checked } from '../formats/dtype';
 import { CancelToken, throwIfCancelled } from '../formats/errors';
@@ -33,6 +34,12 @@ export interface AnalyzeOptions {
   onProgress?: (done: number, total: number, message: string) => void;
   /** Restrict to modules whose name matches. */
   filter?: (m: LoraModule) => boolean;
+  /**
+   * Called with each factor's raw stored bytes right after they are read (BF16/F16/F32 factors
+   * that are converted from raw bytes; not F64 or quantised ones), before conversion. Lets the
+   * doctor's bit scan reuse this read (src/core/doctor/scan.ts). The view is only valid during the call.
+   */
+  onRawFactor?: (tensor: TensorInfo, raw: Uint8Array) => void;
 }
 
 interface FactorJob {
@@ -221,6 +228,7 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
         } else {
           let raw: Uint8Array;
           raw = adapter.store.readRawInto ? adapter.store.readRawInto(t.name, scratchBytes(t.byteLength)) : adapter.store.readRaw(t.name);
+          opts.onRawFactor?.(t, raw);
           bad = toFloat32Checked(raw, t.dtype, dst);
         }
         j.nonFinite = bad;

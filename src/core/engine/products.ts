@@ -6,8 +6,14 @@ import { GraphBuilder } from './graph';
 
 export type GramSide = 'rows' | 'cols';
 
-/** Largest number of input elements sent in one run (64 MB of fp32): bounds the scratch memory. */
-export const MAX_RUN_ELEMENTS = 16 * 1024 * 1024;
+/**
+ * Largest number of input elements sent in one run (2 MB of fp32, 4 MB once cast to fp64): bounds
+ * the scratch memory and keeps each run's fp64 intermediates cache-sized. Was 16 M (64 MB): the
+ * first analysis in a process then spent ~0.2 s of system time faulting in ORT's ~300 MB arena,
+ * with no gain afterwards (Llama-8B-shaped r16 adapter, 2026-11-30: 458 → 295 ms CPU first run,
+ * 274–300 → 271–299 ms later runs; bench/fleet.ts).
+ */
+export const MAX_RUN_ELEMENTS = 512 * 1024;
 
 function gramGraph(side: GramSide, input: 'float32' | 'float64'): Uint8Array {
   const g = new GraphBuilder(`gram_${side}_${input}`);
