@@ -23,7 +23,6 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import '../../src/core/formats/register';
 import { DEMO_CONFIG, writeDemoAdapter, writeTinyLlama } from '../../src/core/demo/makeDemo';
 import { writeDemoTokenizerAndData } from '../../src/core/demo/tokenizer';
@@ -34,11 +33,10 @@ import { LLAMA_TARGETS } from '../../src/core/train/hf';
 import { loadTokenizer, makeBatch, type PackedData } from '../../src/core/train/data';
 import type { ParamSet } from '../../src/core/train/models';
 import { convertModelToGguf } from '../../src/core/convert/ggufModel';
+import { convertCli } from '../../src/core/convert/cli';
 import { GgufStore } from '../../src/core/formats/gguf';
 import { ropePermutation } from '../../src/core/convert/gguf';
 
-const ROOT = path.join(__dirname, '..', '..', '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-llamacpp-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -65,10 +63,22 @@ function f16Copy(dir: string, out: string): void {
   fs.writeFileSync(path.join(out, 'model.safetensors'), encodeSafetensors(ts, { format: 'pt' }));
 }
 
-function cli(...args: string[]): string {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `lora-lens ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
+/** `lora-lens convert …` in process (the CLI's convert route), returning what it printed. */
+async function cli(...args: string[]): Promise<string> {
+  assert.equal(args[0], 'convert');
+  let out = '', err = '';
+  const w = process.stdout.write, e = process.stderr.write;
+  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof w;
+  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof e;
+  let code: number;
+  try {
+    code = await convertCli(args.slice(1));
+  } finally {
+    process.stdout.write = w;
+    process.stderr.write = e;
+  }
+  assert.equal(code, 0, `lora-lens ${args.join(' ')}: ${err}`);
+  return out;
 }
 
 /** Demo adapter factors keyed as HfTrainer's LoRA parameters; `zero` gives B = 0 (the base model). */
@@ -159,8 +169,8 @@ const F16_TOL = 3e-3;
 
 test('F32 GGUF base and LoRA adapter: llama.cpp agrees with LoRA Lens to fp32 rounding', async () => {
   const base = path.join(tmp, 'base-f32.gguf'), lora = path.join(tmp, 'lora-f32.gguf');
-  assert.match(cli('convert', baseDir, '--to', 'gguf', base, '--gguf-type', 'f32'), /llama\.cpp llama, 21 tensors, F32, bert vocabulary of 128 tokens/);
-  cli('convert', adapterDir, '--to', 'gguf', lora, '--base', baseDir);
+  assert.match(await cli('convert', baseDir, '--to', 'gguf', base, '--gguf-type', 'f32'), /llama\.cpp llama, 21 tensors, F32, bert vocabulary of 128 tokens/);
+  await cli('convert', adapterDir, '--to', 'gguf', lora, '--base', baseDir);
   const gs = GgufStore.openFile(base);
   assert.equal(gs.kv.get('general.architecture'), 'llama');
   assert.equal(gs.kv.get('llama.attention.head_count_kv'), 2);
@@ -187,8 +197,8 @@ test('F16 GGUF base and LoRA adapter: llama.cpp agrees with LoRA Lens on the F16
   f16Copy(baseDir, half);
   const base = path.join(tmp, 'base-f16.gguf'), lora = path.join(tmp, 'lora-f16.gguf');
   // auto picks F16 for a 16-bit checkpoint
-  assert.match(cli('convert', half, '--to', 'gguf', base), /F16/);
-  cli('convert', adapterDir, '--to', 'gguf', lora, '--base', baseDir, '--gguf-type', 'f16');
+  assert.match(await cli('convert', half, '--to', 'gguf', base), /F16/);
+  await cli('convert', adapterDir, '--to', 'gguf', lora, '--base', baseDir, '--gguf-type', 'f16');
   const dBase = maxLogpDiff((await theirs(base, IDS)).logp, await ours(half, IDS, false));
   // The F16 adapter's factors are F16-rounded too; the reference uses the F32 factors, so this also
   // bounds the effect of that rounding.
@@ -221,4 +231,34 @@ test('negative control: q/k rows left in Hugging Face order are caught by the co
   const d = maxLogpDiff((await theirs(g, IDS)).logp, await ours(baseDir, IDS, false));
   console.log(`unpermuted q/k: max |Δ log p| ${d.toExponential(2)}`);
   assert.ok(d > 50 * F32_TOL, `a wrong q/k row order must be detected (${d})`);
+});
+
+test('convert MODEL_DIR --to gguf refuses what it cannot convert, naming the file, and leaves nothing behind', () => {
+  const bad = (name: string, edit: (dir: string) => void): string => {
+    const d = path.join(tmp, name);
+    fs.cpSync(baseDir, d, { recursive: true });
+    edit(d);
+    return d;
+  };
+  const cfg = (d: string, patch: Record<string, unknown>): void => {
+    const f = path.join(d, 'config.json');
+    fs.writeFileSync(f, JSON.stringify({ ...JSON.parse(fs.readFileSync(f, 'utf8')), ...patch }));
+  };
+  const cases: [string, (d: string) => void, RegExp][] = [
+    ['gpt2-type', (d) => cfg(d, { model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }), /config\.json.*model_type "gpt2"/],
+    ['rope-scaled', (d) => cfg(d, { rope_scaling: { rope_type: 'llama3', factor: 8 } }), /rope_scaling/],
+    ['no-tokenizer', (d) => fs.rmSync(path.join(d, 'tokenizer.json')), /no tokenizer\.json/],
+    ['wrong-heads', (d) => cfg(d, { num_key_value_heads: 3 }), /inconsistent sizes/],
+    ['wrong-shape', (d) => cfg(d, { intermediate_size: 100 }), /model\.safetensors.*shape/],
+  ];
+  for (const [name, edit, re] of cases) {
+    const d = bad(name, edit);
+    const out = path.join(tmp, `${name}.gguf`);
+    assert.throws(() => convertModelToGguf(d, out), re, name);
+    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith(`${name}.gguf`)), [], `${name}: nothing written`);
+  }
+  const exists = path.join(tmp, 'exists.gguf');
+  fs.writeFileSync(exists, 'keep');
+  assert.throws(() => convertModelToGguf(baseDir, exists), /already exists/);
+  assert.equal(fs.readFileSync(exists, 'utf8'), 'keep');
 });
