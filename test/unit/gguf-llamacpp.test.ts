@@ -23,6 +23,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import '../../src/core/formats/register';
 import { DEMO_CONFIG, writeDemoAdapter, writeTinyLlama } from '../../src/core/demo/makeDemo';
 import { writeDemoTokenizerAndData } from '../../src/core/demo/tokenizer';
@@ -33,7 +34,6 @@ import { LLAMA_TARGETS } from '../../src/core/train/hf';
 import { loadTokenizer, makeBatch, type PackedData } from '../../src/core/train/data';
 import type { ParamSet } from '../../src/core/train/models';
 import { convertModelToGguf } from '../../src/core/convert/ggufModel';
-import { convertCli } from '../../src/core/convert/cli';
 import { GgufStore } from '../../src/core/formats/gguf';
 import { ropePermutation } from '../../src/core/convert/gguf';
 
@@ -63,22 +63,11 @@ function f16Copy(dir: string, out: string): void {
   fs.writeFileSync(path.join(out, 'model.safetensors'), encodeSafetensors(ts, { format: 'pt' }));
 }
 
-/** `lora-lens convert …` in process (the CLI's convert route), returning what it printed. */
+/** `lora-lens convert …` as a subprocess of the compiled CLI (out/src/core/cli.js), returning its stdout. */
 async function cli(...args: string[]): Promise<string> {
-  assert.equal(args[0], 'convert');
-  let out = '', err = '';
-  const w = process.stdout.write, e = process.stderr.write;
-  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof w;
-  process.stderr.write = ((s: string) => { err += s; return true; }) as typeof e;
-  let code: number;
-  try {
-    code = await convertCli(args.slice(1));
-  } finally {
-    process.stdout.write = w;
-    process.stderr.write = e;
-  }
-  assert.equal(code, 0, `lora-lens ${args.join(' ')}: ${err}`);
-  return out;
+  const r = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'src', 'core', 'cli.js'), ...args], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `lora-lens ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
 }
 
 /** Demo adapter factors keyed as HfTrainer's LoRA parameters; `zero` gives B = 0 (the base model). */
