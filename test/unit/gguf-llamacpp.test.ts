@@ -251,3 +251,41 @@ test('convert MODEL_DIR --to gguf refuses what it cannot convert, naming the fil
   assert.throws(() => convertModelToGguf(baseDir, exists), /already exists/);
   assert.equal(fs.readFileSync(exists, 'utf8'), 'keep');
 });
+
+test('byte-level BPE tokenizer.json → GGUF gpt2 vocabulary: llama.cpp tokenizes as the BPE merges say', async () => {
+  // A tiny GPT-2-style tokenizer: the 256 byte symbols (GPT-2 bytes_to_unicode order) + 6 merges.
+  const byteSyms: string[] = [];
+  const printable = (b: number): boolean => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+  let extra = 0;
+  for (let b = 0; b < 256; b++) byteSyms.push(String.fromCodePoint(printable(b) ? b : 256 + extra++));
+  const merges = [['t', 'h'], ['th', 'e'], ['c', 'a'], ['ca', 't'], ['\u0120', 'cat'], ['\u0120', 'the']];
+  const vocab: Record<string, number> = {};
+  byteSyms.forEach((s, i) => (vocab[s] = i));
+  for (const [a, b] of merges) vocab[a + b] = Object.keys(vocab).length;
+  const eos = Object.keys(vocab).length;
+  const dir = path.join(tmp, 'tiny-llama-bpe');
+  writeTinyLlama(dir, { ...DEMO_CONFIG, vocab: 272 }, 3);
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: [{ id: eos, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null, decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges: merges.map((m) => m.join(' ')) },
+  }));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>', bos_token: '<|endoftext|>', add_bos_token: false }));
+  const g = path.join(tmp, 'bpe.gguf');
+  assert.match(await cli('convert', dir, '--to', 'gguf', g), /gpt2 vocabulary of 272 tokens/);
+  const text = 'the cat sat on the mat';
+  // By hand from the merges: "the" | " cat" | " " "s" "a" "t" | " " "o" "n" | " the" | " " "m" "a" "t"
+  const id = (s: string): number => vocab[s];
+  const expected = [id('the'), id('\u0120cat'), id('\u0120'), id('s'), id('a'), id('t'), id('\u0120'), id('o'), id('n'), id('\u0120the'), id('\u0120'), id('m'), id('a'), id('t')];
+  assert.deepEqual(loadTokenizer(dir).encode(text, false), expected, 'the Hugging Face tokenizer agrees with the hand tokenization');
+  const l = await llama();
+  const model = await l.loadModel({ modelPath: g });
+  try {
+    assert.deepEqual(Array.from(model.tokenize(text), Number), expected, 'llama.cpp tokenization');
+    assert.equal(model.detokenize(model.tokenize(text)), text);
+  } finally {
+    await model.dispose();
+  }
+});
