@@ -1,7 +1,7 @@
 // `npm run package [-- --target T] [--out FILE]`: builds lora-lens-<version>-<target>.vsix in the repo root.
 //
 // Only what runs goes in: the production bundles (minified, no source maps: extension host, analysis
-// worker, webviews — the CLI is not part of the extension), media/ (minus README screenshots), the
+// worker, webviews — the CLI is not part of the extension), media/ (icons, CSS, walkthrough, README screenshots), the
 // manifest, README, CHANGELOG, LICENSE, and onnxruntime-node (JS + the native binding of ONE platform)
 // with onnxruntime-common. Everything else (chart.js, tokenizers, onnx-proto) is inside the bundles.
 //
@@ -52,7 +52,7 @@ for (const k of ['scripts', 'devDependencies', 'bin', 'private']) delete manifes
 manifest.dependencies = { 'onnxruntime-node': pkg.dependencies['onnxruntime-node'] };
 fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(manifest, null, 2) + '\n');
 for (const f of ['README.md', 'CHANGELOG.md', 'LICENSE']) copy(f);
-copy('media', (rel) => !rel.startsWith('screenshots'));
+copy('media'); // includes the README screenshots (≈ 0.2 MB) so that the installed extension's README shows them
 
 // 3. onnxruntime-node: JS, package.json, one platform's binding; onnxruntime-common's CommonJS build
 const ort = 'node_modules/onnxruntime-node';

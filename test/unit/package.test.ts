@@ -42,10 +42,10 @@ test('npm run package: linux-x64 .vsix with only what runs, ≤ 30 MB', () => {
     for (const m of must) assert.ok(ext.includes(m), `${m} is in the package`);
     assert.ok(ext.some((n) => /^readme\.md$/i.test(n)) && ext.some((n) => /^changelog\.md$/i.test(n)) && ext.some((n) => /^license/i.test(n)));
     // nothing else
-    const allowed = /^(package\.json|readme\.md|changelog\.md|license(\.txt)?|dist\/(extension|worker)\.js|dist\/webview\/[a-z]+\.js|media\/[^/]+\.(css|png|svg)|media\/walkthrough\/[a-z-]+\.(md|png|svg)|node_modules\/onnxruntime-node\/(package\.json|dist\/[a-z]+\.js|bin\/napi-v6\/linux\/x64\/[^/]+)|node_modules\/onnxruntime-common\/(package\.json|dist\/cjs\/(.+\.js|package\.json)))$/i;
+    const allowed = /^(package\.json|readme\.md|changelog\.md|license(\.txt)?|dist\/(extension|worker)\.js|dist\/webview\/[a-z]+\.js|media\/[^/]+\.(css|png|svg)|media\/(walkthrough|screenshots)\/[a-z-]+\.(md|png|svg)|node_modules\/onnxruntime-node\/(package\.json|dist\/[a-z]+\.js|bin\/napi-v6\/linux\/x64\/[^/]+)|node_modules\/onnxruntime-common\/(package\.json|dist\/cjs\/(.+\.js|package\.json)))$/i;
     const stray = ext.filter((n) => !allowed.test(n));
     assert.deepEqual(stray, [], 'only runtime files');
-    for (const bad of [/\.ts$/, /\.map$/, /(^|\/)(src|test|tests|fixtures|bench|out|docs|scripts)\//, /napi-v6\/(darwin|win32|linux\/arm64)/, /dist\/cli\.js$/, /screenshots\//]) {
+    for (const bad of [/\.ts$/, /\.map$/, /(^|\/)(src|test|tests|fixtures|bench|out|docs|scripts)\//, /napi-v6\/(darwin|win32|linux\/arm64)/, /dist\/cli\.js$/]) {
       assert.deepEqual(ext.filter((n) => bad.test(n)), [], `nothing matching ${bad}`);
     }
   } finally {
