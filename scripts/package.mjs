@@ -44,7 +44,7 @@ const copy = (rel, filter = () => true) => {
 // 1. production bundles
 console.log(`[package] production build → .package/${target}/dist`);
 execFileSync(process.execPath, [path.join(REPO, 'scripts', 'build.mjs'), '--production', `--outdir=${path.join(stage, 'dist')}`], { cwd: REPO, stdio: 'inherit' });
-fs.rmSync(path.join(stage, 'dist', 'cli.js'), { force: true }); // the CLI is `npx lora-lens`, not the extension
+fs.rmSync(path.join(stage, 'dist', 'cli.js'), { force: true }); // the CLI (bin lora-lens) is not used by the extension
 
 // 2. manifest (no scripts, devDependencies or bin: they describe the development tree), docs, media
 const manifest = { ...pkg };
