@@ -289,3 +289,28 @@ test('byte-level BPE tokenizer.json → GGUF gpt2 vocabulary: llama.cpp tokenize
     await model.dispose();
   }
 });
+
+test('tied embeddings (no output.weight): llama.cpp agrees with LoRA Lens to fp32 rounding', async () => {
+  const dir = path.join(tmp, 'tiny-llama-tied');
+  fs.mkdirSync(dir);
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(baseDir, f), path.join(dir, f));
+  const cfg = JSON.parse(fs.readFileSync(path.join(baseDir, 'config.json'), 'utf8'));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, tie_word_embeddings: true }));
+  const st = SafetensorsStore.openFile(path.join(baseDir, 'model.safetensors'));
+  // Larger embeddings than the demo's (std 0.02) so that the tied head gives a visibly non-uniform distribution.
+  const ts = [...st.tensors.values()].filter((t) => t.name !== 'lm_head.weight').map((t) => {
+    const v = st.readF32(t.name);
+    if (t.name === 'model.embed_tokens.weight') for (let i = 0; i < v.length; i++) v[i] *= 10;
+    return { name: t.name, shape: t.shape, dtype: 'F32' as const, data: fromFloats(v, 'F32') };
+  });
+  st.close();
+  fs.writeFileSync(path.join(dir, 'model.safetensors'), encodeSafetensors(ts, { format: 'pt' }));
+  const g = path.join(tmp, 'tied.gguf');
+  assert.match(await cli('convert', dir, '--to', 'gguf', g), /20 tensors/);
+  const ob = await ours(dir, IDS, false);
+  const d = maxLogpDiff((await theirs(g, IDS)).logp, ob);
+  const spread = Math.max(...ob.flat().map((r) => Math.max(...r) - Math.min(...r)));
+  console.log(`tied: max |Δ log p| ${d.toExponential(2)} (log p spread ${spread.toFixed(2)})`);
+  assert.ok(spread > 1, 'the distribution is far from uniform');
+  assert.ok(d < F32_TOL, `tied embeddings: max |Δ log p| ${d}`);
+});

@@ -177,6 +177,10 @@ export function convertModelToGguf(dir: string, out: string, opts: { ggufType?: 
       throw new FormatError(cfgFile, `inconsistent sizes (hidden ${H}, layers ${L}, heads ${nh}, kv heads ${nkv}, head_dim ${hd}, vocab ${V}, intermediate ${F})`);
     }
     const tied = cfg.tie_word_embeddings === true;
+    const sw = cfg.sliding_window;
+    if (typeof sw === 'number' && sw > 0 && sw < numKey(cfg, cfgFile, 'max_position_embeddings', 2048)) {
+      warnings.push(`sliding_window ${sw} is not written: llama.cpp's llama architecture attends to the whole context, so outputs differ from the Hugging Face model beyond ${sw} tokens`);
+    }
 
     const store = bm.store;
     const srcName = (n: string): string | undefined => [n, n.replace(/^model\./, '')].find((c) => store.tensors.has(c));
