@@ -11,7 +11,7 @@ import { convertModelToGguf, isHfModelDir } from './ggufModel';
 
 export const CONVERT_USAGE = `usage: lora-lens convert PATH --to peft|kohya|mlx|gguf OUT [--arch NAME] [--heads N] [--kv-heads M] [--base DIR] [--gguf-type auto|f32|f16] [--json]
   Writes a NEW adapter in the target format, re-opens it and checks that every module's ΔW = s·B·A is unchanged.
-       lora-lens convert MODEL_DIR --to gguf OUT.gguf [--gguf-type auto|f32|f16] [--json]
+  lora-lens convert MODEL_DIR --to gguf OUT.gguf [--gguf-type auto|f32|f16] [--json]
   Converts a Llama-style Hugging Face base model folder (config.json + safetensors + tokenizer.json) to a llama.cpp GGUF.`;
 
 function take(args: string[], name: string): string | undefined {
