@@ -233,12 +233,22 @@ test('convert MODEL_DIR --to gguf refuses what it cannot convert, naming the fil
     const f = path.join(d, 'config.json');
     fs.writeFileSync(f, JSON.stringify({ ...JSON.parse(fs.readFileSync(f, 'utf8')), ...patch }));
   };
+  const tokJson = (d: string, edit: (t: Record<string, unknown>) => void): void => {
+    const f = path.join(d, 'tokenizer.json');
+    const t = JSON.parse(fs.readFileSync(f, 'utf8'));
+    edit(t);
+    fs.writeFileSync(f, JSON.stringify(t));
+  };
   const cases: [string, (d: string) => void, RegExp][] = [
     ['gpt2-type', (d) => cfg(d, { model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }), /config\.json.*model_type "gpt2"/],
     ['rope-scaled', (d) => cfg(d, { rope_scaling: { rope_type: 'llama3', factor: 8 } }), /rope_scaling/],
     ['no-tokenizer', (d) => fs.rmSync(path.join(d, 'tokenizer.json')), /no tokenizer\.json/],
     ['wrong-heads', (d) => cfg(d, { num_key_value_heads: 3 }), /inconsistent sizes/],
     ['wrong-shape', (d) => cfg(d, { intermediate_size: 100 }), /model\.safetensors.*shape/],
+    ['big-id', (d) => tokJson(d, (t) => { (t.model as { vocab: Record<string, number> }).vocab.zebra = 5000; }), /tokenizer\.json.*token id 5000 ≥ the model's vocab_size 128/],
+    ['bad-id', (d) => tokJson(d, (t) => { (t.model as { vocab: Record<string, unknown> }).vocab.zebra = -1; }), /tokenizer\.json.*"zebra" has id -1/],
+    ['unigram', (d) => tokJson(d, (t) => { (t.model as { type: string }).type = 'Unigram'; }), /tokenizer\.json.*"Unigram" is not converted/],
+    ['not-json', (d) => fs.writeFileSync(path.join(d, 'tokenizer.json'), '{"model": '), /tokenizer\.json/],
   ];
   for (const [name, edit, re] of cases) {
     const d = bad(name, edit);

@@ -92,10 +92,13 @@ function tokenizerKvs(dir: string, vocabSize: number, warnings: string[]): { kvs
   if (!vocab || typeof vocab !== 'object' || Array.isArray(vocab)) throw new FormatError(tjFile, `model.vocab is not a token → id map (tokenizer model "${String(model.type)}")`);
   const added = Array.isArray(tj.added_tokens) ? (tj.added_tokens as { id: number; content: string; special?: boolean }[]) : [];
   const byId = new Map<number, string>();
-  for (const [tok, id] of Object.entries(vocab)) byId.set(id, tok);
-  for (const a of added) byId.set(a.id, a.content);
-  const maxId = Math.max(-1, ...byId.keys());
-  if (maxId >= vocabSize) throw new FormatError(tjFile, `token id ${maxId} ≥ the model's vocab_size ${vocabSize}`);
+  const put = (tok: unknown, id: unknown): void => {
+    if (typeof tok !== 'string' || !Number.isInteger(id) || (id as number) < 0) throw new FormatError(tjFile, `token ${JSON.stringify(tok)} has id ${JSON.stringify(id)}, not a non-negative integer`);
+    if ((id as number) >= vocabSize) throw new FormatError(tjFile, `token id ${id} ≥ the model's vocab_size ${vocabSize}`);
+    byId.set(id as number, tok);
+  };
+  for (const [tok, id] of Object.entries(vocab)) put(tok, id);
+  for (const a of added) put(a?.content, a?.id);
   const special = new Set(added.filter((a) => a.special).map((a) => a.id));
   const unkName = tokenName(tc.unk_token) ?? (typeof model.unk_token === 'string' ? model.unk_token : undefined);
   const type = String(model.type ?? '');
