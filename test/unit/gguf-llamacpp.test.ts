@@ -256,6 +256,20 @@ test('convert MODEL_DIR --to gguf refuses what it cannot convert, naming the fil
     assert.throws(() => convertModelToGguf(d, out), re, name);
     assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith(`${name}.gguf`)), [], `${name}: nothing written`);
   }
+  // F16 output of a value beyond F16's range: refused (half-written temp file removed)
+  const big = bad('f16-overflow', (d) => {
+    const st = SafetensorsStore.openFile(path.join(baseDir, 'model.safetensors'));
+    const ts = [...st.tensors.values()].map((t) => {
+      const v = st.readF32(t.name);
+      if (t.name.endsWith('layers.1.mlp.up_proj.weight')) v[7] = 1e6;
+      return { name: t.name, shape: t.shape, dtype: 'F32' as const, data: fromFloats(v, 'F32') };
+    });
+    st.close();
+    fs.writeFileSync(path.join(d, 'model.safetensors'), encodeSafetensors(ts, { format: 'pt' }));
+  });
+  assert.throws(() => convertModelToGguf(big, path.join(tmp, 'f16-overflow.gguf'), { ggufType: 'F16' }), /up_proj\.weight" holds 1000000, beyond F16's range/);
+  assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith('f16-overflow.gguf')), []);
+  convertModelToGguf(big, path.join(tmp, 'f32-fine.gguf'), { ggufType: 'F32' });
   const exists = path.join(tmp, 'exists.gguf');
   fs.writeFileSync(exists, 'keep');
   assert.throws(() => convertModelToGguf(baseDir, exists), /already exists/);

@@ -259,6 +259,11 @@ export function convertModelToGguf(dir: string, out: string, opts: { ggufType?: 
           for (let r = 0; r < p.shape[0]; r++) o.set(v.subarray(p.perm[r] * cols, (p.perm[r] + 1) * cols), r * cols);
           v = o;
         }
+        if (p.type === 'F16') {
+          for (let k = 0; k < v.length; k++) {
+            if (Math.abs(v[k]) > 65504) throw new FormatError(store.path, `"${p.src}" holds ${v[k]}, beyond F16's range (±65504); convert with --gguf-type f32`);
+          }
+        }
         const bytes = ggufTensorBytes(p.type, v);
         fs.writeSync(fd, bytes);
         pos = offsets[i] + bytes.length;
