@@ -78,7 +78,10 @@ fs.writeFileSync(path.join(stage, '.vscodeignore'), ['**', '!package.json', '!RE
 fs.rmSync(out, { force: true });
 const vsce = path.join(REPO, 'node_modules', '@vscode', 'vsce', 'vsce');
 console.log(`[package] vsce package --target ${target}`);
-execFileSync(process.execPath, [vsce, 'package', '--target', target, '--allow-missing-repository', '--allow-star-activation', '--no-update-package-json', '--no-git-tag-version', '--no-rewrite-relative-links', '-o', out], { cwd: stage, stdio: 'inherit' });
+// Under `npm test` / `npm run`, the outer npm's npm_config_* variables (prefix, local_prefix…) would
+// be inherited by vsce's `npm list` in the stage; give it a clean environment.
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+execFileSync(process.execPath, [vsce, 'package', '--target', target, '--allow-missing-repository', '--allow-star-activation', '--no-update-package-json', '--no-git-tag-version', '--no-rewrite-relative-links', '-o', out], { cwd: stage, stdio: 'inherit', env });
 const mb = fs.statSync(out).size / 2 ** 20;
 console.log(`[package] ${path.relative(REPO, out)} (${mb.toFixed(1)} MB)`);
 if (mb > 30) {
