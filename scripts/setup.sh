@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 # fails here: skip it (the CPU and WebGPU providers ship inside the npm package).
 export ONNXRUNTIME_NODE_INSTALL=skip
 export ONNXRUNTIME_NODE_INSTALL_CUDA=skip
+# node-llama-cpp (dev dependency, the llama.cpp judge of our GGUF files) ships prebuilt binaries in
+# @node-llama-cpp/<platform> npm packages; its postinstall could otherwise fetch and build llama.cpp
+# from GitHub when none fits. NODE_LLAMA_CPP_SKIP_DOWNLOAD is its documented switch to never do that.
+export NODE_LLAMA_CPP_SKIP_DOWNLOAD=true
 
 stamp=node_modules/.lora-lens-setup
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then

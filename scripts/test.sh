@@ -11,6 +11,10 @@ echo "test: build"
 node scripts/build.mjs
 npx tsc -p tsconfig.json
 npx tsc -p webview/tsconfig.json
+# The e2e tests run against the packaged extension as users install it (.vsix via code-server
+# --install-extension, see test/e2e/harness.mjs); `npm start` keeps linking the development tree.
+node scripts/package.mjs --target linux-x64
+export E2E_VSIX=1
 rm -rf demo-workspace  # generated; rebuilt from scratch each time
 node dist/cli.js demo demo-workspace >/dev/null
 mkdir -p test-artifacts

@@ -11,6 +11,9 @@
 //   E2E_HEADED=1       show the browser (needs a display)
 //   E2E_TIMEOUT_MS     default timeout for waits (default 30000)
 //   E2E_EXTENSION_PATH extension folder to link (default: the repo root)
+//   E2E_VSIX           install this packaged extension (.vsix; "1" = <repo>/<name>-<version>-linux-x64.vsix
+//                      from `npm run package`) with code-server --install-extension instead of linking
+//                      the development tree (scripts/test.sh sets it; `npm start` keeps the symlink)
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -155,6 +158,35 @@ export function linkExtensions(extensionsDir, extensions) {
   return manifest.map((m) => m.identifier.id);
 }
 
+/** The .vsix named by E2E_VSIX, or undefined when the development tree is to be linked. */
+export function vsixUnderTest() {
+  const v = process.env.E2E_VSIX;
+  if (!v || v === '0') return undefined;
+  if (v !== '1') return path.resolve(v);
+  const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8'));
+  return path.join(REPO_ROOT, `${pkg.name}-${pkg.version}-linux-x64.vsix`);
+}
+
+/**
+ * Installs a packaged extension the way users get it: `code-server --install-extension FILE.vsix` into
+ * the given extensions dir (code-server unpacks it and writes extensions.json). Returns the ids.
+ */
+export function installVsix(extensionsDir, userDataDir, vsix) {
+  if (!fs.existsSync(vsix)) throw new Error(`${vsix} not found: run \`npm run package\` first (or unset E2E_VSIX)`);
+  fs.mkdirSync(extensionsDir, { recursive: true });
+  let out;
+  try {
+    out = execFileSync(NODE24, [CODE_SERVER_ENTRY, '--extensions-dir', extensionsDir, '--user-data-dir', userDataDir, '--install-extension', vsix], {
+      encoding: 'utf8', timeout: 180000, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: '' },
+    });
+  } catch (e) {
+    throw new Error(`code-server --install-extension ${vsix} failed: ${e.stderr || e.stdout || e.message}`);
+  }
+  if (!/successfully installed/i.test(out)) throw new Error(`code-server --install-extension ${vsix}: unexpected output:\n${out}`);
+  const manifest = JSON.parse(fs.readFileSync(path.join(extensionsDir, 'extensions.json'), 'utf8'));
+  return manifest.map((m) => m.identifier.id);
+}
+
 const DEFAULT_SETTINGS = {
   'workbench.startupEditor': 'none',
   'workbench.tips.enabled': false,
@@ -204,8 +236,9 @@ export async function startCodeServer(opts = {}) {
     path.join(userDataDir, 'User', 'settings.json'),
     JSON.stringify({ ...DEFAULT_SETTINGS, ...(opts.settings ?? {}) }, null, 2),
   );
-  const extensions = opts.extensions ?? [repoExtension()];
-  linkExtensions(extensionsDir, extensions);
+  const vsix = opts.extensions ? undefined : vsixUnderTest();
+  if (vsix) installVsix(extensionsDir, userDataDir, vsix);
+  else linkExtensions(extensionsDir, opts.extensions ?? [repoExtension()]);
   if (opts.manifest === false) fs.rmSync(path.join(extensionsDir, 'extensions.json')); // (pickup experiments)
 
   const port = opts.port ?? (await freePort());

@@ -36,6 +36,7 @@ import { mat, Mat } from '../linalg/dense';
 import { assertNotInput, OutTensor, OutputExistsError, removeOutput, writeAdapterFolder, writeNewFileAtomic } from '../surgery/writer';
 import { Engine } from '../engine/ort';
 import { lowRankDiff, type Verification } from '../surgery/balora';
+import { peftLoraConfig } from '../surgery/peftConfig';
 import { encodeGguf, GgufOutTensor, hfNameFromLlamaCpp, llamaCppName, ropeKind, ropePermutation } from './gguf';
 
 export type ConvertTarget = 'peft' | 'kohya' | 'mlx' | 'gguf';
@@ -366,13 +367,14 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
     }
     if (Object.keys(rankPattern).length || Object.keys(alphaPattern).length) warnings.push(`ranks/scales differ per module: ${Object.keys(rankPattern).length} rank_pattern and ${Object.keys(alphaPattern).length} alpha_pattern entries written`);
     const kinds = [...new Set(plans.map((p) => (adapter.format === 'peft' ? p.c.src.kind : p.c.name.split('.').pop()!)))];
-    const cfg: Record<string, unknown> = {
+    let cfg: Record<string, unknown> = {
       ...(adapter.format === 'peft' ? adapter.config : {}),
       peft_type: 'LORA', r: globalRank, lora_alpha: globalAlpha, use_rslora: false, target_modules: kinds,
       rank_pattern: rankPattern, alpha_pattern: alphaPattern, fan_in_fan_out: adapter.summary.fanInFanOut,
       use_dora: dora.length > 0, base_model_name_or_path: adapter.format === 'gguf' ? null : baseModel ?? null,
     };
     if (adapter.format !== 'peft') { cfg.bias = 'none'; cfg.lora_dropout = 0; cfg.modules_to_save = null; cfg.task_type = adapter.summary.taskType ?? null; }
+    cfg = peftLoraConfig(cfg);
     weightsFile = writeAdapterFolder(out, cfg, tensors, { format: 'pt', converted_by: 'lora-lens', converted_from: adapter.format }).weightsFile;
   } else if (target === 'kohya') {
     const tensors: OutTensor[] = [];

@@ -6,7 +6,14 @@
  */
 import { floatToHalf } from '../formats/dtype';
 
-export type GgufKv = { key: string; type: 'string'; value: string } | { key: string; type: 'f32'; value: number } | { key: string; type: 'u32'; value: number };
+export type GgufKv =
+  | { key: string; type: 'string'; value: string }
+  | { key: string; type: 'f32'; value: number }
+  | { key: string; type: 'u32'; value: number }
+  | { key: string; type: 'bool'; value: boolean }
+  | { key: string; type: 'string[]'; value: string[] }
+  | { key: string; type: 'f32[]'; value: ArrayLike<number> }
+  | { key: string; type: 'i32[]'; value: ArrayLike<number> };
 
 export interface GgufOutTensor {
   name: string;
@@ -27,15 +34,56 @@ function str(s: string): Buffer {
 const u32 = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
 const u64 = (v: number): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };
 
+const f32 = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeFloatLE(v); return b; };
+
+// GGUF value types: UINT32 4, INT32 5, FLOAT32 6, BOOL 7, STRING 8, ARRAY 9 (element type, u64 count, elements).
+function encodeKv(kv: GgufKv): Buffer[] {
+  const out = [str(kv.key)];
+  const arr = (elem: number, n: number, items: Buffer[]): Buffer[] => [u32(9), u32(elem), u64(n), ...items];
+  switch (kv.type) {
+    case 'string': out.push(u32(8), str(kv.value)); break;
+    case 'u32': out.push(u32(4), u32(kv.value)); break;
+    case 'f32': out.push(u32(6), f32(kv.value)); break;
+    case 'bool': out.push(u32(7), Buffer.from([kv.value ? 1 : 0])); break;
+    case 'string[]': out.push(...arr(8, kv.value.length, kv.value.map(str))); break;
+    case 'f32[]': { const b = Buffer.alloc(4 * kv.value.length); for (let i = 0; i < kv.value.length; i++) b.writeFloatLE(kv.value[i], 4 * i); out.push(...arr(6, kv.value.length, [b])); break; }
+    case 'i32[]': { const b = Buffer.alloc(4 * kv.value.length); for (let i = 0; i < kv.value.length; i++) b.writeInt32LE(kv.value[i], 4 * i); out.push(...arr(5, kv.value.length, [b])); break; }
+  }
+  return out;
+}
+
+/** Tensor data bytes (little-endian F32, or IEEE half for F16). */
+export function ggufTensorBytes(type: 'F32' | 'F16', values: Float32Array): Buffer {
+  if (type === 'F32') return Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  const data = Buffer.alloc(values.length * 2);
+  for (let i = 0; i < values.length; i++) data.writeUInt16LE(floatToHalf(values[i]), 2 * i);
+  return data;
+}
+
+/**
+ * Header of a GGUF file (magic … tensor infos, padded to the alignment) for tensors whose data will
+ * follow in this order; `offsets[i]` is tensor i's offset in the data section and `dataBytes` its size.
+ * Lets large files be written tensor by tensor (ggufModel.ts) instead of in one buffer.
+ */
+export function ggufHeader(kvs: GgufKv[], tensors: { name: string; shape: number[]; type: 'F32' | 'F16' }[]): { head: Buffer; offsets: number[]; dataBytes: number } {
+  const parts: Buffer[] = [Buffer.from('GGUF'), u32(3), u64(tensors.length), u64(kvs.length)];
+  for (const kv of kvs) parts.push(...encodeKv(kv));
+  let off = 0;
+  const offsets: number[] = [];
+  for (const t of tensors) {
+    offsets.push(off);
+    const ne = [...t.shape].reverse();
+    parts.push(str(t.name), u32(ne.length), ...ne.map(u64), u32(t.type === 'F32' ? 0 : 1), u64(off));
+    off = Math.ceil((off + t.shape.reduce((a, b) => a * b, 1) * (t.type === 'F32' ? 4 : 2)) / ALIGN) * ALIGN;
+  }
+  const head = Buffer.concat(parts);
+  return { head: Buffer.concat([head, Buffer.alloc(Math.ceil(head.length / ALIGN) * ALIGN - head.length)]), offsets, dataBytes: off };
+}
+
 /** Serialises a GGUF file. */
 export function encodeGguf(kvs: GgufKv[], tensors: GgufOutTensor[]): Buffer {
   const parts: Buffer[] = [Buffer.from('GGUF'), u32(3), u64(tensors.length), u64(kvs.length)];
-  for (const kv of kvs) {
-    parts.push(str(kv.key));
-    if (kv.type === 'string') parts.push(u32(8), str(kv.value));
-    else if (kv.type === 'u32') parts.push(u32(4), u32(kv.value));
-    else { const b = Buffer.alloc(4); b.writeFloatLE(kv.value); parts.push(u32(6), b); }
-  }
+  for (const kv of kvs) parts.push(...encodeKv(kv));
   const datas: Buffer[] = [];
   let off = 0;
   const offs: number[] = [];

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { DType, fromFloats } from '../formats/dtype';
 import { encodeSafetensors } from '../formats/safetensors';
 import { writeDemoTokenizerAndData } from './tokenizer';
+import { peftLoraConfig } from '../surgery/peftConfig';
 
 /** mulberry32 PRNG with Box–Muller normals. */
 export class Rng {
@@ -136,12 +137,12 @@ export function writeDemoAdapter(dir: string, base: string, spec: DemoAdapterSpe
     }
   }
   fs.writeFileSync(path.join(dir, 'adapter_model.safetensors'), encodeSafetensors(ts, { format: 'pt' }));
-  const config = {
+  const config = peftLoraConfig({
     peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: base, r: spec.r, lora_alpha: spec.alpha,
     lora_dropout: 0, use_rslora: spec.useRslora ?? false, use_dora: false, target_modules: spec.targets,
     rank_pattern: spec.rankPattern ?? {}, alpha_pattern: spec.alphaPattern ?? {}, fan_in_fan_out: false, bias: 'none',
     init_lora_weights: true, modules_to_save: null, inference_mode: true,
-  };
+  });
   fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
 }
 

@@ -11,6 +11,7 @@
  *   form, rank default max(r1, r2)). Output scale is 1 (lora_alpha = r, per module via patterns).
  * - rescaleAdapter: same weights, lora_alpha (and alpha_pattern) multiplied by `factor`.
  */
+import { peftLoraConfig } from './peftConfig';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Adapter, LoraModule } from '../formats/adapter';
@@ -347,7 +348,7 @@ export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string)
   cfg.alpha_pattern = Object.fromEntries(Object.entries(ap).map(([k, v]) => [k, typeof v === 'number' ? Number((v * factor).toPrecision(12)) : v]));
   const tensors = [...adapter.store.tensors.values()].sort((a, b) => a.offset - b.offset)
     .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: adapter.store.readRaw(t.name) }));
-  const written = writeLike(adapter, outDir, tensors, provenance('rescale', adapter.path, { factor }), cfg);
+  const written = writeLike(adapter, outDir, tensors, provenance('rescale', adapter.path, { factor }), peftLoraConfig(cfg));
   const re = openAdapter(written.out);
   let maxAbs = 0, maxRel = 0;
   const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));

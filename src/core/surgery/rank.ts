@@ -13,6 +13,7 @@
  *   sv_cumulative x smallest k with Σ_{i≤k}σ_i / Σσ ≥ x
  *   sv_fro x        smallest k with Σ_{i≤k}σ_i² / Σσ² ≥ x²
  */
+import { peftLoraConfig } from './peftConfig';
 import * as fs from 'node:fs';
 import type { Adapter } from '../formats/adapter';
 import { throwIfCancelled } from '../formats/errors';
@@ -153,7 +154,7 @@ export function configForRanks(base: Record<string, unknown> | undefined, mods: 
   cfg.rank_pattern = rp;
   cfg.alpha_pattern = ap;
   cfg.use_rslora = rslora;
-  return cfg;
+  return peftLoraConfig(cfg);
 }
 
 /**

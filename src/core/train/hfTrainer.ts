@@ -10,6 +10,7 @@
  *
  * `session.run` blocks the thread: in the extension, run this in a worker (src/worker).
  */
+import { peftLoraConfig } from '../surgery/peftConfig';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
@@ -269,12 +270,12 @@ export function saveHfAdapter(
     const d = p.data instanceof Float32Array ? p.data : Float32Array.from(p.data);
     return { name: `base_model.model.${m.name}.${f}.weight`, dtype: 'F32' as const, shape: p.shape, data: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) };
   }));
-  const cfg = {
+  const cfg = peftLoraConfig({
     peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: o.baseModelName ?? (o.modelDir ? path.relative(dir, path.resolve(o.modelDir)) : ''),
     r: o.spec.r, lora_alpha: o.spec.alpha, target_modules: [...o.spec.targets], lora_dropout: 0, fan_in_fan_out: o.arch.kind === 'gpt2',
     bias: 'none', use_rslora: !!o.spec.useRslora, use_dora: false, init_lora_weights: true, modules_to_save: null, rank_pattern: {}, alpha_pattern: {},
     inference_mode: true, revision: null, ...o.extraConfig,
-  };
+  });
   fs.mkdirSync(path.dirname(dir), { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   fs.mkdirSync(tmp);

@@ -9,6 +9,7 @@
  * Updated parameters and moments come back as ORT tensors and are fed straight into the next run.
  * `session.run` blocks the thread: in the extension, run this in a worker (src/worker).
  */
+import { peftLoraConfig } from '../surgery/peftConfig';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as ortTypes from 'onnxruntime-node';
@@ -356,11 +357,11 @@ export function saveAdapter(dir: string, spec: LoraSpec, params: ParamSet, baseM
       tensors.push({ name: `base_model.model.${m}.${f}.weight`, shape: p.shape, ...tensorBytes(p.data) });
     }
   fs.writeFileSync(path.join(dir, 'adapter_model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
-  const cfg = {
+  const cfg = peftLoraConfig({
     peft_type: 'LORA', task_type: null, base_model_name_or_path: baseModelPath, r: spec.r, lora_alpha: spec.alpha,
     target_modules: spec.targets, lora_dropout: 0, bias: 'none', fan_in_fan_out: false, use_rslora: false,
     init_lora_weights: true, inference_mode: true,
-  };
+  });
   fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(cfg, null, 2));
 }
 
