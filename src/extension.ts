@@ -2,7 +2,6 @@
  * LoRA Lens extension entry: wires providers and commands; each provider owns its registration.
  */
 import * as vscode from 'vscode';
-import { AnalysisWorkerClient } from './core/analysis/workerClient';
 import './core/formats/register';
 import { CheckpointViewerProvider } from './host/checkpointViewer';
 import { registerCommands } from './host/commands';
@@ -15,13 +14,14 @@ import { initLog, log } from './host/log';
 import { EngineStatus, ReportPanel } from './host/reportPanel';
 import { registerResearchFeature } from './host/features/research';
 import { registerConvertFeature } from './host/features/convert';
+import { WorkerClient } from './worker/client';
 
-let worker: AnalysisWorkerClient | undefined;
+let worker: WorkerClient | undefined;
 
 export function activate(context: vscode.ExtensionContext): void {
   context.subscriptions.push(initLog());
   log.info(`LoRA Lens ${String((context.extension.packageJSON as { version?: string }).version ?? '')} activating`);
-  worker = new AnalysisWorkerClient(vscode.Uri.joinPath(context.extensionUri, 'dist', 'worker.js').fsPath);
+  worker = new WorkerClient(vscode.Uri.joinPath(context.extensionUri, 'dist', 'worker.js').fsPath);
   const inspector = InspectorProvider.register(context);
   CheckpointHoverProvider.register(context);
   CheckpointViewerProvider.register(context);

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FormatError } from '../core/formats/errors';
 import { formatBytes, formatCount } from '../core/formats/open';
-import { parseWebviewToHost, type HostToWebview, type ViewerData } from '../../webview/viewer/protocol';
+import { parseWebviewToHost, type HostToWebview, type ViewerData } from '../shared/viewer';
 import { adapterFlags, adapterSnapshot, fileSummary, formatLabel, scaleRule } from './describe';
 import { Disposable } from './dispose';
 import { errorMessage, log } from './log';

@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../core/analysis/workerClient';
+import { Analyze } from '../shared/jobs';
+import type { WorkerClient } from '../worker/client';
 import { CheckpointNode, type InspectorProvider } from './inspectorTree';
 import { log } from './log';
 import { jobProgress, pickAdapter, providerSetting, registerBoundaryCommands } from './ui';
@@ -13,7 +14,7 @@ import { EngineStatus, ReportPanel } from './reportPanel';
 
 export interface CommandContext {
   extensionUri: vscode.Uri;
-  worker: AnalysisWorkerClient;
+  worker: WorkerClient;
   inspector: InspectorProvider;
   status: EngineStatus;
 }
@@ -47,7 +48,7 @@ async function analyze(ctx: CommandContext, arg: unknown): Promise<void> {
   log.info(`analyze ${p} (provider ${ep})`);
   const report = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: analyzing ${name}`, cancellable: true },
-    (progress, token) => ctx.worker.analyze({ path: p, provider: ep, ...jobProgress(progress, token) }),
+    (progress, token) => ctx.worker.run(Analyze, { path: p }, { provider: ep, ...jobProgress(progress, token) }),
   );
   log.info(`analysis of ${report.adapter.name}: ${report.modules.length} modules in ${report.timings.totalMs.toFixed(1)} ms on ${report.engine.provider}`);
   for (const w of report.warnings) log.warn(`${report.adapter.name}: ${w}`);

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { reportToCsv, type AdapterReport } from '../shared/report';
-import { parseWebviewToHost, type ExportFormat, type HostToWebview } from '../../webview/report/protocol';
+import { parseWebviewToHost, type ExportFormat, type HostToWebview } from '../shared/reportView';
 import { Disposable } from './dispose';
 import { errorMessage, log } from './log';
 import { webviewHtml, webviewOptions } from './webviewHtml';

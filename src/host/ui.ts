@@ -2,16 +2,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient, JobOptions } from '../core/analysis/workerClient';
+import type { Job } from '../shared/jobs';
+import { asProvider, type Provider } from '../shared/provider';
+import type { JobOptions, WorkerClient } from '../worker/client';
 import { CancelledError } from '../core/formats/errors';
 import { CheckpointNode, workspaceAdapters } from './inspectorTree';
 import { errorMessage, log } from './log';
 
-export type Provider = 'cpu' | 'webgpu' | 'cuda';
-
 export function providerSetting(): Provider {
-  const v = vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu');
-  return v === 'webgpu' || v === 'cuda' ? v : 'cpu';
+  return asProvider(vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu'));
 }
 
 /** Adapter path from a tree node, Uri, string or Uri-like object. */
@@ -92,12 +91,12 @@ export function jobProgress(progress: vscode.Progress<{ message?: string; increm
 }
 
 /** Runs a worker job under a cancellable notification progress. */
-export function runJobWithProgress<T>(worker: AnalysisWorkerClient, kind: string, params: unknown, title: string): Promise<T> {
+export function runJobWithProgress<P, R>(worker: WorkerClient, job: Job<P, R>, params: P, title: string): Promise<R> {
   const ep = providerSetting();
-  log.info(`${kind} ${JSON.stringify(params)} (provider ${ep})`);
+  log.info(`${job.kind} ${JSON.stringify(params)} (provider ${ep})`);
   return Promise.resolve(vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title, cancellable: true },
-    (progress, token) => worker.runJob<T>(kind, params, { provider: ep, ...jobProgress(progress, token) }),
+    (progress, token) => worker.run(job, params, { provider: ep, ...jobProgress(progress, token) }),
   ));
 }
 

@@ -36,7 +36,8 @@ import { mat, Mat } from '../linalg/dense';
 import { assertNotInput, OutTensor, OutputExistsError, removeOutput, writeAdapterFolder, writeNewFileAtomic } from '../surgery/writer';
 import { encodeGguf, GgufOutTensor, hfNameFromLlamaCpp, llamaCppName, ropeKind, ropePermutation } from './gguf';
 
-export type ConvertTarget = 'peft' | 'kohya' | 'mlx' | 'gguf';
+import type { ConvertResult, ConvertTarget, ModuleCheck } from '../../shared/convert';
+export type { ConvertResult, ConvertTarget, ModuleCheck };
 export const CONVERT_TARGETS: readonly ConvertTarget[] = ['peft', 'kohya', 'mlx', 'gguf'];
 
 export interface ConvertOptions {
@@ -53,31 +54,7 @@ export interface ConvertOptions {
   onProgress?: (done: number, total: number, message: string) => void;
 }
 
-export interface ModuleCheck {
-  name: string;
-  outName: string;
-  rank: number;
-  scale: number;
-  outScale: number;
-  folded: boolean;
-  relErr: number;
-  sigmaIn: number[];
-  sigmaOut: number[];
-}
 
-export interface ConvertResult {
-  target: ConvertTarget;
-  input: string;
-  inputFormat: string;
-  out: string;
-  weightsFile: string;
-  modules: ModuleCheck[];
-  maxRelErr: number;
-  tolerance: number;
-  outDtype: DType;
-  architecture?: string;
-  warnings: string[];
-}
 
 interface Canon {
   src: LoraModule;

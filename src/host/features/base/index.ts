@@ -10,12 +10,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { CompareTensorData, CompareData, IntruderMode, IntrudersData, MitigateData, SpectraData, SpectraInit } from '../../../../webview/base/protocol';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
-import { detectCheckpoints, openAdapter } from '../../../core/formats/open';
 import type {
-  CompareParams, CompareTensorParams, EstimateParams, EstimateResult, IntrudersParams, MitigateParams, SpectraParams,
-} from '../../../worker/jobs/base';
+  CompareParams, CompareTensorParams, IntruderMode, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraInit, SpectraParams,
+} from '../../../shared/base';
+import { Compare, CompareTensor, EstimateFull, Intruders, Mitigate, Spectra, type Job } from '../../../shared/jobs';
+import type { WorkerClient } from '../../../worker/client';
+import { detectCheckpoints, openAdapter } from '../../../core/formats/open';
 import { type InspectorProvider } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
 import type { EngineStatus } from '../../reportPanel';
@@ -24,7 +24,7 @@ import { BasePanel, type RequestHandler } from './panel';
 import { pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress } from '../../ui';
 
 export interface BaseFeatureContext {
-  worker: AnalysisWorkerClient;
+  worker: WorkerClient;
   extensionUri: vscode.Uri;
   status?: EngineStatus;
   inspector?: InspectorProvider;
@@ -52,8 +52,8 @@ function topK(): number {
 }
 
 /** Runs a worker job under a cancellable progress notification. */
-function runJob<T>(ctx: Ctx, title: string, kind: string, params: unknown): Promise<T> {
-  return runJobWithProgress<T>(ctx.worker, kind, params, `LoRA Lens: ${title}`);
+function runJob<P, R>(ctx: Ctx, title: string, job: Job<P, R>, params: P): Promise<R> {
+  return runJobWithProgress(ctx.worker, job, params, `LoRA Lens: ${title}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
   const s = intruderSettings();
   const params: IntrudersParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir };
   log.info(`intruders ${adapterPath} vs ${baseDir} (k=${s.k}, ε=${s.epsilon}, mode ${s.mode}, provider ${providerSetting()})`);
-  const data = await runJob<IntrudersData>(ctx, `intruder dimensions of ${path.basename(adapterPath)}`, 'base.intruders', params);
+  const data = await runJob(ctx, `intruder dimensions of ${path.basename(adapterPath)}`, Intruders, params);
   log.info(`intruders of ${data.adapter.name}: ${data.totals.intruders} certain, ${data.totals.possible} possible in ${data.totals.analysed} modules (${data.ms} ms, cache ${data.cache.hits} hits) on ${data.engine.provider}`);
   for (const e of data.errors) log.warn(`intruders ${e.name}: ${e.message}`);
   data.settings.lambda = s.lambda;
@@ -148,7 +148,7 @@ async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: 
   if (!target) return undefined;
   if (target.scheme !== 'file') throw new Error('the mitigated adapter must be written to a local folder');
   const params: MitigateParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, lambda, outDir: target.fsPath, cacheDir: ctx.cacheDir };
-  const r = await runJob<MitigateData>(ctx, `mitigating intruders of ${name} (λ = ${lambda})`, 'base.mitigate', params);
+  const r = await runJob(ctx, `mitigating intruders of ${name} (λ = ${lambda})`, Mitigate, params);
   log.info(`mitigated ${adapterPath} → ${r.outDir}: ${r.changed.length} modules changed, ${r.unchanged} unchanged, verified`);
   ctx.inspector?.refresh();
   await vscode.commands.executeCommand('loraLens.inspector.focus').then(undefined, () => undefined);
@@ -171,7 +171,7 @@ function moduleList(adapterPath: string): SpectraInit['modules'] {
 }
 
 async function confirmFull(ctx: Ctx, m: number, n: number, what: string): Promise<boolean> {
-  const est = await ctx.worker.runJob<EstimateResult>('base.estimateFull', { m, n } satisfies EstimateParams, { provider: providerSetting() });
+  const est = await ctx.worker.run(EstimateFull, { m, n }, { provider: providerSetting() });
   const secs = est.seconds < 1 ? `${Math.max(1, Math.round(est.seconds * 1000))} ms` : est.seconds < 120 ? `${est.seconds.toFixed(1)} s` : `${(est.seconds / 60).toFixed(1)} min`;
   const d = Math.min(m, n);
   const detail = `All ${d} singular values of W0 and of W0 + ΔW (${m}×${n}): fp64 Gram in onnxruntime + a TypeScript eigen solver, O(d³) with d = ${d}.` +
@@ -199,7 +199,7 @@ async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
     if (!module) return;
   }
   const run = (mod: string, full: boolean): Promise<SpectraData> =>
-    runJob<SpectraData>(ctx, `spectra of ${mod}${full ? ' (full)' : ''}`, 'base.spectra', { adapterPath, baseDir, module: mod, k: topK(), full, cacheDir: ctx.cacheDir } satisfies SpectraParams);
+    runJob(ctx, `spectra of ${mod}${full ? ' (full)' : ''}`, Spectra, { adapterPath, baseDir, module: mod, k: topK(), full, cacheDir: ctx.cacheDir } satisfies SpectraParams);
   const data = await run(module, false);
   log.info(`spectra ${module}: k=${data.k}${data.full ? ' (full)' : ''}, base ${data.baseCached ? 'cached' : 'computed'}, ${data.ms} ms on ${data.engine.provider}`);
   const handler: RequestHandler = async (m) => {
@@ -249,13 +249,13 @@ async function compareCheckpoints(ctx: Ctx, arg: unknown, arg2?: unknown): Promi
   if (!a) return;
   const b = t2.file ?? (await pickWeights(`B: compared with ${path.basename(a)} (W1)`, a));
   if (!b) return;
-  const data = await runJob<CompareData>(ctx, `comparing ${path.basename(a)} and ${path.basename(b)}`, 'base.compare', { a, b } satisfies CompareParams);
+  const data = await runJob(ctx, `comparing ${path.basename(a)} and ${path.basename(b)}`, Compare, { a, b } satisfies CompareParams);
   log.info(`compare ${a} vs ${b}: ${data.rows.length} tensors, ${data.skipped.length} skipped, ${data.ms} ms`);
   const s = intruderSettings();
   const handler: RequestHandler = async (m) => {
     if (m.type !== 'compareTensor') throw new Error(`unexpected request ${m.type}`);
     const params: CompareTensorParams = { a, b, tensor: m.tensor, k: topK(), epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir };
-    return { result: { kind: 'compareTensor', data: await runJob<CompareTensorData>(ctx, `ΔW of ${m.tensor}`, 'base.compareTensor', params) } };
+    return { result: { kind: 'compareTensor', data: await runJob(ctx, `ΔW of ${m.tensor}`, CompareTensor, params) } };
   };
   BasePanel.show({
     extensionUri: ctx.extensionUri, key: `${a}|${b}`, title: `Compare: ${path.basename(a)} ↔ ${path.basename(b)}`,

@@ -7,7 +7,7 @@
 import * as vscode from 'vscode';
 import {
   parseWebviewToHost, type BaseView, type EngineInfo, type HostToWebview, type InitMessage, type ReplyResult, type WebviewToHost,
-} from '../../../../webview/base/protocol';
+} from '../../../shared/base';
 import { CancelledError } from '../../../core/formats/errors';
 import { Disposable } from '../../dispose';
 import { errorMessage, log } from '../../log';

@@ -6,8 +6,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
-import type { ConvertResult, ConvertTarget } from '../../../core/convert/convert';
+import type { ConvertResult, ConvertTarget } from '../../../shared/convert';
+import { Convert } from '../../../shared/jobs';
+import type { WorkerClient } from '../../../worker/client';
 import { CancelledError } from '../../../core/formats/errors';
 import { CheckpointNode, InspectorProvider, workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
@@ -26,7 +27,7 @@ function argPath(arg: unknown): string | undefined {
   return undefined;
 }
 
-export async function convertCommand(worker: AnalysisWorkerClient, inspector: InspectorProvider | undefined, arg: unknown): Promise<ConvertResult | undefined> {
+export async function convertCommand(worker: WorkerClient, inspector: InspectorProvider | undefined, arg: unknown): Promise<ConvertResult | undefined> {
   let p = argPath(arg);
   if (!p) {
     const refs = workspaceAdapters();
@@ -49,7 +50,7 @@ export async function convertCommand(worker: AnalysisWorkerClient, inspector: In
     { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: converting ${path.basename(p!)} to ${t.label}`, cancellable: true },
     (progress, token) => {
       let last = 0;
-      return worker.runJob<ConvertResult>('convert.adapter', { path: p, target: t.target, out, architecture }, {
+      return worker.run(Convert, { path: p, target: t.target, out, architecture }, {
         token: { get cancelled() { return token.isCancellationRequested; }, onCancellationRequested: (cb: () => void) => token.onCancellationRequested(cb) },
         onProgress: (done, total, message) => { const pct = total ? (100 * done) / total : 0; progress.report({ message, increment: pct - last }); last = pct; },
       });
@@ -71,7 +72,7 @@ export async function convertCommand(worker: AnalysisWorkerClient, inspector: In
   return r;
 }
 
-export function registerConvertFeature(context: vscode.ExtensionContext, deps: { worker: AnalysisWorkerClient; inspector?: InspectorProvider }): void {
+export function registerConvertFeature(context: vscode.ExtensionContext, deps: { worker: WorkerClient; inspector?: InspectorProvider }): void {
   context.subscriptions.push(vscode.commands.registerCommand('loraLens.convertAdapter', async (arg?: unknown) => {
     try {
       return await convertCommand(deps.worker, deps.inspector, arg);

@@ -8,14 +8,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { Dynamics, Koubbi, Lipschitz, Vlora } from '../../../shared/jobs';
+import type { WorkerClient } from '../../../worker/client';
 import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
 import { webviewHtml, webviewOptions } from '../../webviewHtml';
 import { registerBoundaryCommands } from '../../ui';
 import {
-  DynamicsResult, HostToWebview, KoubbiResult, LipschitzResult, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView, VloraResult,
-} from '../../../../webview/research/protocol';
+  HostToWebview, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView,
+} from '../../../shared/research';
 
 const TITLES: Record<ResearchView, string> = {
   lipschitz: 'Attention Lipschitz Bounds', dynamics: 'Token Dynamics', vlora: 'Cross-layer Increments (VLoRA)',
@@ -57,7 +58,7 @@ class ResearchPanel {
   private ready = false;
   private last: ResearchResult | undefined;
 
-  static show(ctx: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }, view: ResearchView, target: Target): ResearchPanel {
+  static show(ctx: { extensionUri: vscode.Uri; worker: WorkerClient }, view: ResearchView, target: Target): ResearchPanel {
     let p = ResearchPanel.panels.get(view);
     if (p) { p.target = target; p.panel.reveal(); void p.compute(); return p; }
     const panel = vscode.window.createWebviewPanel('loraLens.research', `LoRA Lens: ${TITLES[view]}`, vscode.ViewColumn.Active, { ...webviewOptions(ctx.extensionUri), retainContextWhenHidden: true });
@@ -68,7 +69,7 @@ class ResearchPanel {
 
   static disposeAll(): void { for (const p of ResearchPanel.panels.values()) p.panel.dispose(); }
 
-  private constructor(readonly panel: vscode.WebviewPanel, private readonly ctx: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }, private readonly view: ResearchView, private target: Target) {
+  private constructor(readonly panel: vscode.WebviewPanel, private readonly ctx: { extensionUri: vscode.Uri; worker: WorkerClient }, private readonly view: ResearchView, private target: Target) {
     panel.webview.html = webviewHtml(panel.webview, ctx.extensionUri, { title: TITLES[view], script: 'research.js', styles: ['webview.css', 'research.css'], bodyClass: `research view-${view}` });
     panel.onDidDispose(() => { this.running?.cancel(); ResearchPanel.panels.delete(view); });
     panel.webview.onDidReceiveMessage((raw: unknown) => {
@@ -100,15 +101,15 @@ class ResearchPanel {
         };
         const w = this.ctx.worker;
         if (this.view === 'lipschitz') {
-          const data = await w.runJob<LipschitzResult>('research.lipschitz', { base: t.base, adapter: t.adapter, n: i.n, R: i.R, layer: i.layer, head: i.head }, opts);
+          const data = await w.run(Lipschitz, { base: t.base, adapter: t.adapter, n: i.n, R: i.R, layer: i.layer, head: i.head }, opts);
           return { view: 'lipschitz', data } as ResearchResult;
         }
         if (this.view === 'dynamics') {
-          const data = await w.runJob<DynamicsResult>('research.dynamics', { base: t.base, adapter: t.adapter, layer: i.layer, head: i.head, n: i.tokens, seed: i.seed }, opts);
-          const koubbi = await w.runJob<KoubbiResult>('research.koubbi', {}, opts);
+          const data = await w.run(Dynamics, { base: t.base, adapter: t.adapter, layer: i.layer, head: i.head, n: i.tokens, seed: i.seed }, opts);
+          const koubbi = await w.run(Koubbi, {}, opts);
           return { view: 'dynamics', data, koubbi } as ResearchResult;
         }
-        const data = await w.runJob<VloraResult>('research.vlora', { base: t.base, rank: i.rank }, opts);
+        const data = await w.run(Vlora, { base: t.base, rank: i.rank }, opts);
         return { view: 'vlora', data } as ResearchResult;
       });
       if (cts.token.isCancellationRequested) return;
@@ -124,7 +125,7 @@ class ResearchPanel {
   }
 }
 
-export function registerResearchFeature(context: vscode.ExtensionContext, deps: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }): void {
+export function registerResearchFeature(context: vscode.ExtensionContext, deps: { extensionUri: vscode.Uri; worker: WorkerClient }): void {
   const cmds: [string, ResearchView][] = [['loraLens.attentionLipschitz', 'lipschitz'], ['loraLens.tokenDynamics', 'dynamics'], ['loraLens.vloraIncrements', 'vlora']];
   registerBoundaryCommands(context, Object.fromEntries(cmds.map(([id, view]) => [id, async (arg?: unknown) => {
     const t = await pickTarget(arg, TITLES[view]);

@@ -6,10 +6,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { Combine, Merge, Plan, Rebalance, Reduce, Rescale } from '../../../shared/jobs';
+import type { WorkerClient } from '../../../worker/client';
 import type {
-  PlanJobResult, RankRuleKind, RankRuleSpec, RebalanceJobResult, ReduceJobResult, SimpleJobResult, SurgeryView,
-} from '../../../../webview/surgery/protocol';
+  RankRuleKind, RankRuleSpec, SurgeryView,
+} from '../../../shared/surgery';
 import type { InspectorProvider } from '../../inspectorTree';
 import { log } from '../../log';
 import { SurgeryPanel, type SurgeryPanelActions } from './surgeryPanel';
@@ -19,7 +20,7 @@ import {
 
 export interface SurgeryDeps {
   extensionUri: vscode.Uri;
-  worker: AnalysisWorkerClient;
+  worker: WorkerClient;
   inspector: InspectorProvider;
 }
 
@@ -35,7 +36,7 @@ async function rebalance(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (!p) return;
   const out = await askOutputFolder(p, '-balanced', `Rebalance ${adapterName(p)}: output folder`);
   if (!out) return;
-  const r = await runJobWithProgress<RebalanceJobResult>(deps.worker, 'surgery.rebalance', { adapterPath: p, outDir: out }, `LoRA Lens: rebalancing ${adapterName(p)}`);
+  const r = await runJobWithProgress(deps.worker, Rebalance, { adapterPath: p, outDir: out }, `LoRA Lens: rebalancing ${adapterName(p)}`);
   log.info(`rebalanced ${p} → ${r.outDir} (${r.modules.length} modules, ${r.ms.toFixed(0)} ms)`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Rebalance: ${r.adapterName}`, { kind: 'rebalance', result: r }, actions(deps));
@@ -78,14 +79,14 @@ async function reduceRank(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (!p) return;
   const rule = await askRule(p);
   if (!rule) return;
-  const plan = await runJobWithProgress<PlanJobResult>(deps.worker, 'surgery.plan', { adapterPath: p, rule }, `LoRA Lens: planning rank reduction of ${adapterName(p)}`);
+  const plan = await runJobWithProgress(deps.worker, Plan, { adapterPath: p, rule }, `LoRA Lens: planning rank reduction of ${adapterName(p)}`);
   SurgeryPanel.show(deps.extensionUri, `Reduce rank: ${plan.adapterName}`, { kind: 'plan', plan }, {
     ...actions(deps),
     writeReduced: async (v): Promise<SurgeryView | undefined> => {
       const ks = [...new Set(v.plan.modules.map((m) => m.k))];
       const out = await askOutputFolder(p, ks.length === 1 ? `-r${ks[0]}` : '-reduced', `Reduce rank of ${v.plan.adapterName}: output folder`);
       if (!out) return undefined;
-      const result = await runJobWithProgress<ReduceJobResult>(deps.worker, 'surgery.reduce', { adapterPath: p, outDir: out, rule: v.plan.rule }, `LoRA Lens: writing ${path.basename(out)}`);
+      const result = await runJobWithProgress(deps.worker, Reduce, { adapterPath: p, outDir: out, rule: v.plan.rule }, `LoRA Lens: writing ${path.basename(out)}`);
       deps.inspector.refresh();
       return { kind: 'reduce', plan: v.plan, result };
     },
@@ -142,7 +143,7 @@ async function mergeAdapter(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (!target) return;
   const out = target.fsPath;
   if (fs.existsSync(out)) throw new Error(`${out} already exists; LoRA Lens never overwrites, choose a new file name`);
-  const r = await runJobWithProgress<SimpleJobResult>(deps.worker, 'surgery.merge', { adapterPath: p, basePath: base, outFile: out }, `LoRA Lens: merging ${adapterName(p)}`);
+  const r = await runJobWithProgress(deps.worker, Merge, { adapterPath: p, basePath: base, outFile: out }, `LoRA Lens: merging ${adapterName(p)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Merged: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }
@@ -165,7 +166,7 @@ async function combine(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (!mode) return;
   const out = await askOutputFolder(p1, `+${adapterName(p2)}`, 'Combine adapters: output folder');
   if (!out) return;
-  const r = await runJobWithProgress<SimpleJobResult>(deps.worker, 'surgery.combine', { adapter1: p1, weight1: w1, adapter2: p2, weight2: w2, outDir: out, mode: mode.mode }, `LoRA Lens: combining into ${path.basename(out)}`);
+  const r = await runJobWithProgress(deps.worker, Combine, { adapter1: p1, weight1: w1, adapter2: p2, weight2: w2, outDir: out, mode: mode.mode }, `LoRA Lens: combining into ${path.basename(out)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Combined: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }
@@ -180,7 +181,7 @@ async function rescale(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (f === undefined) return;
   const out = await askOutputFolder(p, `-x${Number(f)}`, `Rescale ${adapterName(p)}: output folder`);
   if (!out) return;
-  const r = await runJobWithProgress<SimpleJobResult>(deps.worker, 'surgery.rescale', { adapterPath: p, factor: Number(f), outDir: out }, `LoRA Lens: rescaling ${adapterName(p)}`);
+  const r = await runJobWithProgress(deps.worker, Rescale, { adapterPath: p, factor: Number(f), outDir: out }, `LoRA Lens: rescaling ${adapterName(p)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Rescaled: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }

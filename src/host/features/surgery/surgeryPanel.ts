@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { parseWebviewToHost, type HostToWebview, type SurgeryView } from '../../../../webview/surgery/protocol';
+import { parseWebviewToHost, type HostToWebview, type SurgeryView } from '../../../shared/surgery';
 import { Disposable } from '../../dispose';
 import { errorMessage, log } from '../../log';
 import { webviewHtml, webviewOptions } from '../../webviewHtml';

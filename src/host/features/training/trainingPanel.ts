@@ -6,11 +6,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { Train } from '../../../shared/jobs';
+import type { WorkerClient } from '../../../worker/client';
 import {
   DEFAULT_FORM, checkForm, parseWebviewToHost, type HostToWebview, type ResumeStates, type RunSnapshot, type RunStatus, type TrainForm,
   type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData,
-} from '../../../../webview/training/protocol';
+} from '../../../shared/training';
 import { Disposable } from '../../dispose';
 import { errorMessage, log } from '../../log';
 import { webviewHtml, webviewOptions } from '../../webviewHtml';
@@ -19,7 +20,7 @@ import { providerSetting } from '../../ui';
 export interface TrainingDeps {
   extensionUri: vscode.Uri;
   /** Dedicated worker for training (created lazily by the feature). */
-  trainingWorker: () => AnalysisWorkerClient;
+  trainingWorker: () => WorkerClient;
   reveal: () => Promise<void>;
   refreshTree: () => void;
 }
@@ -226,9 +227,9 @@ export class TrainingPanel extends Disposable {
     this.setStatus('running', resume ? 'Resuming…' : 'Starting…');
     log.info(`training: ${JSON.stringify(this.form)} provider ${params.provider}${resume ? ' (resume)' : ''}`);
     try {
-      const r = await this.deps.trainingWorker().runJob<TrainJobResult>('training.run', params, {
+      const r = await this.deps.trainingWorker().run(Train, params, {
         provider: params.provider,
-        onProgress: (_d, _t, msg, data) => this.onProgress(msg, data as TrainProgressData | undefined),
+        onProgress: (_d, _t, msg, data) => this.onProgress(msg, data),
         token: { get cancelled() { return cts.token.isCancellationRequested; }, onCancellationRequested: (cb: () => void) => cts.token.onCancellationRequested(cb) },
       });
       this.flushNow();

@@ -9,7 +9,9 @@
  */
 
 export type TrainRunMode = 'lora' | 'balora';
-export type ProviderName = 'cpu' | 'webgpu' | 'cuda';
+import type { Provider } from './provider';
+
+export type ProviderName = Provider;
 
 /**
  * `modular-subtraction`: built-in task, LoRA fine-tuning of a tiny transformer pre-trained on (x + y) mod p, to (x − y) mod p.

@@ -8,7 +8,7 @@
  * with a `reply` carrying the same id and, on failure, `error`.
  */
 
-import type { RankPlanModule } from '../../src/shared/analysisTypes';
+import type { RankPlanModule } from './analysisTypes';
 
 export type RankRuleKind = 'rank' | 'sv_ratio' | 'sv_cumulative' | 'sv_fro';
 export interface RankRuleSpec { kind: RankRuleKind; value: number; maxRank?: number }

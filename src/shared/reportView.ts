@@ -6,7 +6,7 @@
  * report changes). Requests carry a `requestId`; the host answers with a `reply` carrying the
  * same id and, on failure, `error`.
  */
-import type { AdapterReport } from '../../src/shared/report';
+import type { AdapterReport } from './report';
 
 export type ExportFormat = 'json' | 'csv';
 

@@ -9,7 +9,7 @@
  * No DOM or Node types here: this file is compiled by both tsconfigs.
  */
 
-import type { IntruderStatus, IntruderVector } from '../../src/shared/analysisTypes';
+import type { IntruderStatus, IntruderVector } from './analysisTypes';
 
 export type { IntruderStatus };
 export type IntruderVectorData = IntruderVector;
@@ -194,4 +194,44 @@ export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
     default:
       return undefined;
   }
+}
+
+// ---- worker job parameters (results above)
+
+export interface IntrudersParams {
+  adapterPath: string;
+  baseDir: string;
+  k?: number;
+  epsilon?: number;
+  mode?: IntruderMode;
+  /** DecompCache folder (context.globalStorageUri/decomp); no cache when absent. */
+  cacheDir?: string;
+}
+
+export interface MitigateParams extends IntrudersParams {
+  lambda: number;
+  outDir: string;
+}
+
+export interface SpectraParams {
+  adapterPath: string;
+  baseDir: string;
+  module: string;
+  /** Top-k singular values by rsvd (default 64). */
+  k?: number;
+  /** Exact full spectra of W0 and W0+ΔW (the host confirms the time estimate first). */
+  full?: boolean;
+  cacheDir?: string;
+}
+
+export interface EstimateParams { m: number; n: number }
+export interface EstimateResult { seconds: number; maxDim: number }
+
+export interface CompareParams { a: string; b: string }
+export interface CompareTensorParams extends CompareParams {
+  tensor: string;
+  k?: number;
+  epsilon?: number;
+  mode?: IntruderMode;
+  cacheDir?: string;
 }
