@@ -11,7 +11,8 @@ import { registerBaseFeatures } from './host/features/base';
 import { CheckpointHoverProvider } from './host/hover';
 import { InspectorProvider } from './host/inspectorTree';
 import { initLog, log } from './host/log';
-import { EngineStatus, ReportPanel } from './host/reportPanel';
+import { ReportPanel } from './host/reportPanel';
+import { EngineStatus } from './host/status';
 import { registerResearchFeature } from './host/features/research';
 import { registerConvertFeature } from './host/features/convert';
 import { WorkerClient } from './worker/client';
@@ -26,6 +27,7 @@ export function activate(context: vscode.ExtensionContext): void {
   CheckpointHoverProvider.register(context);
   CheckpointViewerProvider.register(context);
   const status = EngineStatus.register(context);
+  context.subscriptions.push(ReportPanel.attachStatus(status));
   registerCommands(context, { extensionUri: context.extensionUri, worker, inspector, status });
   registerSurgery(context, { extensionUri: context.extensionUri, worker, inspector });
   registerTraining(context, { extensionUri: context.extensionUri, inspector });

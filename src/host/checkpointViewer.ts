@@ -8,11 +8,10 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FormatError } from '../core/formats/errors';
 import { formatBytes, formatCount } from '../core/formats/open';
-import { parseWebviewToHost, type HostToWebview, type ViewerData } from '../shared/viewer';
+import { parseWebviewToHost, type HostToWebview, type ViewerData, type WebviewToHost } from '../shared/viewer';
 import { adapterFlags, adapterSnapshot, fileSummary, formatLabel, scaleRule } from './describe';
-import { Disposable } from './dispose';
 import { errorMessage, log } from './log';
-import { webviewHtml, webviewOptions } from './webviewHtml';
+import { LensPanel } from './panel';
 
 function isGitLfsPointer(file: string): boolean {
   try {
@@ -73,18 +72,10 @@ class CheckpointDocument implements vscode.CustomDocument {
   dispose(): void { /* nothing held: headers are read on demand */ }
 }
 
-class ViewerSession extends Disposable {
-  private ready = false;
-
-  constructor(private readonly doc: CheckpointDocument, private readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri) {
-    super();
-    const webview = panel.webview;
-    webview.options = webviewOptions(extensionUri);
-    webview.html = webviewHtml(webview, extensionUri, {
-      title: path.basename(doc.uri.fsPath), script: 'viewer.js', styles: ['webview.css', 'viewer.css'], bodyClass: 'viewer',
-    });
-    this.register(webview.onDidReceiveMessage((m) => this.onMessage(m)));
-    this.register(panel.onDidDispose(() => this.dispose()));
+/** The webview of one open viewer editor (the panel is VS Code's: a custom editor). */
+class ViewerSession extends LensPanel<WebviewToHost, HostToWebview> {
+  constructor(private readonly doc: CheckpointDocument, panel: vscode.WebviewPanel, extensionUri: vscode.Uri) {
+    super(panel, extensionUri, { name: 'viewer', title: path.basename(doc.uri.fsPath), script: 'viewer.js', styles: ['webview.css', 'viewer.css'], bodyClass: 'viewer', icon: false });
     if (doc.uri.scheme === 'file') {
       const w = this.register(vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(path.dirname(doc.uri.fsPath)), path.basename(doc.uri.fsPath))));
       let t: NodeJS.Timeout | undefined;
@@ -99,10 +90,6 @@ class ViewerSession extends Disposable {
     }
   }
 
-  private post(m: HostToWebview): void {
-    if (!this.isDisposed) void this.panel.webview.postMessage(m);
-  }
-
   private sendInit(): void {
     if (!this.ready || this.isDisposed) return;
     const data = this.doc.uri.scheme === 'file'
@@ -111,34 +98,17 @@ class ViewerSession extends Disposable {
     this.post({ type: 'init', data });
   }
 
-  private async onMessage(raw: unknown): Promise<void> {
-    const m = parseWebviewToHost(raw);
-    if (!m) {
-      log.warn(`viewer: ignored malformed message ${JSON.stringify(raw)?.slice(0, 200)}`);
-      return;
-    }
-    switch (m.type) {
-      case 'ready':
-        this.ready = true;
-        this.sendInit();
-        return;
-      case 'reopenDefault':
-        try {
-          await vscode.commands.executeCommand('vscode.openWith', this.doc.uri, 'default', this.panel.viewColumn);
-          this.post({ type: 'reply', requestId: m.requestId, ok: true });
-        } catch (e) {
-          this.post({ type: 'reply', requestId: m.requestId, ok: false, error: errorMessage(e) });
-        }
-        return;
-      case 'analyze':
-        try {
-          await vscode.commands.executeCommand('loraLens.analyzeAdapter', this.doc.uri);
-          this.post({ type: 'reply', requestId: m.requestId, ok: true });
-        } catch (e) {
-          this.post({ type: 'reply', requestId: m.requestId, ok: false, error: errorMessage(e) });
-        }
-        return;
-    }
+  protected parse(raw: unknown): WebviewToHost | undefined {
+    return parseWebviewToHost(raw);
+  }
+
+  protected onReady(): void {
+    this.sendInit();
+  }
+
+  protected override async onRequest(m: Extract<WebviewToHost, { requestId: number }>): Promise<void> {
+    if (m.type === 'reopenDefault') await vscode.commands.executeCommand('vscode.openWith', this.doc.uri, 'default', this.panel.viewColumn);
+    else await vscode.commands.executeCommand('loraLens.analyzeAdapter', this.doc.uri);
   }
 }
 

@@ -10,7 +10,8 @@ import type { WorkerClient } from '../worker/client';
 import { CheckpointNode, type InspectorProvider } from './inspectorTree';
 import { log } from './log';
 import { jobProgress, pickAdapter, providerSetting, registerBoundaryCommands } from './ui';
-import { EngineStatus, ReportPanel } from './reportPanel';
+import { ReportPanel } from './reportPanel';
+import type { EngineStatus } from './status';
 
 export interface CommandContext {
   extensionUri: vscode.Uri;

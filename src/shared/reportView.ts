@@ -7,36 +7,20 @@
  * same id and, on failure, `error`.
  */
 import type { AdapterReport } from './report';
+import { parseWebviewMessage, type Envelope, type ReplyMessage } from './envelope';
 
 export type ExportFormat = 'json' | 'csv';
 
 export type WebviewToHost =
-  | { type: 'ready' }
-  | { type: 'export'; requestId: number; format: ExportFormat }
-  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+  | Envelope
+  | { type: 'export'; requestId: number; format: ExportFormat };
 
 export type HostToWebview =
   | { type: 'init'; report: AdapterReport }
-  | { type: 'reply'; requestId: number; ok: boolean; message?: string; error?: string };
+  | ReplyMessage;
 
 /** Validates an incoming message on the host; returns undefined for anything malformed. */
 export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
-  if (!m || typeof m !== 'object') return undefined;
-  const o = m as Record<string, unknown>;
-  switch (o.type) {
-    case 'ready':
-      return { type: 'ready' };
-    case 'export':
-      if (typeof o.requestId === 'number' && (o.format === 'json' || o.format === 'csv')) {
-        return { type: 'export', requestId: o.requestId, format: o.format };
-      }
-      return undefined;
-    case 'log':
-      if ((o.level === 'info' || o.level === 'warn' || o.level === 'error') && typeof o.message === 'string') {
-        return { type: 'log', level: o.level, message: o.message.slice(0, 2000) };
-      }
-      return undefined;
-    default:
-      return undefined;
-  }
+  return parseWebviewMessage(m, ({ type, o, requestId }): WebviewToHost | undefined =>
+    type === 'export' && requestId !== undefined && (o.format === 'json' || o.format === 'csv') ? { type: 'export', requestId, format: o.format } : undefined);
 }

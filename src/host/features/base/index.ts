@@ -18,7 +18,7 @@ import type { WorkerClient } from '../../../worker/client';
 import { detectCheckpoints, openAdapter } from '../../../core/formats/open';
 import { type InspectorProvider } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
-import type { EngineStatus } from '../../reportPanel';
+import type { EngineStatus } from '../../status';
 import { BaseModelStore, chooseBaseModel, resolveBaseModel } from './baseModels';
 import { BasePanel, type RequestHandler } from './panel';
 import { pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress } from '../../ui';

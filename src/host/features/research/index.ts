@@ -12,10 +12,10 @@ import { Dynamics, Koubbi, Lipschitz, Vlora } from '../../../shared/jobs';
 import type { WorkerClient } from '../../../worker/client';
 import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
-import { webviewHtml, webviewOptions } from '../../webviewHtml';
+import { createWebviewPanel, LensPanel, PanelMap } from '../../panel';
 import { registerBoundaryCommands } from '../../ui';
 import {
-  HostToWebview, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView,
+  HostToWebview, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView, WebviewToHost,
 } from '../../../shared/research';
 
 const TITLES: Record<ResearchView, string> = {
@@ -51,40 +51,46 @@ async function pickTarget(arg: unknown, title: string): Promise<Target | undefin
   return pick ? { base: pick.c.base!, adapter: pick.c.r.path } : undefined;
 }
 
-class ResearchPanel {
-  private static readonly panels = new Map<ResearchView, ResearchPanel>();
+interface ResearchDeps { extensionUri: vscode.Uri; worker: WorkerClient }
+
+class ResearchPanel extends LensPanel<WebviewToHost, HostToWebview> {
+  private static readonly panels = new PanelMap<ResearchView, ResearchPanel>();
   private inputs: ResearchInputs = {};
   private running: vscode.CancellationTokenSource | undefined;
-  private ready = false;
   private last: ResearchResult | undefined;
 
-  static show(ctx: { extensionUri: vscode.Uri; worker: WorkerClient }, view: ResearchView, target: Target): ResearchPanel {
-    let p = ResearchPanel.panels.get(view);
+  static show(ctx: ResearchDeps, view: ResearchView, target: Target): ResearchPanel {
+    const p = ResearchPanel.panels.get(view);
     if (p) { p.target = target; p.panel.reveal(); void p.compute(); return p; }
-    const panel = vscode.window.createWebviewPanel('loraLens.research', `LoRA Lens: ${TITLES[view]}`, vscode.ViewColumn.Active, { ...webviewOptions(ctx.extensionUri), retainContextWhenHidden: true });
-    p = new ResearchPanel(panel, ctx, view, target);
-    ResearchPanel.panels.set(view, p);
-    return p;
+    const panel = createWebviewPanel(ctx.extensionUri, 'loraLens.research', `LoRA Lens: ${TITLES[view]}`, vscode.ViewColumn.Active);
+    return ResearchPanel.panels.add(view, new ResearchPanel(panel, ctx, view, target));
   }
 
-  static disposeAll(): void { for (const p of ResearchPanel.panels.values()) p.panel.dispose(); }
+  static disposeAll(): void { ResearchPanel.panels.disposeAll(); }
 
-  private constructor(readonly panel: vscode.WebviewPanel, private readonly ctx: { extensionUri: vscode.Uri; worker: WorkerClient }, private readonly view: ResearchView, private target: Target) {
-    panel.webview.html = webviewHtml(panel.webview, ctx.extensionUri, { title: TITLES[view], script: 'research.js', styles: ['webview.css', 'research.css'], bodyClass: `research view-${view}` });
-    panel.onDidDispose(() => { this.running?.cancel(); ResearchPanel.panels.delete(view); });
-    panel.webview.onDidReceiveMessage((raw: unknown) => {
-      const m = parseWebviewToHost(raw);
-      if (!m) return;
-      if (m.type === 'ready') {
-        this.ready = true;
-        this.post({ type: 'init', view, base: target.base, adapter: target.adapter });
-        if (this.last) this.post({ type: 'result', result: this.last }); else void this.compute();
-      } else if (m.type === 'recompute') { this.inputs = { ...this.inputs, ...m.inputs }; void this.compute(); }
-      else log[m.level](`research webview: ${m.message}`);
-    });
+  private constructor(panel: vscode.WebviewPanel, private readonly ctx: ResearchDeps, private readonly view: ResearchView, private target: Target) {
+    super(panel, ctx.extensionUri, { name: 'research', title: TITLES[view], script: 'research.js', styles: ['webview.css', 'research.css'], bodyClass: `research view-${view}` });
   }
 
-  private post(m: HostToWebview): void { if (this.ready) void this.panel.webview.postMessage(m); }
+  override dispose(): void {
+    this.running?.cancel();
+    super.dispose();
+  }
+
+  protected parse(raw: unknown): WebviewToHost | undefined {
+    return parseWebviewToHost(raw);
+  }
+
+  protected onReady(): void {
+    this.post({ type: 'init', view: this.view, base: this.target.base, adapter: this.target.adapter });
+    if (this.last) this.post({ type: 'result', result: this.last }); else void this.compute();
+  }
+
+  protected override onNotify(m: WebviewToHost): void {
+    if (m.type !== 'recompute') return;
+    this.inputs = { ...this.inputs, ...m.inputs };
+    void this.compute();
+  }
 
   private async compute(): Promise<void> {
     this.running?.cancel();

@@ -10,11 +10,10 @@ import { Train } from '../../../shared/jobs';
 import type { WorkerClient } from '../../../worker/client';
 import {
   DEFAULT_FORM, checkForm, parseWebviewToHost, type HostToWebview, type ResumeStates, type RunSnapshot, type RunStatus, type TrainForm,
-  type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData,
+  type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData, type WebviewToHost,
 } from '../../../shared/training';
-import { Disposable } from '../../dispose';
 import { errorMessage, log } from '../../log';
-import { webviewHtml, webviewOptions } from '../../webviewHtml';
+import { createWebviewPanel, LensPanel, PanelMap } from '../../panel';
 import { providerSetting } from '../../ui';
 
 export interface TrainingDeps {
@@ -59,11 +58,11 @@ export function detectTrainingInputs(root: string): { models: string[]; datasets
   return { models: models.slice(0, MAX_LISTED), datasets: datasets.slice(0, MAX_LISTED) };
 }
 
-export class TrainingPanel extends Disposable {
+export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
   static readonly viewType = 'loraLens.training';
-  private static instance: TrainingPanel | undefined;
+  /** A singleton: one key. */
+  private static readonly panels = new PanelMap<'training', TrainingPanel>();
 
-  private ready = false;
   private status: RunStatus = 'idle';
   private message = 'Ready. LoRA and BaLoRA are trained side by side from the same initialisation.';
   private form: TrainForm = { ...DEFAULT_FORM };
@@ -78,29 +77,23 @@ export class TrainingPanel extends Disposable {
   private readonly statusItem = this.register(vscode.window.createStatusBarItem('loraLens.training', vscode.StatusBarAlignment.Right, 99));
 
   static show(deps: TrainingDeps): TrainingPanel {
-    if (TrainingPanel.instance) {
-      TrainingPanel.instance.panel.reveal(vscode.ViewColumn.Active);
-      return TrainingPanel.instance;
+    const open = TrainingPanel.panels.get('training');
+    if (open) {
+      open.panel.reveal(vscode.ViewColumn.Active);
+      return open;
     }
-    const panel = vscode.window.createWebviewPanel(TrainingPanel.viewType, 'LoRA Lens: Training', vscode.ViewColumn.Active, {
-      ...webviewOptions(deps.extensionUri), retainContextWhenHidden: true,
-    });
-    TrainingPanel.instance = new TrainingPanel(panel, deps);
-    return TrainingPanel.instance;
+    const panel = createWebviewPanel(deps.extensionUri, TrainingPanel.viewType, 'LoRA Lens: Training', vscode.ViewColumn.Active);
+    return TrainingPanel.panels.add('training', new TrainingPanel(panel, deps));
   }
 
   static disposeAll(): void {
-    TrainingPanel.instance?.panel.dispose();
+    TrainingPanel.panels.disposeAll();
   }
 
-  private constructor(readonly panel: vscode.WebviewPanel, private readonly deps: TrainingDeps) {
-    super();
-    panel.iconPath = vscode.Uri.joinPath(deps.extensionUri, 'media', 'lora-lens.svg');
-    panel.webview.html = webviewHtml(panel.webview, deps.extensionUri, { title: 'LoRA Lens: Training', script: 'training.js', styles: ['webview.css', 'report.css', 'surgery.css'], bodyClass: 'training' });
+  private constructor(panel: vscode.WebviewPanel, private readonly deps: TrainingDeps) {
+    super(panel, deps.extensionUri, { name: 'training', title: 'LoRA Lens: Training', script: 'training.js', styles: ['webview.css', 'report.css', 'surgery.css'], bodyClass: 'training' });
     this.statusItem.name = 'LoRA Lens training';
     this.statusItem.command = { title: 'Show training', command: 'loraLens.trainAdapter' };
-    this.register(panel.webview.onDidReceiveMessage((m) => void this.onMessage(m)));
-    this.register(panel.onDidDispose(() => this.dispose()));
     this.register(vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('loraLens.executionProvider')) this.postStatus();
     }));
@@ -109,7 +102,6 @@ export class TrainingPanel extends Disposable {
   override dispose(): void {
     this.cts?.cancel();
     if (this.flushTimer) clearTimeout(this.flushTimer);
-    if (TrainingPanel.instance === this) TrainingPanel.instance = undefined;
     super.dispose();
   }
 
@@ -128,10 +120,6 @@ export class TrainingPanel extends Disposable {
       status: this.status, message: this.message, form, points: this.points,
       provider: { setting: providerSetting(), ...this.providerUsed }, result: this.result, canResume: !!this.resumeStates && !this.cts, ...found,
     };
-  }
-
-  private post(m: HostToWebview): void {
-    if (!this.isDisposed && this.ready) void this.panel.webview.postMessage(m);
   }
 
   private setStatus(s: RunStatus, message: string): void {
@@ -289,45 +277,36 @@ export class TrainingPanel extends Disposable {
     void this.run(false).catch((e) => log.error(`training: ${errorMessage(e)}`));
   }
 
-  private async onMessage(raw: unknown): Promise<void> {
-    const m = parseWebviewToHost(raw);
-    if (!m) {
-      log.warn(`training: ignored malformed message ${JSON.stringify(raw)?.slice(0, 200)}`);
-      return;
-    }
-    const reply = (requestId: number, f: () => void | Promise<void>): Promise<void> => Promise.resolve()
-      .then(f)
-      .then(() => this.post({ type: 'reply', requestId, ok: true }))
-      .catch((e) => this.post({ type: 'reply', requestId, ok: false, error: errorMessage(e) }));
+  protected parse(raw: unknown): WebviewToHost | undefined {
+    return parseWebviewToHost(raw);
+  }
+
+  protected onReady(): void {
+    this.post({ type: 'init', snapshot: this.snapshot() });
+    this.postStatus();
+  }
+
+  protected override async onRequest(m: Extract<WebviewToHost, { requestId: number }>): Promise<void> {
     switch (m.type) {
-      case 'ready':
-        this.ready = true;
-        this.post({ type: 'init', snapshot: this.snapshot() });
-        this.postStatus();
-        return;
       case 'start':
-        return reply(m.requestId, () => {
-          if (this.cts) throw new Error('a training run is already in progress');
-          this.start(m.form);
-        });
+        if (this.cts) throw new Error('a training run is already in progress');
+        this.start(m.form);
+        return;
       case 'stop':
-        return reply(m.requestId, () => {
-          if (!this.cts) throw new Error('no training run in progress');
-          this.setStatus('stopping', 'Stopping after the current step…');
-          this.cts.cancel();
-        });
+        if (!this.cts) throw new Error('no training run in progress');
+        this.setStatus('stopping', 'Stopping after the current step…');
+        this.cts.cancel();
+        return;
       case 'resume':
-        return reply(m.requestId, () => {
-          if (!this.resumeStates) throw new Error('nothing to resume');
-          void this.run(true).catch((e) => log.error(`training: ${errorMessage(e)}`));
-        });
+        if (!this.resumeStates) throw new Error('nothing to resume');
+        void this.run(true).catch((e) => log.error(`training: ${errorMessage(e)}`));
+        return;
       case 'reveal':
-        return reply(m.requestId, () => this.deps.reveal());
+        return this.deps.reveal();
       case 'analyze':
-        return reply(m.requestId, async () => { await vscode.commands.executeCommand('loraLens.analyzeAdapter', vscode.Uri.file(m.path)); });
-      case 'log':
-        log[m.level](`training webview: ${m.message}`);
+        await vscode.commands.executeCommand('loraLens.analyzeAdapter', vscode.Uri.file(m.path));
         return;
     }
   }
+
 }
