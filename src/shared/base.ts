@@ -228,3 +228,16 @@ export interface CompareTensorParams extends CompareParams {
   mode?: IntruderMode;
   cacheDir?: string;
 }
+
+/** Where an adapter's base model is: a local folder with config.json (`dir`), the weights file to merge into, or why not. */
+export interface BaseResolution {
+  /** base_model_name_or_path (or the format's equivalent). */
+  id?: string;
+  /** Local model folder holding config.json. */
+  dir?: string;
+  /** Base weights: model.safetensors, *.safetensors.index.json or a single *.safetensors. */
+  weights?: string;
+  /** Why no folder was found (shown to the user). */
+  message?: string;
+}
+

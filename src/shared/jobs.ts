@@ -7,8 +7,9 @@
  * Wire messages: every request carries an id and gets exactly one `result` or `error`; `progress`
  * messages may carry streamed partial results (`data`, typed by the job's third parameter).
  */
-import type { CompareData, CompareParams, CompareTensorData, CompareTensorParams, EstimateParams, EstimateResult, IntrudersData, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraParams } from './base';
+import type { BaseResolution, CompareData, CompareParams, CompareTensorData, CompareTensorParams, EstimateParams, EstimateResult, IntrudersData, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraParams } from './base';
 import type { ConvertJobParams, ConvertResult } from './convert';
+import type { DescribeParams, DescribeResult, ScanParams, ScanResult } from './inspect';
 import type { Provider } from './provider';
 import type { AdapterReport } from './report';
 import type { DynamicsParams, DynamicsResult, KoubbiResult, LipschitzParams, LipschitzResult, VloraParams, VloraResult } from './research';
@@ -16,6 +17,7 @@ import type {
   CombineParams, MergeParams, PlanJobResult, PlanParams, RebalanceJobResult, RebalanceParams, ReduceJobResult, ReduceParams, RescaleParams, SimpleJobResult,
 } from './surgery';
 import type { TrainJobParams, TrainJobResult, TrainProgressData } from './training';
+import type { ViewerData } from './viewer';
 
 /** A typed job descriptor. `P`, `R`, `D` exist for the compiler only (phantom fields, never set). */
 export interface Job<P, R, D = undefined> {
@@ -34,7 +36,18 @@ export function job<P, R, D = undefined>(kind: string): Job<P, R, D> {
 export interface AnalyzeParams { path: string; method?: 'auto' | 'householder' }
 export const Analyze = job<AnalyzeParams, AdapterReport>('analyze');
 
+// ---- reading checkpoint headers for the UI (tree, hovers, pickers, viewer)
+export const Scan = job<ScanParams, ScanResult>('inspect.scan');
+export const Describe = job<DescribeParams, DescribeResult>('inspect.describe');
+export const ViewerInit = job<{ file: string }, ViewerData>('inspect.viewer');
+
 // ---- base-model analyses (issue 3)
+/** The base model of an adapter (core/base/resolve.ts); `roots` are extra folders to resolve relative ids in. */
+export const ResolveBase = job<{ adapterPath: string; roots?: string[] }, BaseResolution>('base.resolve');
+/** Checks that `dir` is a base model folder (config.json + weights); rejects with the reason. */
+export const ValidateBase = job<{ dir: string }, { dir: string }>('base.validate');
+/** The base weights file of a folder or file (model.safetensors[.index.json] or the one *.safetensors). */
+export const BaseWeights = job<{ path: string }, { weights?: string }>('base.weights');
 export const Intruders = job<IntrudersParams, IntrudersData>('base.intruders');
 export const Mitigate = job<MitigateParams, MitigateData>('base.mitigate');
 export const Spectra = job<SpectraParams, SpectraData>('base.spectra');

@@ -7,30 +7,21 @@
  * Heavy work runs in the worker (src/worker/jobs/base.ts) under a cancellable progress
  * notification; errors surface once, here, at the command boundary.
  */
-import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type {
   CompareParams, CompareTensorParams, IntruderMode, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraInit, SpectraParams,
 } from '../../../shared/base';
-import { Compare, CompareTensor, EstimateFull, Intruders, Mitigate, Spectra, type Job } from '../../../shared/jobs';
-import type { WorkerClient } from '../../../worker/client';
-import { detectCheckpoints, openAdapter } from '../../../core/formats/open';
-import { type InspectorProvider } from '../../inspectorTree';
+import { Compare, CompareTensor, Describe, EstimateFull, Intruders, Mitigate, Spectra, type Job } from '../../../shared/jobs';
+import type { LensContext } from '../../context';
+import { workspaceCheckpoints } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
-import type { EngineStatus } from '../../status';
 import { BaseModelStore, chooseBaseModel, resolveBaseModel } from './baseModels';
 import { BasePanel, type RequestHandler } from './panel';
-import { pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress } from '../../ui';
+import { pathExists, pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress } from '../../ui';
 
-export interface BaseFeatureContext {
-  worker: WorkerClient;
-  extensionUri: vscode.Uri;
-  status?: EngineStatus;
-  inspector?: InspectorProvider;
-}
-
-interface Ctx extends BaseFeatureContext {
+interface Ctx extends LensContext {
   store: BaseModelStore;
   cacheDir: string;
 }
@@ -77,26 +68,23 @@ function argTarget(arg: unknown): Target {
   return {};
 }
 
-function isAdapterPath(p: string): boolean {
-  try {
-    const st = fs.statSync(p);
-    if (st.isDirectory()) return fs.existsSync(path.join(p, 'adapter_config.json'));
-    return path.basename(p) === 'adapter_config.json' || fs.existsSync(path.join(path.dirname(p), 'adapter_config.json'));
-  } catch {
-    return false;
-  }
+async function isAdapterPath(p: string): Promise<boolean> {
+  const st = await fsp.stat(p).catch(() => undefined);
+  if (!st) return false;
+  if (st.isDirectory()) return pathExists(path.join(p, 'adapter_config.json'));
+  return path.basename(p) === 'adapter_config.json' || pathExists(path.join(path.dirname(p), 'adapter_config.json'));
 }
 
-function adapterRoot(p: string): string {
-  return fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
+async function adapterRoot(p: string): Promise<string> {
+  return (await fsp.stat(p).catch(() => undefined))?.isDirectory() ? p : path.dirname(p);
 }
 
 
-async function adapterFrom(arg: unknown, title: string): Promise<Target | undefined> {
+async function adapterFrom(ctx: Ctx, arg: unknown, title: string): Promise<Target | undefined> {
   const t = argTarget(arg);
   if (t.adapter) return t;
-  if (t.file && isAdapterPath(t.file)) return { adapter: adapterRoot(t.file) };
-  const a = await pickAdapter(title);
+  if (t.file && (await isAdapterPath(t.file))) return { adapter: await adapterRoot(t.file) };
+  const a = await pickAdapter(ctx.reader, title);
   return a ? { adapter: a } : undefined;
 }
 
@@ -104,14 +92,14 @@ async function adapterFrom(arg: unknown, title: string): Promise<Target | undefi
 // commands
 
 async function setBaseModel(ctx: Ctx, arg: unknown): Promise<void> {
-  const t = await adapterFrom(arg, 'Set Base Model');
+  const t = await adapterFrom(ctx, arg, 'Set Base Model');
   if (!t?.adapter) return;
   await chooseBaseModel(ctx.store, t.adapter);
   ctx.inspector?.refresh();
 }
 
 async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
-  const t = await adapterFrom(arg, 'Intruder Dimensions');
+  const t = await adapterFrom(ctx, arg, 'Intruder Dimensions');
   if (!t?.adapter) return;
   const adapterPath = t.adapter;
   const baseDir = await resolveBaseModel(ctx.store, adapterPath);
@@ -139,9 +127,10 @@ async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
 
 async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: number): Promise<MitigateData | undefined> {
   const s = intruderSettings();
-  const name = path.basename(adapterRoot(adapterPath));
+  const root = await adapterRoot(adapterPath);
+  const name = path.basename(root);
   const target = await vscode.window.showSaveDialog({
-    defaultUri: vscode.Uri.file(path.join(path.dirname(adapterRoot(adapterPath)), `${name}-intruders-mitigated`)),
+    defaultUri: vscode.Uri.file(path.join(path.dirname(root), `${name}-intruders-mitigated`)),
     title: `New adapter folder for ${name} with intruders scaled by λ = ${lambda}`,
     saveLabel: 'Write New Adapter',
   });
@@ -161,13 +150,11 @@ async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: 
   return r;
 }
 
-function moduleList(adapterPath: string): SpectraInit['modules'] {
-  const a = openAdapter(adapterPath);
-  try {
-    return a.modules.filter((m) => !m.conv).map((m) => ({ name: m.name, m: m.outFeatures, n: m.inFeatures, layer: m.layer, kind: m.kind }));
-  } finally {
-    a.store.close();
-  }
+/** Matrix modules of an adapter, read by the reader worker (throws the reader's error). */
+async function moduleList(ctx: Ctx, adapterPath: string): Promise<SpectraInit['modules']> {
+  const d = (await ctx.reader.run(Describe, { adapter: adapterPath })).adapter;
+  if (!d || !('value' in d)) throw new Error(d?.error ?? `${adapterPath}: not described`);
+  return d.value.modules.filter((m) => !m.conv).map((m) => ({ name: m.name, m: m.outFeatures, n: m.inFeatures, layer: m.layer, kind: m.kind }));
 }
 
 async function confirmFull(ctx: Ctx, m: number, n: number, what: string): Promise<boolean> {
@@ -182,12 +169,12 @@ async function confirmFull(ctx: Ctx, m: number, n: number, what: string): Promis
 }
 
 async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
-  const t = await adapterFrom(arg, 'Spectra (base vs adapted)');
+  const t = await adapterFrom(ctx, arg, 'Spectra (base vs adapted)');
   if (!t?.adapter) return;
   const adapterPath = t.adapter;
   const baseDir = await resolveBaseModel(ctx.store, adapterPath);
   if (!baseDir) return;
-  const modules = moduleList(adapterPath);
+  const modules = await moduleList(ctx, adapterPath);
   if (modules.length === 0) throw new Error(`${path.basename(adapterPath)} has no matrix LoRA modules`);
   let module = t.module && modules.some((m) => m.name === t.module) ? t.module : undefined;
   if (!module) {
@@ -217,20 +204,17 @@ async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
 }
 
 /** Weights in the workspace that are not adapters (files, sharded indexes, model folders). */
-async function pickWeights(title: string, exclude?: string): Promise<string | undefined> {
+async function pickWeights(ctx: Ctx, title: string, exclude?: string): Promise<string | undefined> {
   type Item = vscode.QuickPickItem & { p?: string; browse?: boolean };
   const items: Item[] = [];
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  for (const f of vscode.workspace.workspaceFolders ?? []) {
-    if (f.uri.scheme !== 'file') continue;
-    try {
-      for (const r of detectCheckpoints(f.uri.fsPath)) {
-        if (!['safetensors', 'sharded', 'model-folder'].includes(r.kind) || r.path === exclude) continue;
-        items.push({ label: r.name, description: r.kind, detail: root ? path.relative(root, r.path) || r.path : r.path, p: r.path });
-      }
-    } catch (e) {
-      log.warn(`compare: ${errorMessage(e)}`);
+  try {
+    for (const { ref: r } of await workspaceCheckpoints(ctx.reader, ['safetensors', 'sharded', 'model-folder'])) {
+      if (r.path === exclude) continue;
+      items.push({ label: r.name, description: r.kind, detail: root ? path.relative(root, r.path) || r.path : r.path, p: r.path });
     }
+  } catch (e) {
+    log.warn(`compare: ${errorMessage(e)}`);
   }
   items.push({ label: '$(folder-opened) Browse…', description: 'a .safetensors file, *.index.json or a model folder', browse: true });
   const pick = await vscode.window.showQuickPick(items, { title: `LoRA Lens: Compare Checkpoints — ${title}`, matchOnDetail: true });
@@ -245,9 +229,9 @@ async function pickWeights(title: string, exclude?: string): Promise<string | un
 
 async function compareCheckpoints(ctx: Ctx, arg: unknown, arg2?: unknown): Promise<void> {
   const t = argTarget(arg), t2 = argTarget(arg2);
-  const a = t.file ?? t.adapter ?? (await pickWeights('A: reference (W0)'));
+  const a = t.file ?? t.adapter ?? (await pickWeights(ctx, 'A: reference (W0)'));
   if (!a) return;
-  const b = t2.file ?? (await pickWeights(`B: compared with ${path.basename(a)} (W1)`, a));
+  const b = t2.file ?? (await pickWeights(ctx, `B: compared with ${path.basename(a)} (W1)`, a));
   if (!b) return;
   const data = await runJob(ctx, `comparing ${path.basename(a)} and ${path.basename(b)}`, Compare, { a, b } satisfies CompareParams);
   log.info(`compare ${a} vs ${b}: ${data.rows.length} tensors, ${data.skipped.length} skipped, ${data.ms} ms`);
@@ -264,9 +248,10 @@ async function compareCheckpoints(ctx: Ctx, arg: unknown, arg2?: unknown): Promi
 }
 
 /** Registers the base-model commands; each failure surfaces once, at the command boundary. */
-export function registerBaseFeatures(context: vscode.ExtensionContext, base: BaseFeatureContext): void {
+export function registerBaseFeatures(base: LensContext): void {
+  const context = base.extension;
   const ctx: Ctx = {
-    ...base, store: new BaseModelStore(context.workspaceState),
+    ...base, store: new BaseModelStore(context.workspaceState, base.reader),
     cacheDir: vscode.Uri.joinPath(context.globalStorageUri, 'decomp').fsPath,
   };
   const commands: Record<string, (...args: unknown[]) => unknown> = {

@@ -5,15 +5,15 @@
  *   loraLens.vloraIncrements     σ of W_{l+1} − W_l per weight kind, effective ranks, VLoRA parameter savings
  * All numbers come from worker jobs (src/worker/jobs/research.ts) with progress and cancel.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { Dynamics, Koubbi, Lipschitz, Vlora } from '../../../shared/jobs';
+import { Dynamics, Koubbi, Lipschitz, ResolveBase, Vlora } from '../../../shared/jobs';
 import type { WorkerClient } from '../../../worker/client';
 import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
 import { createWebviewPanel, LensPanel, PanelMap } from '../../panel';
-import { registerBoundaryCommands } from '../../ui';
+import type { LensContext } from '../../context';
+import { pathExists, registerBoundaryCommands } from '../../ui';
 import {
   HostToWebview, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView, WebviewToHost,
 } from '../../../shared/research';
@@ -24,27 +24,20 @@ const TITLES: Record<ResearchView, string> = {
 
 interface Target { base: string; adapter?: string }
 
-/** Base model folder of an adapter (base_model_name_or_path relative to the adapter, holding config.json). */
-export function resolveBase(adapterPath: string): string | undefined {
-  const dir = fs.statSync(adapterPath).isDirectory() ? adapterPath : path.dirname(adapterPath);
-  try {
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
-    const b = typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : typeof cfg.model === 'string' ? cfg.model : undefined;
-    if (!b) return undefined;
-    const p = path.resolve(dir, b);
-    return fs.existsSync(path.join(p, 'config.json')) ? p : undefined;
-  } catch { return undefined; }
+/** Base model folder of an adapter (the one resolver, core/base/resolve.ts, run by the reader worker). */
+async function resolveBase(reader: WorkerClient, adapterPath: string): Promise<string | undefined> {
+  return (await reader.run(ResolveBase, { adapterPath })).dir;
 }
 
-async function pickTarget(arg: unknown, title: string): Promise<Target | undefined> {
+async function pickTarget(reader: WorkerClient, arg: unknown, title: string): Promise<Target | undefined> {
   const given = arg instanceof CheckpointNode ? arg.ref.path : arg instanceof vscode.Uri ? arg.fsPath : typeof arg === 'string' ? arg : undefined;
   if (given) {
-    const base = resolveBase(given);
+    const base = await resolveBase(reader, given);
     if (base) return { base, adapter: given };
-    if (fs.existsSync(path.join(given, 'config.json'))) return { base: given };
+    if (await pathExists(path.join(given, 'config.json'))) return { base: given };
     throw new Error(`${given}: cannot find its base model (base_model_name_or_path with a config.json)`);
   }
-  const cands = workspaceAdapters().map((r) => ({ r, base: resolveBase(r.path) })).filter((c) => c.base);
+  const cands = (await Promise.all((await workspaceAdapters(reader)).map(async (r) => ({ r, base: await resolveBase(reader, r.path) })))).filter((c) => c.base);
   if (!cands.length) throw new Error('no adapter with a local base model (config.json + weights) in this workspace; run "LoRA Lens: Create Demo Workspace" or open one');
   if (cands.length === 1) return { base: cands[0].base!, adapter: cands[0].r.path };
   const pick = await vscode.window.showQuickPick(cands.map((c) => ({ label: c.r.name, detail: c.r.path, c })), { title: `LoRA Lens: ${title}`, placeHolder: 'Adapter (its local base model is used)' });
@@ -131,11 +124,11 @@ class ResearchPanel extends LensPanel<WebviewToHost, HostToWebview> {
   }
 }
 
-export function registerResearchFeature(context: vscode.ExtensionContext, deps: { extensionUri: vscode.Uri; worker: WorkerClient }): void {
+export function registerResearchFeature(ctx: LensContext): void {
   const cmds: [string, ResearchView][] = [['loraLens.attentionLipschitz', 'lipschitz'], ['loraLens.tokenDynamics', 'dynamics'], ['loraLens.vloraIncrements', 'vlora']];
-  registerBoundaryCommands(context, Object.fromEntries(cmds.map(([id, view]) => [id, async (arg?: unknown) => {
-    const t = await pickTarget(arg, TITLES[view]);
-    if (t) ResearchPanel.show(deps, view, t);
+  registerBoundaryCommands(ctx.extension, Object.fromEntries(cmds.map(([id, view]) => [id, async (arg?: unknown) => {
+    const t = await pickTarget(ctx.reader, arg, TITLES[view]);
+    if (t) ResearchPanel.show(ctx, view, t);
   }])));
-  context.subscriptions.push({ dispose: () => ResearchPanel.disposeAll() });
+  ctx.extension.subscriptions.push({ dispose: () => ResearchPanel.disposeAll() });
 }

@@ -3,7 +3,8 @@
  * BaLoRA. The run itself is a `training.run` job on a dedicated worker (so analyses stay
  * responsive); streamed points are forwarded to the webview at most ~10 times per second.
  */
-import * as fs from 'node:fs';
+import type { Dirent } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Train } from '../../../shared/jobs';
@@ -14,7 +15,7 @@ import {
 } from '../../../shared/training';
 import { errorMessage, log } from '../../log';
 import { createWebviewPanel, LensPanel, PanelMap } from '../../panel';
-import { providerSetting } from '../../ui';
+import { pathExists, providerSetting } from '../../ui';
 
 export interface TrainingDeps {
   extensionUri: vscode.Uri;
@@ -35,12 +36,12 @@ const MAX_LISTED = 50;
  * Model folders (config.json + tokenizer.json + *.safetensors) and dataset files (*.jsonl, *.txt;
  * data/train.jsonl first, then other .jsonl, then .txt) under `root`, as `/`-separated relative paths.
  */
-export function detectTrainingInputs(root: string): { models: string[]; datasets: string[] } {
+export async function detectTrainingInputs(root: string): Promise<{ models: string[]; datasets: string[] }> {
   const models: string[] = [], datasets: string[] = [];
   let seen = 0;
-  const walk = (dir: string, rel: string, depth: number): void => {
-    let entries: fs.Dirent[];
-    try { entries = fs.readdirSync(dir, { withFileTypes: true }); } catch { return; }
+  const walk = async (dir: string, rel: string, depth: number): Promise<void> => {
+    let entries: Dirent[];
+    try { entries = await fsp.readdir(dir, { withFileTypes: true }); } catch { return; }
     entries.sort((a, b) => a.name.localeCompare(b.name));
     const names = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
     if (rel && names.has('config.json') && names.has('tokenizer.json') && [...names].some((n) => n.endsWith('.safetensors'))) models.push(rel);
@@ -48,11 +49,11 @@ export function detectTrainingInputs(root: string): { models: string[]; datasets
       if (++seen > WALK_MAX_ENTRIES) return;
       const r = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) {
-        if (depth < WALK_DEPTH && !e.name.startsWith('.') && !SKIP_DIRS.has(e.name)) walk(path.join(dir, e.name), r, depth + 1);
+        if (depth < WALK_DEPTH && !e.name.startsWith('.') && !SKIP_DIRS.has(e.name)) await walk(path.join(dir, e.name), r, depth + 1);
       } else if (e.isFile() && /\.(jsonl|txt)$/i.test(e.name) && !/^(requirements|license|readme|notice|cmakelists)/i.test(e.name)) datasets.push(r);
     }
   };
-  walk(root, '', 0);
+  await walk(root, '', 0);
   const rank = (d: string): number => (d === 'data/train.jsonl' ? 0 : /train\.jsonl$/i.test(d) ? 1 : /\.jsonl$/i.test(d) ? 2 : 3);
   datasets.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   return { models: models.slice(0, MAX_LISTED), datasets: datasets.slice(0, MAX_LISTED) };
@@ -105,13 +106,13 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
     super.dispose();
   }
 
-  private detected(): { models: string[]; datasets: string[] } {
+  private async detected(): Promise<{ models: string[]; datasets: string[] }> {
     const f = vscode.workspace.workspaceFolders?.find((w) => w.uri.scheme === 'file');
     return f ? detectTrainingInputs(f.uri.fsPath) : { models: [], datasets: [] };
   }
 
-  private snapshot(): RunSnapshot {
-    const found = this.detected();
+  private async snapshot(): Promise<RunSnapshot> {
+    const found = await this.detected();
     const form = { ...this.form };
     // Defaults of the causal-lm fields: the detected model / dataset (the webview shows them when the task is switched).
     form.modelDir ??= found.models[0];
@@ -167,54 +168,65 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
   }
 
   /** Resolves a workspace-relative path from the form; refuses paths outside the workspace and missing ones. */
-  private inWorkspace(rel: string, what: string, kind: 'dir' | 'file'): string {
+  private async inWorkspace(rel: string, what: string, kind: 'dir' | 'file'): Promise<string> {
     const root = this.workspaceRoot();
     const abs = path.resolve(root, rel);
     const r = path.relative(root, abs);
     if (!r || r.startsWith('..') || path.isAbsolute(r)) throw new Error(`${what} ${rel} is not inside the workspace folder`);
-    let st: fs.Stats | undefined;
-    try { st = fs.statSync(abs); } catch { /* below */ }
+    const st = await fsp.stat(abs).catch(() => undefined);
     if (!st || (kind === 'dir' ? !st.isDirectory() : !st.isFile())) throw new Error(`${what} ${rel} not found in the workspace`);
     return abs;
   }
 
-  private newRunDirs(form: TrainForm): TrainJobParams['saveDirs'] {
+  private async newRunDirs(form: TrainForm): Promise<TrainJobParams['saveDirs']> {
     const root = path.join(this.workspaceRoot(), TRAIN_FOLDER);
+    const exists = (n: string): Promise<boolean> => pathExists(path.join(root, n));
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
     if (form.task === 'causal-lm') {
       const model = path.basename(form.modelDir ?? 'model').replace(/[^A-Za-z0-9._-]+/g, '_') || 'model';
       let suffix = stamp;
-      for (let i = 2; fs.existsSync(path.join(root, `${model}-lora-${suffix}`)) || fs.existsSync(path.join(root, `${model}-balora-${suffix}`)); i++) suffix = `${stamp}-${i}`;
+      for (let i = 2; (await exists(`${model}-lora-${suffix}`)) || (await exists(`${model}-balora-${suffix}`)); i++) suffix = `${stamp}-${i}`;
       return { lora: path.join(root, `${model}-lora-${suffix}`), balora: path.join(root, `${model}-balora-${suffix}`) };
     }
     let base = `sub-r${form.r}-${stamp}`;
-    for (let i = 2; fs.existsSync(path.join(root, `${base}-lora`)) || fs.existsSync(path.join(root, `${base}-balora`)); i++) base = `sub-r${form.r}-${stamp}-${i}`;
+    for (let i = 2; (await exists(`${base}-lora`)) || (await exists(`${base}-balora`)); i++) base = `sub-r${form.r}-${stamp}-${i}`;
     return { lora: path.join(root, `${base}-lora`), balora: path.join(root, `${base}-balora`) };
   }
 
   private async run(resume: boolean): Promise<void> {
     if (this.cts) throw new Error('a training run is already in progress');
-    if (!resume) {
-      this.points = [];
-      this.unsent = [];
-      this.result = undefined;
-      this.resumeStates = undefined;
-      this.runDirs = this.newRunDirs(this.form);
-      this.post({ type: 'init', snapshot: this.snapshot() });
-    }
-    const dirs = this.runDirs ?? this.newRunDirs(this.form);
-    const causal = this.form.task === 'causal-lm';
-    const params: TrainJobParams = {
-      form: causal
-        ? { ...this.form, modelDir: this.inWorkspace(this.form.modelDir!, 'model folder', 'dir'), dataFile: this.inWorkspace(this.form.dataFile!, 'dataset', 'file') }
-        : this.form,
-      baseDir: causal ? undefined : path.join(this.workspaceRoot(), TRAIN_FOLDER, 'modular-base-p23'), provider: providerSetting(),
-      resume: resume && !causal ? this.resumeStates : undefined, saveDirs: dirs,
-    };
+    // Claimed before the first await, so a second Start is refused meanwhile.
     const cts = (this.cts = new vscode.CancellationTokenSource());
-    this.setStatus('running', resume ? 'Resuming…' : 'Starting…');
-    log.info(`training: ${JSON.stringify(this.form)} provider ${params.provider}${resume ? ' (resume)' : ''}`);
     try {
+      if (!resume) {
+        this.points = [];
+        this.unsent = [];
+        this.result = undefined;
+        this.resumeStates = undefined;
+        this.runDirs = await this.newRunDirs(this.form);
+        this.post({ type: 'init', snapshot: await this.snapshot() });
+      }
+    } catch (e) {
+      this.cts = undefined;
+      cts.dispose();
+      throw e;
+    }
+    await this.runJob(cts, resume);
+  }
+
+  private async runJob(cts: vscode.CancellationTokenSource, resume: boolean): Promise<void> {
+    try {
+      const dirs = this.runDirs ?? (await this.newRunDirs(this.form));
+      const causal = this.form.task === 'causal-lm';
+      const params: TrainJobParams = {
+        form: causal
+          ? { ...this.form, modelDir: await this.inWorkspace(this.form.modelDir!, 'model folder', 'dir'), dataFile: await this.inWorkspace(this.form.dataFile!, 'dataset', 'file') }
+          : this.form,
+        baseDir: causal ? undefined : path.join(this.workspaceRoot(), TRAIN_FOLDER, 'modular-base-p23'), provider: providerSetting(),
+        resume: resume && !causal ? this.resumeStates : undefined, saveDirs: dirs,
+      };
+      this.setStatus('running', resume ? 'Resuming…' : 'Starting…');
+      log.info(`training: ${JSON.stringify(this.form)} provider ${params.provider}${resume ? ' (resume)' : ''}`);
       const r = await this.deps.trainingWorker().run(Train, params, {
         provider: params.provider,
         onProgress: (_d, _t, msg, data) => this.onProgress(msg, data),
@@ -266,13 +278,14 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
   }
 
   /** Starts a fresh run (used by the webview Start button). */
-  private start(form: TrainForm): void {
+  private async start(form: TrainForm): Promise<void> {
     const f = checkForm(form);
     if (f.task === 'causal-lm') {
       // Refused here (so the webview's request fails with the reason) rather than inside the run.
-      this.inWorkspace(f.modelDir!, 'model folder', 'dir');
-      this.inWorkspace(f.dataFile!, 'dataset', 'file');
+      await this.inWorkspace(f.modelDir!, 'model folder', 'dir');
+      await this.inWorkspace(f.dataFile!, 'dataset', 'file');
     }
+    if (this.cts) throw new Error('a training run is already in progress');
     this.form = f;
     void this.run(false).catch((e) => log.error(`training: ${errorMessage(e)}`));
   }
@@ -282,15 +295,17 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
   }
 
   protected onReady(): void {
-    this.post({ type: 'init', snapshot: this.snapshot() });
-    this.postStatus();
+    void this.snapshot().then((snapshot) => {
+      this.post({ type: 'init', snapshot });
+      this.postStatus();
+    });
   }
 
   protected override async onRequest(m: Extract<WebviewToHost, { requestId: number }>): Promise<void> {
     switch (m.type) {
       case 'start':
         if (this.cts) throw new Error('a training run is already in progress');
-        this.start(m.form);
+        await this.start(m.form);
         return;
       case 'stop':
         if (!this.cts) throw new Error('no training run in progress');
