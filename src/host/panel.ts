@@ -7,7 +7,7 @@
  * its request handler.
  */
 import * as vscode from 'vscode';
-import { CancelledError } from '../core/formats/errors';
+import { CancelledError } from '../core/util/cancel';
 import type { Envelope, ReplyMessage } from '../shared/envelope';
 import { Disposable } from './dispose';
 import { errorMessage, log } from './log';

@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import type { Job } from '../shared/jobs';
 import { asProvider, type Provider } from '../shared/provider';
 import type { JobOptions, WorkerClient } from '../worker/client';
-import { CancelledError } from '../core/formats/errors';
+import { CancelledError } from '../core/util/cancel';
 import { CheckpointNode, workspaceAdapters } from './inspectorTree';
 import { errorMessage, log } from './log';
 

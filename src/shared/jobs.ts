@@ -34,7 +34,7 @@ export function job<P, R, D = undefined>(kind: string): Job<P, R, D> {
 
 // ---- analysis
 export interface AnalyzeParams { path: string; method?: 'auto' | 'householder' }
-export const Analyze = job<AnalyzeParams, AdapterReport>('analyze');
+export const Analyze = job<AnalyzeParams, AdapterReport>('analysis.adapter');
 
 // ---- reading checkpoint headers for the UI (tree, hovers, pickers, viewer)
 export const Scan = job<ScanParams, ScanResult>('inspect.scan');

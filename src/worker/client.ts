@@ -6,7 +6,7 @@
  * restarted on next use.
  */
 import { Worker } from 'node:worker_threads';
-import { CancelledError, type CancelToken } from '../core/formats/errors';
+import { CancelledError, type CancelToken } from '../core/util/cancel';
 import type { Job, WorkerRequest, WorkerResponse } from '../shared/jobs';
 import type { Provider } from '../shared/provider';
 

@@ -8,7 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { analyzeAdapter } from '../../src/core/analysis/lora';
-import { Analyze, job } from '../../src/shared/jobs';
+import * as jobs from '../../src/shared/jobs';
+import { Analyze, Describe, job } from '../../src/shared/jobs';
+import { createJobTable } from '../../src/worker/jobs/index';
 import { WorkerClient } from '../../src/worker/client';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import { Engine } from '../../src/core/engine/ort';
@@ -73,4 +75,20 @@ test('analyzeAdapter stops between batches once its token is cancelled', async (
     a.store.close();
     await engine.dispose();
   }
+});
+
+test('every job declared in src/shared/jobs.ts has exactly one handler, and every handler a declared job', () => {
+  const declared = Object.values(jobs)
+    .filter((v): v is { kind: string } => typeof v === 'object' && v !== null && typeof (v as { kind?: unknown }).kind === 'string')
+    .map((j) => j.kind)
+    .sort();
+  assert.ok(declared.length >= 20, `${declared.length} descriptors`);
+  assert.deepEqual(createJobTable().kinds().sort(), declared);
+});
+
+test('a typed job runs through the worker thread: inspect.describe reports a broken file by name, without rejecting', async () => {
+  const bad = path.join(ws, 'broken2.safetensors');
+  fs.writeFileSync(bad, Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7b]));
+  const r = await client.run(Describe, { file: bad });
+  assert.ok(r.file && 'error' in r.file && r.file.error.includes(bad) && /header length/.test(r.file.error), JSON.stringify(r));
 });

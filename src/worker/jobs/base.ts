@@ -19,7 +19,7 @@ import type { Engine } from '../../core/engine/ort';
 import type { Adapter, LoraModule } from '../../core/formats/adapter';
 import { FormatError, throwIfCancelled } from '../../core/formats/errors';
 import { openAdapter, openStore } from '../../core/formats/open';
-import type { TensorStore } from '../../core/formats/safetensors';
+import type { TensorStore } from '../../core/formats/store';
 import {
   encodeFactor, inFileOrder, lowRankDiff, productTolerance, provenance, readPair, writeLike,
 } from '../../core/surgery/balora';

@@ -6,7 +6,7 @@
  * (no registration at import time); src/worker/jobs/index.ts joins them into one JobTable.
  */
 import type { Engine } from '../../core/engine/ort';
-import type { CancelToken } from '../../core/formats/errors';
+import type { CancelToken } from '../../core/util/cancel';
 import type { Job } from '../../shared/jobs';
 
 export interface JobContext<D = unknown> {

@@ -5,11 +5,11 @@
  */
 import type { Engine } from '../../core/engine/ort';
 import type { Adapter, LoraModule } from '../../core/formats/adapter';
-import { CancelledError } from '../../core/formats/errors';
+import { CancelledError } from '../../core/util/cancel';
 import { openAdapter, openStore } from '../../core/formats/open';
-import { readJsonFile } from '../../core/formats/peft';
-import type { TensorStore } from '../../core/formats/safetensors';
-import { Rng } from '../../core/demo/makeDemo';
+import { readJsonFile } from '../../core/util/json';
+import type { TensorStore } from '../../core/formats/store';
+import { Rng } from '../../core/util/rng';
 import { mat, Mat, matmul, transpose } from '../../core/linalg/dense';
 import { attentionLipschitzTable, headFromQKV, lipschitzScaling, llamaAttentionLayout, AttentionLayout } from '../../core/research/lipschitz';
 import { cloudMoments, gaussianOde, koubbiBifurcation, koubbiDivergence, frameDeviation, pcaProjector, simulateParticles } from '../../core/research/dynamics';

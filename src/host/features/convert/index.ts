@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ConvertResult, ConvertTarget } from '../../../shared/convert';
 import { Convert } from '../../../shared/jobs';
-import { CancelledError } from '../../../core/formats/errors';
+import { CancelledError } from '../../../core/util/cancel';
 import type { LensContext } from '../../context';
 import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
