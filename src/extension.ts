@@ -1,5 +1,6 @@
 /**
- * LoRA Lens extension entry: wires providers and commands; each provider owns its registration.
+ * LoRA Lens extension entry: starts the two workers (jobs, header reads), builds the one LensContext and
+ * passes it to every feature's register(ctx).
  */
 import * as vscode from 'vscode';
 import { CheckpointViewerProvider } from './host/checkpointViewer';

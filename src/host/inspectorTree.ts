@@ -52,23 +52,21 @@ export class CheckpointNode extends Node {
       log.warn(`inspector: ${error}`);
       return;
     }
-    {
-      if (entry.isAdapter && entry.adapter && 'value' in entry.adapter) {
-        const a = (this.adapter = entry.adapter.value);
-        this.description = adapterDescription(a);
-        this.iconPath = new vscode.ThemeIcon('layers');
-        this.contextValue = 'adapter';
-        this.tooltip = adapterTooltip(a, rel);
-      } else if (entry.file && 'value' in entry.file) {
-        const s = entry.file.value;
-        this.description = `${ref.kind === 'sharded' ? 'sharded' : s.kind} · ${formatCount(s.parameters)} params · ${formatBytes(s.fileBytes)}`;
-        this.iconPath = new vscode.ThemeIcon(ref.kind === 'sharded' ? 'files' : 'file-binary');
-        this.contextValue = ref.kind === 'sharded' ? 'sharded' : 'file';
-        const md = new vscode.MarkdownString(`**${ref.name}**\n\n`);
-        md.appendMarkdown(`- path: \`${rel}\`\n- kind: ${s.kind}\n- tensors: ${s.tensorCount}\n- parameters: ${formatCount(s.parameters)}\n- size: ${formatBytes(s.fileBytes)}\n`);
-        md.appendMarkdown(`- dtypes: ${Object.entries(s.dtypes).map(([d, n]) => `${d} (${formatCount(n)})`).join(', ')}\n`);
-        this.tooltip = md;
-      }
+    if (entry.isAdapter && entry.adapter && 'value' in entry.adapter) {
+      const a = (this.adapter = entry.adapter.value);
+      this.description = adapterDescription(a);
+      this.iconPath = new vscode.ThemeIcon('layers');
+      this.contextValue = 'adapter';
+      this.tooltip = adapterTooltip(a, rel);
+    } else if (entry.file && 'value' in entry.file) {
+      const s = entry.file.value;
+      this.description = `${ref.kind === 'sharded' ? 'sharded' : s.kind} · ${formatCount(s.parameters)} params · ${formatBytes(s.fileBytes)}`;
+      this.iconPath = new vscode.ThemeIcon(ref.kind === 'sharded' ? 'files' : 'file-binary');
+      this.contextValue = ref.kind === 'sharded' ? 'sharded' : 'file';
+      const md = new vscode.MarkdownString(`**${ref.name}**\n\n`);
+      md.appendMarkdown(`- path: \`${rel}\`\n- kind: ${s.kind}\n- tensors: ${s.tensorCount}\n- parameters: ${formatCount(s.parameters)}\n- size: ${formatBytes(s.fileBytes)}\n`);
+      md.appendMarkdown(`- dtypes: ${Object.entries(s.dtypes).map(([d, n]) => `${d} (${formatCount(n)})`).join(', ')}\n`);
+      this.tooltip = md;
     }
   }
 
