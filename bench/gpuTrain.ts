@@ -2,7 +2,7 @@
  * GPU check of the training engine: the same LoRA training steps of the §5.3 tiny transformer on
  * the CPU and on the WebGPU execution provider; prints step times and the loss after N steps.
  */
-import { Rng } from '../src/core/demo/makeDemo';
+import { Rng } from '../src/core/util/rng';
 import { ModData, SEQ_LEN } from '../src/core/train/models';
 import { Trainer } from '../src/core/train/trainer';
 

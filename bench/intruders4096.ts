@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../src/core/engine/ort';
-import { Rng } from '../src/core/demo/makeDemo';
+import { Rng } from '../src/core/util/rng';
 import { findIntruders } from '../src/core/base/intruders';
 import { DecompCache } from '../src/core/base/cache';
 import { estimateExactLargeSeconds, exactBaseProjector } from '../src/core/base/tridiag';

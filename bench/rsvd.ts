@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../src/core/engine/ort';
-import { Rng } from '../src/core/demo/makeDemo';
+import { Rng } from '../src/core/util/rng';
 import { rsvd } from '../src/core/base/rsvd';
 import { findIntruders } from '../src/core/base/intruders';
 import { DecompCache } from '../src/core/base/cache';

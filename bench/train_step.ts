@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Trainer, TrainMode } from '../src/core/train/trainer';
 import { ModData, SEQ_LEN } from '../src/core/train/models';
-import { Rng } from '../src/core/demo/makeDemo';
+import { Rng } from '../src/core/util/rng';
 
 const [B, depth, d, steps, threads] = [512, 2, 128, 40, 2].map((def, i) => Number(process.argv[2 + i] ?? def));
 const p = 113;

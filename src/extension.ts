@@ -1,9 +1,8 @@
 /**
- * LoRA Lens extension entry: wires providers and commands; each provider owns its registration.
+ * LoRA Lens extension entry: starts the two workers (jobs, header reads), builds the one LensContext and
+ * passes it to every feature's register(ctx).
  */
 import * as vscode from 'vscode';
-import { AnalysisWorkerClient } from './core/analysis/workerClient';
-import './core/formats/register';
 import { CheckpointViewerProvider } from './host/checkpointViewer';
 import { registerCommands } from './host/commands';
 import { registerSurgery } from './host/features/surgery';
@@ -11,32 +10,35 @@ import { registerTraining } from './host/features/training';
 import { registerBaseFeatures } from './host/features/base';
 import { CheckpointHoverProvider } from './host/hover';
 import { InspectorProvider } from './host/inspectorTree';
+import type { LensContext } from './host/context';
 import { initLog, log } from './host/log';
-import { EngineStatus, ReportPanel } from './host/reportPanel';
+import { ReportPanel } from './host/reportPanel';
+import { EngineStatus } from './host/status';
 import { registerResearchFeature } from './host/features/research';
 import { registerConvertFeature } from './host/features/convert';
+import { WorkerClient } from './worker/client';
 
-let worker: AnalysisWorkerClient | undefined;
+let worker: WorkerClient | undefined;
+let reader: WorkerClient | undefined;
 
 export function activate(context: vscode.ExtensionContext): void {
   context.subscriptions.push(initLog());
   log.info(`LoRA Lens ${String((context.extension.packageJSON as { version?: string }).version ?? '')} activating`);
-  worker = new AnalysisWorkerClient(vscode.Uri.joinPath(context.extensionUri, 'dist', 'worker.js').fsPath);
-  const inspector = InspectorProvider.register(context);
-  CheckpointHoverProvider.register(context);
-  CheckpointViewerProvider.register(context);
+  const script = vscode.Uri.joinPath(context.extensionUri, 'dist', 'worker.js').fsPath;
+  worker = new WorkerClient(script);
+  reader = new WorkerClient(script);
+  const inspector = InspectorProvider.register(context, reader);
   const status = EngineStatus.register(context);
-  registerCommands(context, { extensionUri: context.extensionUri, worker, inspector, status });
-  registerSurgery(context, { extensionUri: context.extensionUri, worker, inspector });
-  registerTraining(context, { extensionUri: context.extensionUri, inspector });
-  registerBaseFeatures(context, { worker, extensionUri: context.extensionUri, status, inspector });
-  registerResearchFeature(context, { extensionUri: context.extensionUri, worker });
-  registerConvertFeature(context, { worker, inspector });
+  const ctx: LensContext = { extension: context, extensionUri: context.extensionUri, worker, reader, inspector, status };
+  CheckpointHoverProvider.register(context, reader);
+  CheckpointViewerProvider.register(context, reader);
+  context.subscriptions.push(ReportPanel.attachStatus(status));
+  for (const register of [registerCommands, registerSurgery, registerTraining, registerBaseFeatures, registerResearchFeature, registerConvertFeature]) register(ctx);
   context.subscriptions.push({ dispose: () => ReportPanel.disposeAll() });
 }
 
 export async function deactivate(): Promise<void> {
-  const w = worker;
-  worker = undefined;
-  await w?.dispose();
+  const ws = [worker, reader];
+  worker = reader = undefined;
+  await Promise.all(ws.map((w) => w?.dispose()));
 }

@@ -3,94 +3,29 @@
  * summary, metadata, virtualised tensor table, adapter card; errors render as a panel with
  * "Reopen with default editor".
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { FormatError } from '../core/formats/errors';
-import { formatBytes, formatCount } from '../core/formats/open';
-import { parseWebviewToHost, type HostToWebview, type ViewerData } from '../../webview/viewer/protocol';
-import { adapterFlags, adapterSnapshot, fileSummary, formatLabel, scaleRule } from './describe';
-import { Disposable } from './dispose';
+import { ViewerInit } from '../shared/jobs';
+import { parseWebviewToHost, type HostToWebview, type ViewerData, type WebviewToHost } from '../shared/viewer';
+import type { WorkerClient } from '../worker/client';
 import { errorMessage, log } from './log';
-import { webviewHtml, webviewOptions } from './webviewHtml';
-
-function isGitLfsPointer(file: string): boolean {
-  try {
-    const fd = fs.openSync(file, 'r');
-    try {
-      const buf = Buffer.alloc(64);
-      const n = fs.readSync(fd, buf, 0, 64, 0);
-      return buf.subarray(0, n).toString('latin1').startsWith('version https://git-lfs.github.com/spec/');
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    return false;
-  }
-}
-
-export function viewerData(file: string): ViewerData {
-  const base: ViewerData = { fileName: path.basename(file), path: file };
-  if (isGitLfsPointer(file)) {
-    return { ...base, error: `${file}: is a Git LFS pointer file, not the weights themselves (run \`git lfs pull\`)` };
-  }
-  try {
-    const s = fileSummary(file);
-    const data: ViewerData = {
-      ...base,
-      kind: s.kind,
-      fileBytes: s.fileBytes,
-      sizeText: formatBytes(s.fileBytes),
-      tensorCount: s.tensorCount,
-      parameters: s.parameters,
-      parametersText: formatCount(s.parameters),
-      dtypes: Object.entries(s.dtypes).sort((a, b) => b[1] - a[1]).map(([dtype, n]) => ({ dtype, parameters: n, text: formatCount(n) })),
-      metadata: s.metadata,
-      warnings: [...s.warnings],
-      tensors: s.tensors.map((t) => [t.name, t.dtype, t.shape, t.numel]),
-    };
-    const hasConfig = fs.existsSync(path.join(path.dirname(file), 'adapter_config.json'));
-    try {
-      const a = adapterSnapshot(file);
-      data.adapter = {
-        name: a.name, path: a.path, format: formatLabel(a.format), rank: a.summary.rank ?? a.modules[0]?.rank,
-        alpha: a.summary.alpha ?? a.modules[0]?.alpha, scaleRule: scaleRule(a), targetModules: a.summary.targetModules,
-        flags: adapterFlags(a), baseModel: a.summary.baseModel, moduleCount: a.modules.length, warnings: a.warnings,
-      };
-    } catch (e) {
-      // Only an error worth showing when the file sits in an adapter folder.
-      if (hasConfig) data.warnings!.push(`Adapter: ${errorMessage(e)}`);
-    }
-    return data;
-  } catch (e) {
-    if (!(e instanceof FormatError)) log.error(`viewer: ${errorMessage(e)}`);
-    return { ...base, error: errorMessage(e) };
-  }
-}
+import { LensPanel } from './panel';
 
 class CheckpointDocument implements vscode.CustomDocument {
   constructor(readonly uri: vscode.Uri) {}
   dispose(): void { /* nothing held: headers are read on demand */ }
 }
 
-class ViewerSession extends Disposable {
-  private ready = false;
-
-  constructor(private readonly doc: CheckpointDocument, private readonly panel: vscode.WebviewPanel, extensionUri: vscode.Uri) {
-    super();
-    const webview = panel.webview;
-    webview.options = webviewOptions(extensionUri);
-    webview.html = webviewHtml(webview, extensionUri, {
-      title: path.basename(doc.uri.fsPath), script: 'viewer.js', styles: ['webview.css', 'viewer.css'], bodyClass: 'viewer',
-    });
-    this.register(webview.onDidReceiveMessage((m) => this.onMessage(m)));
-    this.register(panel.onDidDispose(() => this.dispose()));
+/** The webview of one open viewer editor (the panel is VS Code's: a custom editor). */
+class ViewerSession extends LensPanel<WebviewToHost, HostToWebview> {
+  constructor(private readonly doc: CheckpointDocument, panel: vscode.WebviewPanel, extensionUri: vscode.Uri, private readonly reader: WorkerClient) {
+    super(panel, extensionUri, { name: 'viewer', title: path.basename(doc.uri.fsPath), script: 'viewer.js', styles: ['webview.css', 'viewer.css'], bodyClass: 'viewer', icon: false });
     if (doc.uri.scheme === 'file') {
       const w = this.register(vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(path.dirname(doc.uri.fsPath)), path.basename(doc.uri.fsPath))));
       let t: NodeJS.Timeout | undefined;
       const changed = (): void => {
         if (t) clearTimeout(t);
-        t = setTimeout(() => this.sendInit(), 300);
+        t = setTimeout(() => void this.sendInit(), 300);
       };
       this.register(w.onDidChange(changed));
       this.register(w.onDidCreate(changed));
@@ -99,68 +34,56 @@ class ViewerSession extends Disposable {
     }
   }
 
-  private post(m: HostToWebview): void {
-    if (!this.isDisposed) void this.panel.webview.postMessage(m);
-  }
-
-  private sendInit(): void {
+  /** Header-only data read by the reader worker (`inspect.viewer`); errors render as the viewer's error panel. */
+  private async sendInit(): Promise<void> {
     if (!this.ready || this.isDisposed) return;
-    const data = this.doc.uri.scheme === 'file'
-      ? viewerData(this.doc.uri.fsPath)
-      : { fileName: path.basename(this.doc.uri.path), path: this.doc.uri.toString(), error: 'Only files on disk can be inspected.' };
+    const file = this.doc.uri.fsPath;
+    let data: ViewerData;
+    if (this.doc.uri.scheme !== 'file') data = { fileName: path.basename(this.doc.uri.path), path: this.doc.uri.toString(), error: 'Only files on disk can be inspected.' };
+    else {
+      try {
+        data = await this.reader.run(ViewerInit, { file });
+      } catch (e) {
+        log.error(`viewer: ${errorMessage(e)}`);
+        data = { fileName: path.basename(file), path: file, error: errorMessage(e) };
+      }
+    }
     this.post({ type: 'init', data });
   }
 
-  private async onMessage(raw: unknown): Promise<void> {
-    const m = parseWebviewToHost(raw);
-    if (!m) {
-      log.warn(`viewer: ignored malformed message ${JSON.stringify(raw)?.slice(0, 200)}`);
-      return;
-    }
-    switch (m.type) {
-      case 'ready':
-        this.ready = true;
-        this.sendInit();
-        return;
-      case 'reopenDefault':
-        try {
-          await vscode.commands.executeCommand('vscode.openWith', this.doc.uri, 'default', this.panel.viewColumn);
-          this.post({ type: 'reply', requestId: m.requestId, ok: true });
-        } catch (e) {
-          this.post({ type: 'reply', requestId: m.requestId, ok: false, error: errorMessage(e) });
-        }
-        return;
-      case 'analyze':
-        try {
-          await vscode.commands.executeCommand('loraLens.analyzeAdapter', this.doc.uri);
-          this.post({ type: 'reply', requestId: m.requestId, ok: true });
-        } catch (e) {
-          this.post({ type: 'reply', requestId: m.requestId, ok: false, error: errorMessage(e) });
-        }
-        return;
-    }
+  protected parse(raw: unknown): WebviewToHost | undefined {
+    return parseWebviewToHost(raw);
+  }
+
+  protected onReady(): void {
+    void this.sendInit();
+  }
+
+  protected override async onRequest(m: Extract<WebviewToHost, { requestId: number }>): Promise<void> {
+    if (m.type === 'reopenDefault') await vscode.commands.executeCommand('vscode.openWith', this.doc.uri, 'default', this.panel.viewColumn);
+    else await vscode.commands.executeCommand('loraLens.analyzeAdapter', this.doc.uri);
   }
 }
 
 export class CheckpointViewerProvider implements vscode.CustomReadonlyEditorProvider<CheckpointDocument> {
   static readonly viewType = 'loraLens.checkpointViewer';
 
-  static register(context: vscode.ExtensionContext): void {
+  static register(context: vscode.ExtensionContext, reader: WorkerClient): void {
     context.subscriptions.push(
-      vscode.window.registerCustomEditorProvider(CheckpointViewerProvider.viewType, new CheckpointViewerProvider(context.extensionUri), {
+      vscode.window.registerCustomEditorProvider(CheckpointViewerProvider.viewType, new CheckpointViewerProvider(context.extensionUri, reader), {
         supportsMultipleEditorsPerDocument: true,
         webviewOptions: { retainContextWhenHidden: false },
       }),
     );
   }
 
-  constructor(private readonly extensionUri: vscode.Uri) {}
+  constructor(private readonly extensionUri: vscode.Uri, private readonly reader: WorkerClient) {}
 
   openCustomDocument(uri: vscode.Uri): CheckpointDocument {
     return new CheckpointDocument(uri);
   }
 
   resolveCustomEditor(doc: CheckpointDocument, panel: vscode.WebviewPanel): void {
-    new ViewerSession(doc, panel, this.extensionUri);
+    new ViewerSession(doc, panel, this.extensionUri, this.reader);
   }
 }

@@ -2,21 +2,15 @@
  * Commands: analyze (worker + progress + cancel), export, open checkpoint viewer, refresh.
  * Errors are shown to the user here, at the command boundary, and logged.
  */
-import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../core/analysis/workerClient';
-import { CheckpointNode, type InspectorProvider } from './inspectorTree';
+import { Analyze } from '../shared/jobs';
+import type { LensContext } from './context';
+import { CheckpointNode } from './inspectorTree';
 import { log } from './log';
-import { jobProgress, pickAdapter, providerSetting, registerBoundaryCommands } from './ui';
-import { EngineStatus, ReportPanel } from './reportPanel';
-
-export interface CommandContext {
-  extensionUri: vscode.Uri;
-  worker: AnalysisWorkerClient;
-  inspector: InspectorProvider;
-  status: EngineStatus;
-}
+import { jobProgress, pathExists, pickAdapter, providerSetting, registerBoundaryCommands } from './ui';
+import { ReportPanel } from './reportPanel';
 
 
 /** Path from a tree node, Uri, string path or a Uri-like JSON object (command links). */
@@ -34,20 +28,20 @@ function argPath(arg: unknown): string | undefined {
   return undefined;
 }
 
-async function analyze(ctx: CommandContext, arg: unknown): Promise<void> {
+async function analyze(ctx: LensContext, arg: unknown): Promise<void> {
   let p = argPath(arg);
   if (!p) {
     // Palette on a checkpoint viewer / weights file: analyze that file's adapter.
-    p = await pickAdapter('LoRA Lens: Analyze Adapter');
+    p = await pickAdapter(ctx.reader, 'LoRA Lens: Analyze Adapter');
     if (!p) return;
   }
-  if (!fs.existsSync(p)) throw new Error(`${p} does not exist`);
+  if (!(await pathExists(p))) throw new Error(`${p} does not exist`);
   const name = path.basename(p);
   const ep = providerSetting();
   log.info(`analyze ${p} (provider ${ep})`);
   const report = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: analyzing ${name}`, cancellable: true },
-    (progress, token) => ctx.worker.analyze({ path: p, provider: ep, ...jobProgress(progress, token) }),
+    (progress, token) => ctx.worker.run(Analyze, { path: p }, { provider: ep, ...jobProgress(progress, token) }),
   );
   log.info(`analysis of ${report.adapter.name}: ${report.modules.length} modules in ${report.timings.totalMs.toFixed(1)} ms on ${report.engine.provider}`);
   for (const w of report.warnings) log.warn(`${report.adapter.name}: ${w}`);
@@ -88,8 +82,10 @@ async function openCheckpoint(arg: unknown): Promise<void> {
     p = picked?.[0]?.fsPath;
     if (!p) return;
   }
-  if (fs.existsSync(p) && fs.statSync(p).isDirectory()) {
-    const w = ['adapter_model.safetensors', 'adapters.safetensors'].map((n) => path.join(p!, n)).find((f) => fs.existsSync(f));
+  const st = await fsp.stat(p).catch(() => undefined);
+  if (st?.isDirectory()) {
+    let w: string | undefined;
+    for (const n of ['adapter_model.safetensors', 'adapters.safetensors']) if (!w && (await pathExists(path.join(p, n)))) w = path.join(p, n);
     if (!w) throw new Error(`${p} has no safetensors weights to view`);
     p = w;
   }
@@ -97,12 +93,12 @@ async function openCheckpoint(arg: unknown): Promise<void> {
 }
 
 /** Registers all commands, each wrapped so that failures surface once, at the boundary. */
-export function registerCommands(context: vscode.ExtensionContext, ctx: CommandContext): void {
+export function registerCommands(ctx: LensContext): void {
   const commands: Record<string, (...args: unknown[]) => unknown> = {
     'loraLens.analyzeAdapter': (arg) => analyze(ctx, arg),
     'loraLens.exportReport': (arg) => exportReport(arg),
     'loraLens.openCheckpoint': (arg) => openCheckpoint(arg),
     'loraLens.refreshInspector': () => ctx.inspector.refresh(),
   };
-  registerBoundaryCommands(context, commands);
+  registerBoundaryCommands(ctx.extension, commands);
 }

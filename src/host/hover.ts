@@ -1,13 +1,15 @@
 /**
  * Hovers on string/path tokens that resolve to weight files, adapter_config.json or adapter
- * folders: header-only summaries, cached by (path, mtime) in describe.ts.
+ * folders: header-only summaries read by the reader worker (`inspect.describe`, cached by mtime
+ * there); the host only stats paths (async) and renders.
  */
-import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { FormatError } from '../core/formats/errors';
 import { formatBytes, formatCount } from '../core/formats/open';
-import { adapterFlags, adapterSnapshot, fileSummary, formatLabel, scaleRule } from './describe';
+import { adapterFlags, formatLabel, scaleRule } from '../shared/inspect';
+import { Describe } from '../shared/jobs';
+import type { WorkerClient } from '../worker/client';
 import { errorMessage, log } from './log';
 
 const WEIGHT_RE = /\.(safetensors|gguf|bin)$/i;
@@ -35,20 +37,22 @@ export function tokenAt(line: string, ch: number): { text: string; start: number
 
 type Target = { kind: 'file' | 'config' | 'folder'; path: string };
 
-function classify(p: string): Target | undefined {
-  let st: fs.Stats;
+const exists = (p: string): Promise<boolean> => fsp.access(p).then(() => true, () => false);
+
+async function classify(p: string): Promise<Target | undefined> {
+  let st;
   try {
-    st = fs.statSync(p);
+    st = await fsp.stat(p);
   } catch {
     return undefined;
   }
-  if (st.isDirectory()) return fs.existsSync(path.join(p, 'adapter_config.json')) ? { kind: 'folder', path: p } : undefined;
+  if (st.isDirectory()) return (await exists(path.join(p, 'adapter_config.json'))) ? { kind: 'folder', path: p } : undefined;
   if (path.basename(p) === 'adapter_config.json') return { kind: 'config', path: p };
   if (WEIGHT_RE.test(p)) return { kind: 'file', path: p };
   return undefined;
 }
 
-export function resolveTarget(text: string, doc: vscode.Uri): Target | undefined {
+export async function resolveTarget(text: string, doc: vscode.Uri): Promise<Target | undefined> {
   let t = text.trim();
   if (!t || t.length > 1024 || /[\n\0]/.test(t)) return undefined;
   if (t.startsWith('file://')) {
@@ -66,7 +70,7 @@ export function resolveTarget(text: string, doc: vscode.Uri): Target | undefined
     for (const f of vscode.workspace.workspaceFolders ?? []) if (f.uri.scheme === 'file') candidates.push(path.resolve(f.uri.fsPath, t));
   }
   for (const c of candidates) {
-    const r = classify(c);
+    const r = await classify(c);
     if (r) return r;
   }
   return undefined;
@@ -77,15 +81,15 @@ function analyzeLink(p: string): string {
   return `[$(pulse) Analyze adapter](command:loraLens.analyzeAdapter?${args} "Run the LoRA Lens analysis")`;
 }
 
-export function hoverMarkdown(t: Target): vscode.MarkdownString {
+export async function hoverMarkdown(t: Target, reader: WorkerClient): Promise<vscode.MarkdownString> {
   const md = new vscode.MarkdownString('', true);
   md.isTrusted = { enabledCommands: ['loraLens.analyzeAdapter', 'loraLens.openCheckpoint'] };
   const dir = t.kind === 'folder' ? t.path : path.dirname(t.path);
-  const isAdapter = t.kind !== 'file' || fs.existsSync(path.join(dir, 'adapter_config.json'));
+  const isAdapter = t.kind !== 'file' || (await exists(path.join(dir, 'adapter_config.json')));
+  const d = await reader.run(Describe, { adapter: isAdapter ? (t.kind === 'file' ? t.path : dir) : undefined, file: t.kind === 'file' ? t.path : undefined });
   if (isAdapter) {
-    const target = t.kind === 'file' ? t.path : dir;
-    try {
-      const a = adapterSnapshot(target);
+    if (d.adapter && 'value' in d.adapter) {
+      const a = d.adapter.value;
       const s = a.summary;
       md.appendMarkdown(`### $(layers) LoRA adapter \`${mdEscape(a.name)}\`\n\n${analyzeLink(a.path)}\n\n`);
       md.appendMarkdown(`| | |\n|---|---|\n`);
@@ -100,13 +104,13 @@ export function hoverMarkdown(t: Target): vscode.MarkdownString {
       if (flags.length) md.appendMarkdown(`| flags | ${flags.join(', ')} |\n`);
       if (a.warnings.length) md.appendMarkdown(`\n$(warning) ${a.warnings.slice(0, 3).map(mdEscape).join('; ')}\n`);
       md.appendMarkdown('\n');
-    } catch (e) {
-      md.appendMarkdown(`$(error) **Not a readable adapter**: ${mdEscape(e instanceof FormatError ? e.message : errorMessage(e))}\n\n`);
+    } else {
+      md.appendMarkdown(`$(error) **Not a readable adapter**: ${mdEscape(d.adapter?.error ?? 'not described')}\n\n`);
     }
   }
   if (t.kind === 'file') {
-    try {
-      const s = fileSummary(t.path);
+    if (d.file && 'value' in d.file) {
+      const s = d.file.value;
       if (isAdapter) md.appendMarkdown('---\n\n');
       md.appendMarkdown(`### $(file-binary) \`${mdEscape(path.basename(t.path))}\`\n\n`);
       md.appendMarkdown(`| | |\n|---|---|\n| kind | ${s.kind} |\n| tensors | ${s.tensorCount.toLocaleString('en-US')} |\n`);
@@ -123,29 +127,31 @@ export function hoverMarkdown(t: Target): vscode.MarkdownString {
       if (s.warnings.length) md.appendMarkdown(`\n$(warning) ${s.warnings.slice(0, 3).map(mdEscape).join('; ')}\n`);
       const open = encodeURIComponent(JSON.stringify([t.path]));
       md.appendMarkdown(`\n[$(preview) Open Checkpoint Viewer](command:loraLens.openCheckpoint?${open})\n`);
-    } catch (e) {
-      md.appendMarkdown(`$(error) **${mdEscape(path.basename(t.path))}**: ${mdEscape(e instanceof FormatError ? e.problem : errorMessage(e))}\n`);
+    } else {
+      md.appendMarkdown(`$(error) **${mdEscape(path.basename(t.path))}**: ${mdEscape(d.file?.problem ?? 'not described')}\n`);
     }
   }
   return md;
 }
 
 export class CheckpointHoverProvider implements vscode.HoverProvider {
-  static register(context: vscode.ExtensionContext): void {
+  static register(context: vscode.ExtensionContext, reader: WorkerClient): void {
     context.subscriptions.push(
-      vscode.languages.registerHoverProvider([{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }], new CheckpointHoverProvider()),
+      vscode.languages.registerHoverProvider([{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }], new CheckpointHoverProvider(reader)),
     );
   }
 
-  provideHover(doc: vscode.TextDocument, pos: vscode.Position): vscode.Hover | undefined {
+  constructor(private readonly reader: WorkerClient) {}
+
+  async provideHover(doc: vscode.TextDocument, pos: vscode.Position): Promise<vscode.Hover | undefined> {
     const line = doc.lineAt(pos.line).text;
     if (line.length > 4000) return undefined;
     const tok = tokenAt(line, pos.character);
     if (!tok || tok.text.length < 2) return undefined;
     try {
-      const t = resolveTarget(tok.text, doc.uri);
+      const t = await resolveTarget(tok.text, doc.uri);
       if (!t) return undefined;
-      return new vscode.Hover(hoverMarkdown(t), new vscode.Range(pos.line, tok.start, pos.line, tok.end));
+      return new vscode.Hover(await hoverMarkdown(t, this.reader), new vscode.Range(pos.line, tok.start, pos.line, tok.end));
     } catch (e) {
       log.warn(`hover: ${errorMessage(e)}`);
       return undefined;

@@ -1,67 +1,72 @@
 /**
  * Tree view `loraLens.inspector` ("Checkpoints"): checkpoints found in the workspace folders,
  * adapters → layer groups → modules → tensors, weight files → tensors (grouped by layer when
- * large). Everything is read from headers, lazily, when a node is expanded.
+ * large). Headers are read by the reader worker (`inspect.scan`, `inspect.describe`), never on the
+ * extension host's thread; a weight file's tensors are listed when its node is expanded.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { FormatError } from '../core/formats/errors';
-import { detectCheckpoints, formatBytes, formatCount, type CheckpointRef } from '../core/formats/open';
+import { formatBytes, formatCount } from '../core/formats/open';
 import {
-  adapterDescription, adapterFlags, adapterSnapshot, clearCaches, fileSummary, formatLabel, scaleRule, shapeText,
-  type AdapterSnapshot, type ModuleBrief, type TensorBrief,
-} from './describe';
+  adapterDescription, adapterFlags, formatLabel, scaleRule, shapeText,
+  type AdapterSnapshot, type CheckpointEntry, type CheckpointRefBrief, type ModuleBrief, type TensorBrief,
+} from '../shared/inspect';
+import { Describe, Scan } from '../shared/jobs';
+import type { WorkerClient } from '../worker/client';
 import { Disposable } from './dispose';
 import { errorMessage, log } from './log';
 
-const ADAPTER_KINDS = new Set(['peft-adapter', 'mlx-adapter', 'adapter-file']);
 const GROUP_THRESHOLD = 50;
 
 export type InspectorNode = CheckpointNode | GroupNode | ModuleNode | TensorNode | MessageNode;
 
 abstract class Node extends vscode.TreeItem {
   abstract readonly parent: InspectorNode | undefined;
-  abstract children(): InspectorNode[];
+  abstract children(): InspectorNode[] | Promise<InspectorNode[]>;
 }
 
 export class CheckpointNode extends Node {
   readonly parent = undefined;
   readonly isAdapter: boolean;
+  readonly ref: CheckpointRefBrief;
   readonly error?: string;
   private adapter?: AdapterSnapshot;
 
-  constructor(readonly ref: CheckpointRef, readonly folder: vscode.WorkspaceFolder) {
-    const rel = path.relative(folder.uri.fsPath, ref.path) || ref.name;
+  constructor(entry: CheckpointEntry, private readonly reader: WorkerClient) {
+    const ref = entry.ref;
+    const rel = path.relative(entry.folder, ref.path) || ref.name;
     super(ref.name, vscode.TreeItemCollapsibleState.Collapsed);
+    this.ref = ref;
     this.id = `ckpt:${ref.path}`;
-    this.isAdapter = ADAPTER_KINDS.has(ref.kind);
+    this.isAdapter = entry.isAdapter;
     this.resourceUri = vscode.Uri.file(ref.path);
-    try {
-      if (this.isAdapter) {
-        const a = (this.adapter = adapterSnapshot(ref.path));
-        this.description = adapterDescription(a);
-        this.iconPath = new vscode.ThemeIcon('layers');
-        this.contextValue = 'adapter';
-        this.tooltip = adapterTooltip(a, rel);
-      } else {
-        const f = ref.files[0] ?? ref.path;
-        const s = fileSummary(f);
-        this.description = `${ref.kind === 'sharded' ? 'sharded' : s.kind} · ${formatCount(s.parameters)} params · ${formatBytes(s.fileBytes)}`;
-        this.iconPath = new vscode.ThemeIcon(ref.kind === 'sharded' ? 'files' : 'file-binary');
-        this.contextValue = ref.kind === 'sharded' ? 'sharded' : 'file';
-        const md = new vscode.MarkdownString(`**${ref.name}**\n\n`);
-        md.appendMarkdown(`- path: \`${rel}\`\n- kind: ${s.kind}\n- tensors: ${s.tensorCount}\n- parameters: ${formatCount(s.parameters)}\n- size: ${formatBytes(s.fileBytes)}\n`);
-        md.appendMarkdown(`- dtypes: ${Object.entries(s.dtypes).map(([d, n]) => `${d} (${formatCount(n)})`).join(', ')}\n`);
-        this.tooltip = md;
-      }
-    } catch (e) {
-      this.error = e instanceof FormatError ? e.problem : errorMessage(e);
+    const d = entry.isAdapter ? entry.adapter : entry.file;
+    if (!d || !('value' in d)) {
+      const error = d?.error ?? 'not described';
+      this.error = d?.problem ?? error;
       this.description = this.error;
       this.iconPath = new vscode.ThemeIcon('error', new vscode.ThemeColor('errorForeground'));
       this.contextValue = this.isAdapter ? 'adapterError' : 'fileError';
       this.collapsibleState = vscode.TreeItemCollapsibleState.None;
-      this.tooltip = new vscode.MarkdownString(`$(error) **${ref.name}**\n\n${mdEscape(errorMessage(e))}`, true);
-      log.warn(`inspector: ${errorMessage(e)}`);
+      this.tooltip = new vscode.MarkdownString(`$(error) **${ref.name}**\n\n${mdEscape(error)}`, true);
+      log.warn(`inspector: ${error}`);
+      return;
+    }
+    if (entry.isAdapter && entry.adapter && 'value' in entry.adapter) {
+      const a = (this.adapter = entry.adapter.value);
+      this.description = adapterDescription(a);
+      this.iconPath = new vscode.ThemeIcon('layers');
+      this.contextValue = 'adapter';
+      this.tooltip = adapterTooltip(a, rel);
+    } else if (entry.file && 'value' in entry.file) {
+      const s = entry.file.value;
+      this.description = `${ref.kind === 'sharded' ? 'sharded' : s.kind} · ${formatCount(s.parameters)} params · ${formatBytes(s.fileBytes)}`;
+      this.iconPath = new vscode.ThemeIcon(ref.kind === 'sharded' ? 'files' : 'file-binary');
+      this.contextValue = ref.kind === 'sharded' ? 'sharded' : 'file';
+      const md = new vscode.MarkdownString(`**${ref.name}**\n\n`);
+      md.appendMarkdown(`- path: \`${rel}\`\n- kind: ${s.kind}\n- tensors: ${s.tensorCount}\n- parameters: ${formatCount(s.parameters)}\n- size: ${formatBytes(s.fileBytes)}\n`);
+      md.appendMarkdown(`- dtypes: ${Object.entries(s.dtypes).map(([d, n]) => `${d} (${formatCount(n)})`).join(', ')}\n`);
+      this.tooltip = md;
     }
   }
 
@@ -70,7 +75,7 @@ export class CheckpointNode extends Node {
     return this.adapter?.weightsFile ?? this.ref.files[0] ?? this.ref.path;
   }
 
-  children(): InspectorNode[] {
+  async children(): Promise<InspectorNode[]> {
     if (this.error) return [];
     if (this.adapter) {
       const a = this.adapter;
@@ -85,7 +90,9 @@ export class CheckpointNode extends Node {
       return out;
     }
     try {
-      const s = fileSummary(this.ref.files[0] ?? this.ref.path);
+      const d = (await this.reader.run(Describe, { file: this.ref.files[0] ?? this.ref.path })).file;
+      if (!d || !('value' in d)) return [new MessageNode(this, d?.error ?? 'not described', true)];
+      const s = d.value;
       const tensors: TensorBrief[] = s.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype }));
       if (tensors.length <= GROUP_THRESHOLD) return tensors.map((t) => new TensorNode(this, t, t.name));
       const groups = new Map<string, TensorBrief[]>();
@@ -200,8 +207,12 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
   readonly onDidChangeTreeData = this.emitter.event;
   private timer: NodeJS.Timeout | undefined;
 
-  static register(context: vscode.ExtensionContext): InspectorProvider {
-    const p = new InspectorProvider();
+  private constructor(private readonly reader: WorkerClient) {
+    super();
+  }
+
+  static register(context: vscode.ExtensionContext, reader: WorkerClient): InspectorProvider {
+    const p = new InspectorProvider(reader);
     const view = vscode.window.createTreeView(InspectorProvider.viewType, { treeDataProvider: p, showCollapseAll: true });
     p.register(view);
     for (const glob of ['**/*.safetensors', '**/*.gguf', '**/adapter_config.json', '**/*.index.json', '**/*.bin']) {
@@ -223,8 +234,8 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
     }, 400);
   }
 
+  /** Re-reads the tree (descriptions are cached by file mtime in the reader worker). */
   refresh(): void {
-    clearCaches();
     this.emitter.fire();
   }
 
@@ -241,33 +252,28 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
     return n.parent;
   }
 
-  getChildren(n?: InspectorNode): InspectorNode[] {
+  async getChildren(n?: InspectorNode): Promise<InspectorNode[]> {
     if (n) return n.children();
-    const roots: InspectorNode[] = [];
-    for (const folder of vscode.workspace.workspaceFolders ?? []) {
-      if (folder.uri.scheme !== 'file') continue;
-      let refs: CheckpointRef[] = [];
-      try {
-        refs = detectCheckpoints(folder.uri.fsPath);
-      } catch (e) {
-        log.error(`detectCheckpoints(${folder.uri.fsPath}): ${errorMessage(e)}`);
-      }
-      for (const r of refs) roots.push(new CheckpointNode(r, folder));
-    }
-    return roots;
+    const { entries, errors } = await this.reader.run(Scan, { folders: fileFolders() });
+    for (const e of errors) log.error(e);
+    return entries.map((e) => new CheckpointNode(e, this.reader));
   }
 }
 
-/** All adapters in the workspace (for the quick pick of Analyze Adapter). */
-export function workspaceAdapters(): CheckpointRef[] {
-  const out: CheckpointRef[] = [];
-  for (const folder of vscode.workspace.workspaceFolders ?? []) {
-    if (folder.uri.scheme !== 'file') continue;
-    try {
-      out.push(...detectCheckpoints(folder.uri.fsPath).filter((r) => ADAPTER_KINDS.has(r.kind)));
-    } catch (e) {
-      log.error(`detectCheckpoints(${folder.uri.fsPath}): ${errorMessage(e)}`);
-    }
-  }
-  return out;
+function fileFolders(): string[] {
+  return (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath);
+}
+
+/** All adapters in the workspace (for the quick picks), found by the reader worker. */
+export async function workspaceAdapters(reader: WorkerClient): Promise<CheckpointRefBrief[]> {
+  const { entries, errors } = await reader.run(Scan, { folders: fileFolders(), adaptersOnly: true });
+  for (const e of errors) log.error(e);
+  return entries.map((e) => e.ref);
+}
+
+/** Checkpoints of the given kinds in the workspace (no descriptions). */
+export async function workspaceCheckpoints(reader: WorkerClient, kinds: string[]): Promise<CheckpointEntry[]> {
+  const { entries, errors } = await reader.run(Scan, { folders: fileFolders(), kinds });
+  for (const e of errors) log.warn(e);
+  return entries;
 }

@@ -1,17 +1,16 @@
 /** Host helpers shared by all features: argument → path, pickers, worker jobs with progress, command error boundary. */
-import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient, JobOptions } from '../core/analysis/workerClient';
-import { CancelledError } from '../core/formats/errors';
+import type { Job } from '../shared/jobs';
+import { asProvider, type Provider } from '../shared/provider';
+import type { JobOptions, WorkerClient } from '../worker/client';
+import { CancelledError } from '../core/util/cancel';
 import { CheckpointNode, workspaceAdapters } from './inspectorTree';
 import { errorMessage, log } from './log';
 
-export type Provider = 'cpu' | 'webgpu' | 'cuda';
-
 export function providerSetting(): Provider {
-  const v = vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu');
-  return v === 'webgpu' || v === 'cuda' ? v : 'cpu';
+  return asProvider(vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu'));
 }
 
 /** Adapter path from a tree node, Uri, string or Uri-like object. */
@@ -28,8 +27,11 @@ export function adapterArg(arg: unknown): string | undefined {
   return undefined;
 }
 
-export async function pickAdapter(title: string, exclude?: string): Promise<string | undefined> {
-  const refs = workspaceAdapters().filter((r) => r.path !== exclude);
+/** True when `p` exists (async: the host never blocks on the file system). */
+export const pathExists = (p: string): Promise<boolean> => fsp.access(p).then(() => true, () => false);
+
+export async function pickAdapter(reader: WorkerClient, title: string, exclude?: string): Promise<string | undefined> {
+  const refs = (await workspaceAdapters(reader)).filter((r) => r.path !== exclude);
   if (refs.length === 0) {
     void vscode.window.showInformationMessage('LoRA Lens: no LoRA adapters found in this workspace.');
     return undefined;
@@ -42,15 +44,15 @@ export async function pickAdapter(title: string, exclude?: string): Promise<stri
   return pick?.path;
 }
 
-export async function adapterFromArgOrPick(arg: unknown, title: string): Promise<string | undefined> {
-  const p = adapterArg(arg) ?? (await pickAdapter(title));
-  if (p && !fs.existsSync(p)) throw new Error(`${p} does not exist`);
+export async function adapterFromArgOrPick(reader: WorkerClient, arg: unknown, title: string): Promise<string | undefined> {
+  const p = adapterArg(arg) ?? (await pickAdapter(reader, title));
+  if (p && !(await pathExists(p))) throw new Error(`${p} does not exist`);
   return p;
 }
 
-/** Display name of an adapter path (folder name, or file name without extension). */
+/** Display name of an adapter path: a weights file's name without its extension, else the folder name. */
 export function adapterName(p: string): string {
-  return fs.existsSync(p) && fs.statSync(p).isDirectory() ? path.basename(p) : path.basename(p, path.extname(p));
+  return /\.(safetensors|gguf|bin|pt|pth|ckpt)$/i.test(p) ? path.basename(p, path.extname(p)) : path.basename(p);
 }
 
 /**
@@ -60,15 +62,15 @@ export function adapterName(p: string): string {
 export async function askOutputFolder(adapterPath: string, suffix: string, title: string): Promise<string | undefined> {
   const parent = path.dirname(adapterPath);
   let name = `${adapterName(adapterPath)}${suffix}`;
-  for (let i = 2; fs.existsSync(path.join(parent, name)) && i < 100; i++) name = `${adapterName(adapterPath)}${suffix}-${i}`;
+  for (let i = 2; (await pathExists(path.join(parent, name))) && i < 100; i++) name = `${adapterName(adapterPath)}${suffix}-${i}`;
   const v = await vscode.window.showInputBox({
     title, value: name, valueSelection: [0, name.length],
     prompt: `New folder next to the adapter (in ${parent}); existing paths are refused.`,
-    validateInput: (s) => {
+    validateInput: async (s) => {
       const t = s.trim();
       if (!t) return 'Enter a folder name';
       if (/[\\/]/.test(t) || t === '.' || t === '..') return 'A plain folder name, without path separators';
-      if (fs.existsSync(path.join(parent, t))) return `${t} already exists; LoRA Lens never overwrites`;
+      if (await pathExists(path.join(parent, t))) return `${t} already exists; LoRA Lens never overwrites`;
       return undefined;
     },
   });
@@ -92,12 +94,12 @@ export function jobProgress(progress: vscode.Progress<{ message?: string; increm
 }
 
 /** Runs a worker job under a cancellable notification progress. */
-export function runJobWithProgress<T>(worker: AnalysisWorkerClient, kind: string, params: unknown, title: string): Promise<T> {
+export function runJobWithProgress<P, R>(worker: WorkerClient, job: Job<P, R>, params: P, title: string): Promise<R> {
   const ep = providerSetting();
-  log.info(`${kind} ${JSON.stringify(params)} (provider ${ep})`);
+  log.info(`${job.kind} ${JSON.stringify(params)} (provider ${ep})`);
   return Promise.resolve(vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title, cancellable: true },
-    (progress, token) => worker.runJob<T>(kind, params, { provider: ep, ...jobProgress(progress, token) }),
+    (progress, token) => worker.run(job, params, { provider: ep, ...jobProgress(progress, token) }),
   ));
 }
 

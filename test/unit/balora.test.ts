@@ -4,7 +4,7 @@ import { fromRows, mat, matmul, transpose, frobenius, maxAbsDiff, Mat } from '..
 import { svd } from '../../src/core/linalg/decomp';
 import { balanceFactors, balanceGap } from '../../src/core/surgery/balora';
 import { balancedHessianKappa, hessianCondition, hessianDemoCases, scaledHessianKappa } from '../../src/core/surgery/hessian';
-import { Rng } from '../../src/core/demo/makeDemo';
+import { Rng } from '../../src/core/util/rng';
 
 const close = (a: number, b: number, tol: number, msg = '') => assert.ok(Math.abs(a - b) <= tol, `${msg} ${a} vs ${b} (tol ${tol})`);
 

@@ -21,7 +21,8 @@ import {
   compareJob, compareTensorJob, estimateJob, intrudersJob, mitigateJob, spectraJob,
 } from '../../src/worker/jobs/base';
 import type { JobContext } from '../../src/worker/jobs/registry';
-import { jobHandlers } from '../../src/worker/jobs/registry';
+import { Compare, CompareTensor, EstimateFull, Intruders, Mitigate, Spectra } from '../../src/shared/jobs';
+import { createJobTable } from '../../src/worker/jobs/index';
 
 const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-basejobs-'));
 makeDemoWorkspace(ws);
@@ -44,7 +45,8 @@ function close(a: number, b: number, rtol: number, what: string): void {
 }
 
 test('jobs are registered under their kinds', () => {
-  for (const k of ['base.intruders', 'base.mitigate', 'base.spectra', 'base.estimateFull', 'base.compare', 'base.compareTensor']) assert.ok(jobHandlers.has(k), k);
+  const jobs = createJobTable();
+  for (const j of [Intruders, Mitigate, Spectra, EstimateFull, Compare, CompareTensor]) assert.ok(jobs.has(j), j.kind);
 });
 
 test('demo-lora detects its base model ../../tiny-llama', () => {

@@ -25,8 +25,8 @@ import { reduceRankAdapter } from '../../src/core/surgery/rank';
 import { combineAdapters, mergeIntoBase, rescaleAdapter } from '../../src/core/surgery/combine';
 import { OutputExistsError, writeAdapterFolder, writeNewFileAtomic } from '../../src/core/surgery/writer';
 import { encodeSafetensors } from '../../src/core/formats/safetensors';
-import { parseWebviewToHost as parseReport } from '../../webview/report/protocol';
-import { parseWebviewToHost as parseViewer } from '../../webview/viewer/protocol';
+import { parseWebviewToHost as parseReport } from '../../src/shared/reportView';
+import { parseWebviewToHost as parseViewer } from '../../src/shared/viewer';
 import { f32, ggufAdapterSeed, makeZip, Prng } from './fuzzlib';
 
 const ROOT = path.resolve(__dirname, '../../..');

@@ -15,10 +15,10 @@ import { mat } from '../../src/core/linalg/dense';
 import { attentionLipschitzTable, headFromQKV, lipschitzScaling, llamaAttentionLayout } from '../../src/core/research/lipschitz';
 import { koubbiBifurcation, simulateParticles } from '../../src/core/research/dynamics';
 import { crossLayerIncrements } from '../../src/core/research/vlora';
-import { jobHandlers, JobContext } from '../../src/worker/jobs/registry';
-import '../../src/worker/jobs/research';
+import { Dynamics, Koubbi, Lipschitz, Vlora, type Job } from '../../src/shared/jobs';
+import { createJobTable } from '../../src/worker/jobs/index';
+import type { JobContext } from '../../src/worker/jobs/registry';
 import { headMatrices, KOUBBI_REFERENCE, KOUBBI_X0 } from '../../src/worker/jobs/research';
-import type { DynamicsResult, KoubbiResult, LipschitzResult, VloraResult } from '../../webview/research/protocol';
 
 const engine = new Engine({ provider: 'cpu' });
 after(async () => { await engine.dispose(); });
@@ -33,11 +33,13 @@ function ctx(cancelled = false): JobContext & { messages: string[] } {
   const messages: string[] = [];
   return { engine, token: { cancelled }, progress: (_d, _t, m) => { messages.push(m); }, messages };
 }
-const run = async <T>(kind: string, params: unknown, c = ctx()): Promise<T> => (await jobHandlers.get(kind)!(params, c)) as T;
+const jobs = createJobTable();
+/** Runs a job through the worker's job table (dispatch by descriptor, as in the worker thread). */
+const run = async <P, R>(job: Job<P, R>, params: P, c = ctx()): Promise<R> => (await jobs.get(job.kind)!.run(params, c)) as R;
 
 test('research.lipschitz = attentionLipschitzTable + lipschitzScaling', async () => {
   const c = ctx();
-  const r = await run<LipschitzResult>('research.lipschitz', { base, adapter: adapterPath, n: 64, R: 8, layer: 1, head: 2 }, c);
+  const r = await run(Lipschitz, { base, adapter: adapterPath, n: 64, R: 8, layer: 1, head: 2 }, c);
   assert.ok(c.messages.length >= 2);
   const store = openStore(path.join(base, 'model.safetensors'));
   const a = openAdapter(adapterPath);
@@ -54,7 +56,7 @@ test('research.lipschitz = attentionLipschitzTable + lipschitzScaling', async ()
 });
 
 test('research.dynamics = simulateParticles on the head matrices (base run)', async () => {
-  const r = await run<DynamicsResult>('research.dynamics', { base, adapter: adapterPath, layer: 0, head: 1, n: 16, seed: 3, steps: 20, dt: 0.05 });
+  const r = await run(Dynamics, { base, adapter: adapterPath, layer: 0, head: 1, n: 16, seed: 3, steps: 20, dt: 0.05 });
   assert.equal(r.base.frames.length, 21);
   assert.equal(r.lora.frames.length, 21);
   assert.equal(r.base.frames[0].length, 16);
@@ -74,7 +76,7 @@ test('research.dynamics = simulateParticles on the head matrices (base run)', as
 });
 
 test('research.koubbi reproduces papers.md §5.2 within 0.1', async () => {
-  const r = await run<KoubbiResult>('research.koubbi', {});
+  const r = await run(Koubbi, {});
   const direct = koubbiBifurcation(mat(20, 2, KOUBBI_X0.flat()), KOUBBI_REFERENCE.bifurcation.map((x) => x.eps));
   assert.deepEqual(r.rows, direct.rows);
   assert.deepEqual(r.clusters, KOUBBI_REFERENCE.clusters);
@@ -86,7 +88,7 @@ test('research.koubbi reproduces papers.md §5.2 within 0.1', async () => {
 });
 
 test('research.vlora = crossLayerIncrements', async () => {
-  const r = await run<VloraResult>('research.vlora', { base, rank: 4 });
+  const r = await run(Vlora, { base, rank: 4 });
   const store = openStore(path.join(base, 'model.safetensors'));
   try {
     const d = await crossLayerIncrements(store, { engine, rank: 4, consecutiveOnly: true });
@@ -97,5 +99,5 @@ test('research.vlora = crossLayerIncrements', async () => {
 });
 
 test('a cancelled token stops the Lipschitz job', async () => {
-  await assert.rejects(() => run('research.lipschitz', { base, n: 8 }, ctx(true)), /cancel/);
+  await assert.rejects(() => run(Lipschitz, { base, n: 8 }, ctx(true)), /cancel/);
 });

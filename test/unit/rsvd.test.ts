@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../../src/core/engine/ort';
-import { Rng } from '../../src/core/demo/makeDemo';
+import { Rng } from '../../src/core/util/rng';
 import { householderQR, symEig } from '../../src/core/linalg/decomp';
 import { mat } from '../../src/core/linalg/dense';
 import { estimateFullSpectrumSeconds, fullSpectrum, rsvd, symEigTridiag } from '../../src/core/base/rsvd';

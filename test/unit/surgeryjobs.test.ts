@@ -13,10 +13,11 @@ import { CancelledError } from '../../src/core/formats/errors';
 import { openAdapter } from '../../src/core/formats/open';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import type { JobContext } from '../../src/worker/jobs/registry';
-import { jobHandlers } from '../../src/worker/jobs/registry';
+import { Combine, Merge, Plan, Rebalance, Reduce, Rescale, Train } from '../../src/shared/jobs';
+import { createJobTable } from '../../src/worker/jobs/index';
 import { combineJob, mergeJob, planJob, rebalanceJob, reduceJob, rescaleJob, sha256File } from '../../src/worker/jobs/surgery';
 import { trainingJob } from '../../src/worker/jobs/training';
-import type { TrainJobParams, TrainJobResult, TrainPoint, TrainProgressData } from '../../webview/training/protocol';
+import type { TrainJobParams, TrainJobResult, TrainPoint, TrainProgressData } from '../../src/shared/training';
 
 const engine = new Engine();
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-surgeryjobs-'));
@@ -39,8 +40,9 @@ function ctx(cancelAfter = Infinity, onData?: (d: unknown) => void): JobContext 
 }
 
 test('jobs are registered under their kinds', () => {
-  for (const k of ['surgery.rebalance', 'surgery.plan', 'surgery.reduce', 'surgery.merge', 'surgery.combine', 'surgery.rescale', 'training.run']) {
-    assert.ok(jobHandlers.has(k), `missing job ${k}`);
+  const jobs = createJobTable();
+  for (const j of [Rebalance, Plan, Reduce, Merge, Combine, Rescale, Train]) {
+    assert.ok(jobs.has(j), `missing job ${j.kind}`);
   }
 });
 
@@ -98,7 +100,7 @@ test('rank plan → reduce job: plan ks match the written adapter, verified, sca
   assert.ok(a.modules.every((m) => m.rank === 4));
   a.store.close();
   await assert.rejects(reduceJob({ adapterPath: LORA, outDir: out, rule: plan.rule }, ctx()), /already exists/);
-  await assert.rejects(planJob({ adapterPath: LORA, rule: { kind: 'nope', value: 1 } }, ctx()), /unknown rank rule/);
+  await assert.rejects(planJob({ adapterPath: LORA, rule: { kind: 'nope' as never, value: 1 } }, ctx()), /unknown rank rule/);
 });
 
 test('rescale, combine (cat), merge jobs write new outputs only', async () => {

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Tape, V } from '../../src/core/train/autodiff';
 import { Engine } from '../../src/core/engine/ort';
-import { Rng } from '../../src/core/demo/makeDemo';
+import { Rng } from '../../src/core/util/rng';
 
 const engine = new Engine({ intraOpThreads: 1 });
 let caseId = 0;

@@ -13,7 +13,7 @@ import { openAdapter } from '../../src/core/formats/open';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import type { JobContext } from '../../src/worker/jobs/registry';
 import { splitPacked, trainingJob } from '../../src/worker/jobs/training';
-import { checkForm, type TrainForm, type TrainJobParams, type TrainPoint, type TrainProgressData } from '../../webview/training/protocol';
+import { checkForm, type TrainForm, type TrainJobParams, type TrainPoint, type TrainProgressData } from '../../src/shared/training';
 import { loadPackedDataset, loadTokenizer } from '../../src/core/train/data';
 
 const engine = new Engine();

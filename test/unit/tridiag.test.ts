@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../../src/core/engine/ort';
-import { Rng } from '../../src/core/demo/makeDemo';
+import { Rng } from '../../src/core/util/rng';
 import { symEigTridiag, fullSpectrum } from '../../src/core/base/rsvd';
 import { DecompCache } from '../../src/core/base/cache';
 import { applyQ, applyQt, estimateExactLargeSeconds, exactBaseProjector, lanczosTopK, tridiagonalize, tridiagQL } from '../../src/core/base/tridiag';

@@ -17,7 +17,7 @@ import { h, HostChannel } from '../common/vscodeApi';
 import type {
   CompareData, CompareTensorData, CompareTensorRow, EsdMetricsData, HostToWebview, InitMessage, IntruderModuleData, IntrudersData,
   IntruderVectorData, ReplyResult, SpectraData, SpectraInit, WebviewToHost,
-} from './protocol';
+} from '../../src/shared/base';
 import { axisTick, fact, logTick } from '../common/format';
 
 Chart.register(LineController, LineElement, PointElement, BarController, BarElement, LinearScale, LogarithmicScale, CategoryScale, Filler, Legend, Tooltip);

@@ -1,4 +1,6 @@
-/** Typed access to the webview API and a small request/response helper. */
+/** Typed access to the webview API and a small request/response helper (the envelope of src/shared/envelope.ts). */
+import { parseReply } from '../../src/shared/envelope';
+
 interface VsCodeApi<S> {
   postMessage(message: unknown): void;
   getState(): S | undefined;
@@ -8,8 +10,6 @@ declare function acquireVsCodeApi<S = unknown>(): VsCodeApi<S>;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
-export interface Reply { type: 'reply'; requestId: number; error?: string }
-
 export class HostChannel<ToHost extends { type: string }, FromHost extends { type: string }, S = unknown> {
   readonly api: VsCodeApi<S> = acquireVsCodeApi<S>();
   private nextId = 1;
@@ -17,13 +17,14 @@ export class HostChannel<ToHost extends { type: string }, FromHost extends { typ
 
   constructor(private readonly onMessage: (m: FromHost) => void) {
     window.addEventListener('message', (ev: MessageEvent) => {
-      const m = ev.data as FromHost & Partial<Reply>;
+      const m = ev.data as FromHost;
       if (!m || typeof m !== 'object' || typeof m.type !== 'string') return;
-      if (m.type === 'reply' && typeof m.requestId === 'number') {
-        const p = this.pending.get(m.requestId);
+      const reply = parseReply(m);
+      if (reply) {
+        const p = this.pending.get(reply.requestId);
         if (p) {
-          this.pending.delete(m.requestId);
-          if (m.error) p.reject(new Error(m.error));
+          this.pending.delete(reply.requestId);
+          if (reply.error) p.reject(new Error(reply.error));
           else p.resolve(m);
         }
         return;

@@ -9,7 +9,7 @@ import {
 import { fmt4, type AdapterReport, type ModuleReport } from '../../src/shared/report';
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
-import type { HostToWebview, WebviewToHost } from './protocol';
+import type { HostToWebview, WebviewToHost } from '../../src/shared/reportView';
 import { axisTick, fact, logTick } from '../common/format';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);

@@ -5,7 +5,7 @@
  */
 import { HostChannel, h } from '../common/vscodeApi';
 import { themeColors, onThemeChange } from '../common/theme';
-import type { DynamicsResult, HostToWebview, KoubbiResult, LipschitzResult, ResearchInputs, ResearchResult, ResearchView, VloraResult, WebviewToHost } from './protocol';
+import type { DynamicsResult, HostToWebview, KoubbiResult, LipschitzResult, ResearchInputs, ResearchResult, ResearchView, VloraResult, WebviewToHost } from '../../src/shared/research';
 
 let view: ResearchView = 'lipschitz';
 let last: ResearchResult | undefined;

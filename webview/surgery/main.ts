@@ -7,7 +7,7 @@
 import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, LogarithmicScale, Tooltip } from 'chart.js';
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
-import type { HostToWebview, PlanJobResult, RebalanceJobResult, ReduceJobResult, SimpleJobResult, SurgeryView, WebviewToHost } from './protocol';
+import type { HostToWebview, PlanJobResult, RebalanceJobResult, ReduceJobResult, SimpleJobResult, SurgeryView, WebviewToHost } from '../../src/shared/surgery';
 import { logTick } from '../common/format';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, LogarithmicScale, Legend, Tooltip);

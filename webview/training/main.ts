@@ -6,7 +6,7 @@
 import { CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, LogarithmicScale, PointElement, Tooltip } from 'chart.js';
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
-import { CAUSAL_DEFAULTS, type HostToWebview, type RunSnapshot, type RunStatus, type TrainForm, type TrainJobResult, type TrainPoint, type TrainTask, type WebviewToHost } from './protocol';
+import { CAUSAL_DEFAULTS, type HostToWebview, type RunSnapshot, type RunStatus, type TrainForm, type TrainJobResult, type TrainPoint, type TrainTask, type WebviewToHost } from '../../src/shared/training';
 import { logTick } from '../common/format';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);

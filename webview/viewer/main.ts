@@ -3,7 +3,7 @@
  * tensor table (fixed row height; only the visible rows exist in the DOM).
  */
 import { h, HostChannel } from '../common/vscodeApi';
-import type { HostToWebview, TensorRow, ViewerData, WebviewToHost } from './protocol';
+import type { HostToWebview, TensorRow, ViewerData, WebviewToHost } from '../../src/shared/viewer';
 import { fact } from '../common/format';
 
 interface State { filter?: string; sortKey?: number; sortDir?: 1 | -1 }

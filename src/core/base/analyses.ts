@@ -34,9 +34,10 @@ import {
 import { symEig } from '../linalg/decomp';
 import { removeOutput, type OutTensor } from '../surgery/writer';
 import type {
-  CompareData, CompareTensorData, CompareTensorRow, EsdMetricsData, IntruderMode, IntruderModuleData, IntrudersData, IntruderVectorData,
-  MitigateData, SpectraData,
-} from '../../../webview/base/protocol';
+  CompareData, CompareParams, CompareTensorData, CompareTensorParams, CompareTensorRow, EsdMetricsData, EstimateParams, EstimateResult,
+  IntruderMode, IntruderModuleData, IntrudersData, IntrudersParams, IntruderVectorData, MitigateData, MitigateParams, SpectraData, SpectraParams,
+} from '../../shared/base';
+export type { CompareParams, CompareTensorParams, EstimateParams, EstimateResult, IntrudersParams, MitigateParams, SpectraParams };
 
 /** What an analysis needs from its caller: the worker's JobContext satisfies it. */
 export interface AnalysisContext {
@@ -45,47 +46,6 @@ export interface AnalysisContext {
   progress?: (done: number, total: number, message: string, data?: unknown) => void;
 }
 
-export interface IntrudersParams {
-  adapterPath: string;
-  /** Model folder (config.json + weights) or a weights file / index. */
-  baseDir: string;
-  k?: number;
-  epsilon?: number;
-  mode?: IntruderMode;
-  /** DecompCache folder (context.globalStorageUri/decomp); no cache when absent. */
-  cacheDir?: string;
-  /** Analyse the matching modules even when some adapter modules have no base weight. */
-  force?: boolean;
-}
-
-export interface MitigateParams extends IntrudersParams {
-  lambda: number;
-  outDir: string;
-}
-
-export interface SpectraParams {
-  adapterPath: string;
-  baseDir: string;
-  module: string;
-  /** Top-k singular values by rsvd (default 64). */
-  k?: number;
-  /** Exact full spectra of W0 and W0+ΔW (the host confirms the time estimate first). */
-  full?: boolean;
-  cacheDir?: string;
-  force?: boolean;
-}
-
-export interface EstimateParams { m: number; n: number }
-export interface EstimateResult { seconds: number; maxDim: number }
-
-export interface CompareParams { a: string; b: string }
-export interface CompareTensorParams extends CompareParams {
-  tensor: string;
-  k?: number;
-  epsilon?: number;
-  mode?: IntruderMode;
-  cacheDir?: string;
-}
 
 export const DEFAULT_TOPK = 64;
 

@@ -21,7 +21,7 @@ import { mat, type Mat } from '../linalg/dense';
 import { symEigTridiag } from '../linalg/eigen';
 
 export { symEigTridiag };
-import { Rng } from '../demo/makeDemo';
+import { Rng } from '../util/rng';
 
 const DOUBLE = 11;
 const FLOAT = 1;

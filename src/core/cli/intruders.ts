@@ -7,7 +7,7 @@
  * --jsonl: one module record per line as soon as it is computed (whole-model runs).
  */
 import { runIntruders } from '../base/analyses';
-import type { IntruderModuleData } from '../../../webview/base/protocol';
+import type { IntruderModuleData } from "../../shared/base";
 import { bool, type CliCommand, flag, numFlag, toJson, UsageError } from './args';
 import { g4, jsonLine, posInt, positionals, withEngine } from './common';
 

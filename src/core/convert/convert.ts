@@ -35,11 +35,13 @@ import { householderR, singularValues } from '../linalg/decomp';
 import { mat, Mat } from '../linalg/dense';
 import { assertNotInput, OutTensor, OutputExistsError, removeOutput, writeAdapterFolder, writeNewFileAtomic } from '../surgery/writer';
 import { Engine } from '../engine/ort';
-import { lowRankDiff, type Verification } from '../surgery/balora';
+import { lowRankDiff } from '../surgery/balora';
+import type { Verification } from '../../shared/verification';
 import { peftLoraConfig } from '../surgery/peftConfig';
 import { encodeGguf, GgufOutTensor, hfNameFromLlamaCpp, llamaCppName, ropeKind, ropePermutation } from './gguf';
 
-export type ConvertTarget = 'peft' | 'kohya' | 'mlx' | 'gguf';
+import type { ConvertResult, ConvertTarget, ModuleCheck } from '../../shared/convert';
+export type { ConvertResult, ConvertTarget, ModuleCheck };
 export const CONVERT_TARGETS: readonly ConvertTarget[] = ['peft', 'kohya', 'mlx', 'gguf'];
 
 export interface ConvertOptions {
@@ -58,32 +60,7 @@ export interface ConvertOptions {
   engine?: Engine;
 }
 
-export interface ModuleCheck {
-  name: string;
-  outName: string;
-  rank: number;
-  scale: number;
-  outScale: number;
-  folded: boolean;
-  relErr: number;
-  sigmaIn: number[];
-  sigmaOut: number[];
-}
 
-export interface ConvertResult {
-  target: ConvertTarget;
-  input: string;
-  inputFormat: string;
-  out: string;
-  weightsFile: string;
-  modules: ModuleCheck[];
-  maxRelErr: number;
-  tolerance: number;
-  outDtype: DType;
-  architecture?: string;
-  warnings: string[];
-  verification: Verification;
-}
 
 interface Canon {
   src: LoraModule;

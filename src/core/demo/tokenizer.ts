@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Rng } from './makeDemo';
+import { Rng } from '../util/rng';
 
 export const DEMO_SPECIAL = ['<pad>', '<s>', '</s>', '<unk>'] as const;
 

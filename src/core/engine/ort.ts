@@ -8,7 +8,9 @@
  */
 import type * as ortTypes from 'onnxruntime-node';
 
-export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+import type { Provider } from '../../shared/provider';
+
+export type ExecutionProvider = Provider;
 
 export interface EngineOptions {
   /** Preferred execution provider; the engine falls back to CPU when it cannot be created. */

@@ -14,19 +14,5 @@ export class FormatError extends Error {
   }
 }
 
-/** Thrown when a long job is cancelled by the user. */
-export class CancelledError extends Error {
-  constructor() {
-    super('cancelled');
-    this.name = 'CancelledError';
-  }
-}
-
-/** Cooperative cancellation, checked between units of work. */
-export interface CancelToken {
-  readonly cancelled: boolean;
-}
-
-export function throwIfCancelled(token?: CancelToken): void {
-  if (token?.cancelled) throw new CancelledError();
-}
+// Cancellation lives in core/util/cancel.ts; re-exported for existing callers.
+export { CancelledError, throwIfCancelled, type CancelToken } from '../util/cancel';

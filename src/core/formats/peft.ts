@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Adapter, AdapterSummary, kindOf, layerOf, LoraFactor, LoraModule } from './adapter';
 import { FormatError } from './errors';
-import { RangeFile, sniffPlaceholder } from './fileio';
+import { readJsonFile } from '../util/json';
 import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
 import { openTorchCheckpoint } from './torchzip';
 
@@ -18,29 +18,8 @@ export const PEFT_WEIGHTS = 'adapter_model.safetensors';
 export const PEFT_LEGACY_WEIGHTS = 'adapter_model.bin';
 export const MLX_WEIGHTS = 'adapters.safetensors';
 
-/** Reads a small JSON file with size cap and placeholder detection. */
-export function readJsonFile(file: string, maxBytes = 16_000_000): Record<string, unknown> {
-  const f = RangeFile.open(file);
-  let text: string;
-  try {
-    if (f.size > maxBytes) throw new FormatError(file, `is ${f.size} bytes, larger than the ${maxBytes}-byte limit for a config file`);
-    const bytes = f.read(0, f.size);
-    text = Buffer.from(bytes).toString('utf8');
-    if (!text.trimStart().startsWith('{')) {
-      const p = sniffPlaceholder(bytes, f.size);
-      throw new FormatError(file, p ?? `is not a JSON object (starts with ${JSON.stringify(text.slice(0, 20))})`);
-    }
-  } finally {
-    f.close();
-  }
-  try {
-    const v = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    return v as Record<string, unknown>;
-  } catch (e) {
-    throw new FormatError(file, `is not valid JSON (${(e as Error).message})`);
-  }
-}
+// readJsonFile lives in core/util/json.ts; re-exported for existing callers.
+export { readJsonFile };
 
 /** PEFT's pattern matching: `key` matches when it equals a dotted suffix of `name` (regex allowed). */
 /** Regexes that can backtrack catastrophically (a quantified group containing a quantifier). */

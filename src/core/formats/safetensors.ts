@@ -14,28 +14,12 @@ import * as path from 'node:path';
 import { DType, DTYPE_SIZE, isDType, toFloat32, toFloat64 } from './dtype';
 import { FormatError } from './errors';
 import { RangeFile, sniffPlaceholder } from './fileio';
+import type { TensorInfo, TensorStore } from './store';
+// TensorInfo and TensorStore live in store.ts; re-exported for existing callers.
+export type { TensorInfo, TensorStore };
 
 /** Largest header we accept (the reference Rust reader rejects > 100 MB too). */
 export const MAX_HEADER_BYTES = 100_000_000;
-
-export interface TensorInfo {
-  /** Full tensor name as stored. */
-  name: string;
-  dtype: DType;
-  shape: number[];
-  /** Number of elements. */
-  numel: number;
-  /** Absolute byte offset of the first byte in `file`. */
-  offset: number;
-  byteLength: number;
-  /** File that holds the data. */
-  file: string;
-  /**
-   * Set when the stored bytes are a block-quantised encoding (GGUF Q4_K...): `dtype` is then what
-   * readF32 yields and `byteLength` is the stored size, so callers must use readF32, not readRaw.
-   */
-  quantized?: string;
-}
 
 export interface SafetensorsHeader {
   file: string;
@@ -155,26 +139,6 @@ export function parseHeaderFrom(f: RangeFile): SafetensorsHeader {
   if (holes > 0) warnings.push(`${holes} bytes of the data buffer belong to no tensor`);
   if (pos < f.size && tensors.length > 0) warnings.push(`${f.size - pos} trailing bytes after the last tensor`);
   return { file, fileSize: f.size, headerLength: n, dataStart, tensors, metadata, warnings };
-}
-
-/**
- * A set of tensors spread over one or more files (single safetensors file or a sharded index),
- * read lazily by byte range.
- */
-export interface TensorStore {
-  /** What was opened (file or index path). */
-  readonly path: string;
-  readonly tensors: ReadonlyMap<string, TensorInfo>;
-  readonly metadata: Record<string, string>;
-  readonly warnings: string[];
-  /** Total size of the weight files in bytes. */
-  readonly totalBytes: number;
-  readRaw(name: string): Uint8Array;
-  /** Reads the raw bytes into `into` (at least byteLength long) and returns the filled view; optional. */
-  readRawInto?(name: string, into: Uint8Array): Uint8Array;
-  readF32(name: string, out?: Float32Array): Float32Array;
-  readF64(name: string): Float64Array;
-  close(): void;
 }
 
 /** Tensor store over safetensors files; opens each file at most once and keeps it open until close(). */

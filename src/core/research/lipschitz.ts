@@ -18,7 +18,7 @@
  */
 import { Mat, mat, matmul, transpose } from '../linalg/dense';
 import { cholesky, symEig } from '../linalg/decomp';
-import { Rng } from '../demo/makeDemo';
+import { Rng } from '../util/rng';
 import type { TensorStore } from '../formats/safetensors';
 import type { Adapter, LoraModule } from '../formats/adapter';
 import type { Engine } from '../engine/ort';

@@ -16,7 +16,7 @@
  */
 import { mat } from '../linalg/dense';
 import { householderQR, svd, symEig } from '../linalg/decomp';
-import { Rng } from '../demo/makeDemo';
+import { Rng } from '../util/rng';
 import type { TensorStore } from '../formats/safetensors';
 import type { Engine } from '../engine/ort';
 import { batchedGram, matmul as ortMatmul } from '../engine/products';

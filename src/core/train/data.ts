@@ -11,7 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Rng } from '../demo/makeDemo';
+import { Rng } from '../util/rng';
 
 export interface TextExample {
   text?: string;

@@ -21,7 +21,7 @@
  */
 import type { Tape, V, FloatType } from './autodiff';
 import type { Float, ParamSet } from './models';
-import { Rng } from '../demo/makeDemo';
+import { Rng } from '../util/rng';
 import { openBaseModel } from '../base/basemodel';
 
 export type HfKind = 'llama' | 'gpt2';

@@ -12,7 +12,7 @@
  * (α/r)·(x Aᵀ) Bᵀ with A [r, in], B [out, r] (PEFT names lora_A / lora_B).
  */
 import type { Tape, V } from './autodiff';
-import { Rng } from '../demo/makeDemo';
+import { Rng } from '../util/rng';
 
 export type Float = Float32Array | Float64Array;
 

@@ -8,7 +8,7 @@
  * For each trajectory the lr is picked from linspace(1e-5, 0.3, 50) by lowest final loss; the
  * result is the median over trajectories of loss − opt, opt = ½ Σ_{i>r} s_i(T − W0)².
  */
-import { Rng } from '../demo/makeDemo';
+import { Rng } from '../util/rng';
 import { singularValues } from '../linalg/decomp';
 import { mat, Mat } from '../linalg/dense';
 import { balanceProject } from './balance';

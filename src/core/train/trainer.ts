@@ -21,7 +21,7 @@ import {
   Float, LoraSpec, ModData, ParamSet, SEQ_LEN, TinyTransformerConfig, baseShapes, forward, initBase, initLora, inputName, vocabSize,
 } from './models';
 import { balanceGap, balanceProject, kappa, toMat } from './balance';
-import { Rng } from '../demo/makeDemo';
+import { Rng } from '../util/rng';
 
 export type TrainMode = 'full' | 'lora' | 'balora';
 

@@ -9,58 +9,13 @@
 import * as core from '../../core/base/analyses';
 import type { DecompCache, CacheKey } from '../../core/base/cache';
 import type { Engine } from '../../core/engine/ort';
-import type { TensorStore } from '../../core/formats/safetensors';
+import type { TensorStore } from '../../core/formats/store';
 import type {
-  CompareData, CompareTensorData, IntruderMode, IntrudersData, MitigateData, SpectraData,
-} from '../../../webview/base/protocol';
-import { registerJob, type JobContext } from './registry';
-
-export const BASE_JOBS = {
-  intruders: 'base.intruders',
-  mitigate: 'base.mitigate',
-  spectra: 'base.spectra',
-  estimate: 'base.estimateFull',
-  compare: 'base.compare',
-  compareTensor: 'base.compareTensor',
-} as const;
-
-export interface IntrudersParams {
-  adapterPath: string;
-  baseDir: string;
-  k?: number;
-  epsilon?: number;
-  mode?: IntruderMode;
-  /** DecompCache folder (context.globalStorageUri/decomp); no cache when absent. */
-  cacheDir?: string;
-}
-
-export interface MitigateParams extends IntrudersParams {
-  lambda: number;
-  outDir: string;
-}
-
-export interface SpectraParams {
-  adapterPath: string;
-  baseDir: string;
-  module: string;
-  /** Top-k singular values by rsvd (default 64). */
-  k?: number;
-  /** Exact full spectra of W0 and W0+ΔW (the host confirms the time estimate first). */
-  full?: boolean;
-  cacheDir?: string;
-}
-
-export interface EstimateParams { m: number; n: number }
-export interface EstimateResult { seconds: number; maxDim: number }
-
-export interface CompareParams { a: string; b: string }
-export interface CompareTensorParams extends CompareParams {
-  tensor: string;
-  k?: number;
-  epsilon?: number;
-  mode?: IntruderMode;
-  cacheDir?: string;
-}
+  CompareData, CompareParams, CompareTensorData, CompareTensorParams, EstimateParams, EstimateResult,
+  IntruderMode, IntrudersData, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraParams,
+} from '../../shared/base';
+import { Compare, CompareTensor, EstimateFull, Intruders, Mitigate, Spectra } from '../../shared/jobs';
+import { handle, type JobContext, type JobHandler } from './registry';
 
 export async function intrudersJob(params: IntrudersParams, ctx: JobContext): Promise<IntrudersData> {
   return core.runIntruders(params, ctx);
@@ -100,9 +55,11 @@ export async function compareTensorJob(params: CompareTensorParams, ctx: JobCont
   return core.compareTensor(params, ctx);
 }
 
-registerJob(BASE_JOBS.intruders, (p, ctx) => intrudersJob(p as IntrudersParams, ctx));
-registerJob(BASE_JOBS.mitigate, (p, ctx) => mitigateJob(p as MitigateParams, ctx));
-registerJob(BASE_JOBS.spectra, (p, ctx) => spectraJob(p as SpectraParams, ctx));
-registerJob(BASE_JOBS.estimate, (p) => estimateJob(p as EstimateParams));
-registerJob(BASE_JOBS.compare, (p, ctx) => compareJob(p as CompareParams, ctx));
-registerJob(BASE_JOBS.compareTensor, (p, ctx) => compareTensorJob(p as CompareTensorParams, ctx));
+export const baseHandlers: JobHandler[] = [
+  handle(Intruders, intrudersJob),
+  handle(Mitigate, mitigateJob),
+  handle(Spectra, spectraJob),
+  handle(EstimateFull, estimateJob),
+  handle(Compare, compareJob),
+  handle(CompareTensor, compareTensorJob),
+];

@@ -1,13 +1,11 @@
 /** Worker job `convert.adapter`: {path, target, out, architecture?, heads?, kvHeads?, base?} → ConvertResult. */
-import '../../core/formats/register';
-import { convertAdapter, ConvertTarget } from '../../core/convert/convert';
+import { convertAdapter } from '../../core/convert/convert';
 import { openAdapter } from '../../core/formats/open';
-import { registerJob } from './registry';
+import type { ConvertJobParams, ConvertResult } from '../../shared/convert';
+import { Convert } from '../../shared/jobs';
+import { handle, type JobContext, type JobHandler } from './registry';
 
-export interface ConvertJobParams { path: string; target: ConvertTarget; out: string; architecture?: string; heads?: number; kvHeads?: number; base?: string }
-
-registerJob('convert.adapter', async (params, ctx) => {
-  const p = params as ConvertJobParams;
+export async function convertJob(p: ConvertJobParams, ctx: JobContext): Promise<ConvertResult> {
   const a = openAdapter(p.path);
   try {
     return await convertAdapter(a, p.target, p.out, {
@@ -17,4 +15,6 @@ registerJob('convert.adapter', async (params, ctx) => {
   } finally {
     a.store.close();
   }
-});
+}
+
+export const convertHandlers: JobHandler[] = [handle(Convert, convertJob)];

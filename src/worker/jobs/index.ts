@@ -1,7 +1,14 @@
-/** Imports every job module for its registration side effect (one line per feature). */
-import './registry';
-import './surgery';
-import './training';
-import './base';
-import './research';
-import './convert';
+/** Every job handler of the worker, one list per feature, joined into one table (no import side effects). */
+import { analyzeHandlers } from './analyze';
+import { baseHandlers } from './base';
+import { baseModelHandlers } from './baseModel';
+import { convertHandlers } from './convert';
+import { inspectHandlers } from './inspect';
+import { JobTable } from './registry';
+import { researchHandlers } from './research';
+import { surgeryHandlers } from './surgery';
+import { trainingHandlers } from './training';
+
+export function createJobTable(): JobTable {
+  return new JobTable([...analyzeHandlers, ...surgeryHandlers, ...trainingHandlers, ...baseHandlers, ...researchHandlers, ...convertHandlers, ...inspectHandlers, ...baseModelHandlers]);
+}

@@ -3,22 +3,22 @@
  * dynamics with the Gaussian covariance ODE overlay, the Koubbi bifurcation table, and VLoRA cross-layer increments.
  * Each handler is a thin wrapper over src/core/research (the compute functions are exported for tests).
  */
-import '../../core/formats/register';
 import type { Engine } from '../../core/engine/ort';
 import type { Adapter, LoraModule } from '../../core/formats/adapter';
-import { CancelledError } from '../../core/formats/errors';
+import { CancelledError } from '../../core/util/cancel';
 import { openAdapter, openStore } from '../../core/formats/open';
-import { readJsonFile } from '../../core/formats/peft';
-import type { TensorStore } from '../../core/formats/safetensors';
-import { Rng } from '../../core/demo/makeDemo';
+import { readJsonFile } from '../../core/util/json';
+import type { TensorStore } from '../../core/formats/store';
+import { Rng } from '../../core/util/rng';
 import { mat, Mat, matmul, transpose } from '../../core/linalg/dense';
 import { attentionLipschitzTable, headFromQKV, lipschitzScaling, llamaAttentionLayout, AttentionLayout } from '../../core/research/lipschitz';
 import { cloudMoments, gaussianOde, koubbiBifurcation, koubbiDivergence, frameDeviation, pcaProjector, simulateParticles } from '../../core/research/dynamics';
 import { crossLayerIncrements, vitB16, vloraParamCount, fullParamCount } from '../../core/research/vlora';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { JobContext, registerJob } from './registry';
-import type { DynamicsParams, DynamicsResult, KoubbiResult, LipschitzParams, LipschitzResult, VloraParams, VloraResult } from '../../../webview/research/protocol';
+import { Dynamics, Koubbi, Lipschitz, Vlora } from '../../shared/jobs';
+import { handle, type JobContext, type JobHandler } from './registry';
+import type { DynamicsParams, DynamicsResult, KoubbiResult, LipschitzParams, LipschitzResult, VloraParams, VloraResult } from '../../shared/research';
 
 /** Koubbi et al. initial tokens (numpy seed 42, uniform(−1, 1), 20×2), as in ref/koubbi_bifurcation.py. */
 export const KOUBBI_X0: number[][] = [[-0.250919762305275, 0.9014286128198323], [0.4639878836228102, 0.1973169683940732], [-0.687962719115127, -0.6880109593275947], [-0.8838327756636011, 0.7323522915498704], [0.2022300234864176, 0.416145155592091], [-0.9588310114083951, 0.9398197043239886], [0.6648852816008435, -0.5753217786434477], [-0.6363500655857988, -0.6331909802931324], [-0.39151551408092455, 0.04951286326447568], [-0.13610996271576847, -0.4175417196039162], [0.22370578944475894, -0.7210122786959163], [-0.4157107029295637, -0.2672763134126166], [-0.08786003156592814, 0.5703519227860272], [-0.6006524356832805, 0.02846887682722321], [0.18482913772408494, -0.9070991745600046], [0.21508970380287673, -0.6589517526254169], [-0.869896814029441, 0.8977710745066665], [0.9312640661491187, 0.6167946962329223], [-0.39077246165325863, -0.8046557719872323], [0.3684660530243138, -0.1196950125207974]];
@@ -213,7 +213,9 @@ export async function computeVlora(p: VloraParams, engine: Engine, ctx?: JobCont
   }
 }
 
-registerJob('research.lipschitz', (params, ctx) => computeLipschitz(params as LipschitzParams, ctx.engine, ctx));
-registerJob('research.dynamics', async (params, ctx) => computeDynamics(params as DynamicsParams, ctx));
-registerJob('research.koubbi', async () => computeKoubbi());
-registerJob('research.vlora', (params, ctx) => computeVlora(params as VloraParams, ctx.engine, ctx));
+export const researchHandlers: JobHandler[] = [
+  handle(Lipschitz, (params, ctx) => computeLipschitz(params, ctx.engine, ctx)),
+  handle(Dynamics, async (params, ctx) => computeDynamics(params, ctx)),
+  handle(Koubbi, async () => computeKoubbi()),
+  handle(Vlora, (params, ctx) => computeVlora(params, ctx.engine, ctx)),
+];

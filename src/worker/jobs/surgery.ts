@@ -20,26 +20,21 @@ import { combineAdapters, mergeIntoBase, rescaleAdapter } from '../../core/surge
 import { balancedHessianKappa, factorScaleImbalance, scaledHessianKappa } from '../../core/surgery/hessian';
 import { describeRule, planRankReduction, reduceRankAdapter, type RankRule } from '../../core/surgery/rank';
 import type {
-  CombineParams, MergeParams, PlanJobResult, RankRuleSpec, RebalanceJobResult, RebalanceParams, ReduceJobResult,
-  RescaleParams, SimpleJobResult,
-} from '../../../webview/surgery/protocol';
-import { registerJob, type JobContext } from './registry';
+  CombineParams, MergeParams, PlanJobResult, PlanParams, RankRuleSpec, RebalanceJobResult, RebalanceParams, ReduceJobResult,
+  ReduceParams, RescaleParams, SimpleJobResult,
+} from '../../shared/surgery';
+import { Combine, Merge, Plan, Rebalance, Reduce, Rescale } from '../../shared/jobs';
+import { handle, type JobContext, type JobHandler } from './registry';
 
-function str(o: Record<string, unknown>, k: string): string {
-  const v = o[k];
+/** Values typed by the user (factors, weights) are checked here; the params' shape is the job's type. */
+function nonEmpty(v: string, k: string): string {
   if (typeof v !== 'string' || !v) throw new Error(`surgery job: parameter "${k}" must be a non-empty string`);
   return v;
 }
 
-function num(o: Record<string, unknown>, k: string): number {
-  const v = o[k];
+function finite(v: number, k: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`surgery job: parameter "${k}" must be a finite number, got ${String(v)}`);
   return v;
-}
-
-function obj(p: unknown): Record<string, unknown> {
-  if (!p || typeof p !== 'object') throw new Error('surgery job: parameters must be an object');
-  return p as Record<string, unknown>;
 }
 
 export function toRankRule(r: RankRuleSpec): RankRule {
@@ -52,12 +47,10 @@ export function toRankRule(r: RankRuleSpec): RankRule {
   }
 }
 
-function parseRule(v: unknown): RankRuleSpec {
-  const o = obj(v);
-  const kind = o.kind;
+function checkRule(r: RankRuleSpec): RankRuleSpec {
+  const kind = r?.kind;
   if (kind !== 'rank' && kind !== 'sv_ratio' && kind !== 'sv_cumulative' && kind !== 'sv_fro') throw new Error(`unknown rank rule ${String(kind)}`);
-  const maxRank = typeof o.maxRank === 'number' ? o.maxRank : undefined;
-  return { kind, value: num(o, 'value'), maxRank };
+  return { kind, value: finite(r.value, 'value'), maxRank: typeof r.maxRank === 'number' ? r.maxRank : undefined };
 }
 
 export function sha256File(file: string): string {
@@ -96,9 +89,8 @@ function factorNorms(a: Adapter): Map<string, { normA: number; normB: number }> 
 
 const progressOf = (ctx: JobContext) => (done: number, total: number, message: string) => ctx.progress(done, total, message);
 
-export async function rebalanceJob(params: unknown, ctx: JobContext): Promise<RebalanceJobResult> {
-  const o = obj(params) as Partial<RebalanceParams> & Record<string, unknown>;
-  const adapterPath = str(o, 'adapterPath'), outDir = str(o, 'outDir');
+export async function rebalanceJob(p: RebalanceParams, ctx: JobContext): Promise<RebalanceJobResult> {
+  const adapterPath = nonEmpty(p.adapterPath, 'adapterPath'), outDir = nonEmpty(p.outDir, 'outDir');
   const t0 = performance.now();
   return withAdapter(adapterPath, async (a) => {
     const sha = sha256File(a.weightsFile);
@@ -134,10 +126,9 @@ export async function rebalanceJob(params: unknown, ctx: JobContext): Promise<Re
   });
 }
 
-export async function planJob(params: unknown, ctx: JobContext): Promise<PlanJobResult> {
-  const o = obj(params);
-  const adapterPath = str(o, 'adapterPath');
-  const rule = parseRule(o.rule);
+export async function planJob(p: PlanParams, ctx: JobContext): Promise<PlanJobResult> {
+  const adapterPath = nonEmpty(p.adapterPath, 'adapterPath');
+  const rule = checkRule(p.rule);
   return withAdapter(adapterPath, async (a) => {
     const report = await analyzeAdapter(a, { engine: ctx.engine, token: ctx.token, onProgress: progressOf(ctx) });
     const plan = planRankReduction(report, toRankRule(rule));
@@ -150,10 +141,9 @@ export async function planJob(params: unknown, ctx: JobContext): Promise<PlanJob
   });
 }
 
-export async function reduceJob(params: unknown, ctx: JobContext): Promise<ReduceJobResult> {
-  const o = obj(params);
-  const adapterPath = str(o, 'adapterPath'), outDir = str(o, 'outDir');
-  const rule = parseRule(o.rule);
+export async function reduceJob(p: ReduceParams, ctx: JobContext): Promise<ReduceJobResult> {
+  const adapterPath = nonEmpty(p.adapterPath, 'adapterPath'), outDir = nonEmpty(p.outDir, 'outDir');
+  const rule = checkRule(p.rule);
   const t0 = performance.now();
   return withAdapter(adapterPath, async (a) => {
     const r = await reduceRankAdapter(a, ctx.engine, outDir, toRankRule(rule), { token: ctx.token, onProgress: progressOf(ctx) });
@@ -161,9 +151,8 @@ export async function reduceJob(params: unknown, ctx: JobContext): Promise<Reduc
   });
 }
 
-export async function mergeJob(params: unknown, ctx: JobContext): Promise<SimpleJobResult> {
-  const o = obj(params) as Partial<MergeParams> & Record<string, unknown>;
-  const adapterPath = str(o, 'adapterPath'), basePath = str(o, 'basePath'), outFile = str(o, 'outFile');
+export async function mergeJob(p: MergeParams, ctx: JobContext): Promise<SimpleJobResult> {
+  const adapterPath = nonEmpty(p.adapterPath, 'adapterPath'), basePath = nonEmpty(p.basePath, 'basePath'), outFile = nonEmpty(p.outFile, 'outFile');
   const t0 = performance.now();
   return withAdapter(adapterPath, async (a) => {
     const base = openStore(basePath);
@@ -180,12 +169,11 @@ export async function mergeJob(params: unknown, ctx: JobContext): Promise<Simple
   });
 }
 
-export async function combineJob(params: unknown, ctx: JobContext): Promise<SimpleJobResult> {
-  const o = obj(params) as Partial<CombineParams> & Record<string, unknown>;
-  const p1 = str(o, 'adapter1'), p2 = str(o, 'adapter2'), outDir = str(o, 'outDir');
-  const w1 = num(o, 'weight1'), w2 = num(o, 'weight2');
-  const mode = o.mode === 'svd' ? 'svd' : 'cat';
-  const rank = typeof o.rank === 'number' ? o.rank : undefined;
+export async function combineJob(p: CombineParams, ctx: JobContext): Promise<SimpleJobResult> {
+  const p1 = nonEmpty(p.adapter1, 'adapter1'), p2 = nonEmpty(p.adapter2, 'adapter2'), outDir = nonEmpty(p.outDir, 'outDir');
+  const w1 = finite(p.weight1, 'weight1'), w2 = finite(p.weight2, 'weight2');
+  const mode = p.mode === 'svd' ? 'svd' : 'cat';
+  const rank = typeof p.rank === 'number' ? p.rank : undefined;
   const t0 = performance.now();
   return withAdapter(p1, (a1) => withAdapter(p2, async (a2) => {
     const r = await combineAdapters(ctx.engine, a1, w1, a2, w2, outDir, { mode, rank, token: ctx.token, onProgress: progressOf(ctx) });
@@ -197,10 +185,9 @@ export async function combineJob(params: unknown, ctx: JobContext): Promise<Simp
   }));
 }
 
-export async function rescaleJob(params: unknown, ctx: JobContext): Promise<SimpleJobResult> {
-  const o = obj(params) as Partial<RescaleParams> & Record<string, unknown>;
-  const adapterPath = str(o, 'adapterPath'), outDir = str(o, 'outDir');
-  const factor = num(o, 'factor');
+export async function rescaleJob(p: RescaleParams, ctx: JobContext): Promise<SimpleJobResult> {
+  const adapterPath = nonEmpty(p.adapterPath, 'adapterPath'), outDir = nonEmpty(p.outDir, 'outDir');
+  const factor = finite(p.factor, 'factor');
   const t0 = performance.now();
   return withAdapter(adapterPath, async (a) => {
     ctx.progress(0, 1, `rescaling ${a.name}`);
@@ -211,9 +198,11 @@ export async function rescaleJob(params: unknown, ctx: JobContext): Promise<Simp
   });
 }
 
-registerJob('surgery.rebalance', rebalanceJob);
-registerJob('surgery.plan', planJob);
-registerJob('surgery.reduce', reduceJob);
-registerJob('surgery.merge', mergeJob);
-registerJob('surgery.combine', combineJob);
-registerJob('surgery.rescale', rescaleJob);
+export const surgeryHandlers: JobHandler[] = [
+  handle(Rebalance, rebalanceJob),
+  handle(Plan, planJob),
+  handle(Reduce, reduceJob),
+  handle(Merge, mergeJob),
+  handle(Combine, combineJob),
+  handle(Rescale, rescaleJob),
+];

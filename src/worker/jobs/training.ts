@@ -17,7 +17,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CancelledError } from '../../core/formats/errors';
+import { CancelledError } from '../../core/util/cancel';
 import { OutputExistsError } from '../../core/surgery/writer';
 import { batchIndices, loadPackedDataset, loadTokenizer, makeBatch, permutation, type PackedData } from '../../core/train/data';
 import type { HfLoraSpec } from '../../core/train/hf';
@@ -27,8 +27,9 @@ import { LORA_TARGETS, modularData, type LoraSpec, type ParamSet, type TinyTrans
 import { Trainer, loadBase, type TrainState } from '../../core/train/trainer';
 import {
   checkForm, type EvalResult, type ProviderName, type TrainForm, type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData,
-} from '../../../webview/training/protocol';
-import { registerJob, type JobContext } from './registry';
+} from '../../shared/training';
+import { Train } from '../../shared/jobs';
+import { handle, type JobContext, type JobHandler } from './registry';
 
 /** The built-in model: p = 23, d = 32, two shared attention layers (pre-trains to ~97 % in ~400 full-batch steps). */
 export const TRAIN_MODEL: TinyTransformerConfig = { p: 23, dModel: 32, depth: 2 };
@@ -36,7 +37,7 @@ export const PRETRAIN_STEPS = 400;
 
 const tick = (): Promise<void> => new Promise((res) => setImmediate(res));
 
-async function ensureBase(baseDir: string, provider: ProviderName, ctx: JobContext, send: (d: TrainProgressData) => void): Promise<{ config: TinyTransformerConfig; params: ParamSet; pretrained: boolean }> {
+async function ensureBase(baseDir: string, provider: ProviderName, ctx: JobContext<TrainProgressData>, send: (d: TrainProgressData) => void): Promise<{ config: TinyTransformerConfig; params: ParamSet; pretrained: boolean }> {
   if (fs.existsSync(path.join(baseDir, 'config.json')) && fs.existsSync(path.join(baseDir, 'model.safetensors'))) {
     const b = loadBase(baseDir);
     return { ...b, pretrained: false };
@@ -70,7 +71,7 @@ function assertNew(dir: string): void {
 }
 
 /** Batches points and sends them at most every 50 ms (`flush(true)` sends what is left). */
-function pointStream(ctx: JobContext, form: TrainForm) {
+function pointStream(ctx: JobContext<TrainProgressData>, form: TrainForm) {
   let pending: TrainPoint[] = [];
   let lastFlush = 0;
   const s = {
@@ -89,9 +90,8 @@ function pointStream(ctx: JobContext, form: TrainForm) {
   return s;
 }
 
-export async function trainingJob(params: unknown, ctx: JobContext): Promise<TrainJobResult> {
+export async function trainingJob(p: TrainJobParams, ctx: JobContext<TrainProgressData>): Promise<TrainJobResult> {
   const t0 = performance.now();
-  const p = params as TrainJobParams;
   const form = checkForm(p?.form);
   if (!p.saveDirs || typeof p.saveDirs.lora !== 'string' || typeof p.saveDirs.balora !== 'string') throw new Error('training.run: saveDirs are required');
   if (form.task === 'modular-subtraction' && typeof p.baseDir !== 'string') throw new Error('training.run: baseDir is required for modular-subtraction');
@@ -226,7 +226,7 @@ async function evaluateLm(tr: HfTrainer, test: PackedData, batchSize: number, ze
   return { loss: lossSum / count, acc: correct / count };
 }
 
-async function causalLmJob(p: TrainJobParams, form: TrainForm, provider: ProviderName, ctx: JobContext, t0: number): Promise<TrainJobResult> {
+async function causalLmJob(p: TrainJobParams, form: TrainForm, provider: ProviderName, ctx: JobContext<TrainProgressData>, t0: number): Promise<TrainJobResult> {
   if (p.resume) throw new Error('causal-lm runs cannot be resumed: start a new run');
   const modelDir = path.resolve(form.modelDir!), dataFile = path.resolve(form.dataFile!);
   const seqLen = form.seqLen!, batchSize = form.batchSize!;
@@ -288,4 +288,4 @@ async function causalLmJob(p: TrainJobParams, form: TrainForm, provider: Provide
   }
 }
 
-registerJob('training.run', trainingJob);
+export const trainingHandlers: JobHandler[] = [handle(Train, trainingJob)];

@@ -3,25 +3,27 @@
  * detected from base_model_name_or_path (relative to the adapter folder, or absolute) when it is a
  * local model folder. Hub ids get detectBaseModel's message and a "Set Base Model…" button.
  */
-import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { detectBaseModel, openBaseModel } from '../../../core/base/basemodel';
-import { openAdapter } from '../../../core/formats/open';
+import type { BaseResolution } from '../../../shared/base';
+import { ResolveBase, ValidateBase } from '../../../shared/jobs';
+import type { WorkerClient } from '../../../worker/client';
 import { errorMessage, log } from '../../log';
+import { pathExists } from '../../ui';
 
 const KEY = 'loraLens.baseModels';
 
 export class BaseModelStore {
-  constructor(private readonly state: vscode.Memento) {}
+  constructor(private readonly state: vscode.Memento, readonly reader: WorkerClient) {}
 
   private all(): Record<string, string> {
     return this.state.get<Record<string, string>>(KEY, {});
   }
 
-  get(adapterPath: string): string | undefined {
+  async get(adapterPath: string): Promise<string | undefined> {
     const v = this.all()[path.resolve(adapterPath)];
-    return v && fs.existsSync(path.join(v, 'config.json')) ? v : undefined;
+    return v && (await pathExists(path.join(v, 'config.json'))) ? v : undefined;
   }
 
   async set(adapterPath: string, dir: string | undefined): Promise<void> {
@@ -32,21 +34,16 @@ export class BaseModelStore {
   }
 }
 
-/** Throws when `dir` is not a model folder (config.json + model.safetensors or an index). */
-export function validateBaseFolder(dir: string): void {
-  const b = openBaseModel(dir);
-  b.store.close();
+/** Rejects when `dir` is not a model folder (config.json + model.safetensors or an index); read by the reader worker. */
+async function validateBaseFolder(store: BaseModelStore, dir: string): Promise<void> {
+  await store.reader.run(ValidateBase, { dir });
 }
 
-export interface Detection { dir?: string; id?: string; message?: string }
+type Detection = BaseResolution;
 
-export function detect(adapterPath: string): Detection {
-  const a = openAdapter(adapterPath);
-  try {
-    return detectBaseModel(a);
-  } finally {
-    a.store.close();
-  }
+/** The one base-model resolver (core/base/resolve.ts), run by the reader worker. */
+function detect(store: BaseModelStore, adapterPath: string): Promise<Detection> {
+  return store.reader.run(ResolveBase, { adapterPath });
 }
 
 /**
@@ -57,14 +54,14 @@ export async function chooseBaseModel(store: BaseModelStore, adapterPath: string
   const name = path.basename(adapterPath);
   let det: Detection = {};
   try {
-    det = detect(adapterPath);
+    det = await detect(store, adapterPath);
   } catch (e) {
     log.warn(`base model detection for ${adapterPath}: ${errorMessage(e)}`);
   }
-  const current = store.get(adapterPath);
+  const current = await store.get(adapterPath);
   type Item = vscode.QuickPickItem & { dir?: string; action?: 'browse' | 'clear' };
   const items: Item[] = [];
-  const adapterDir = fs.existsSync(adapterPath) && fs.statSync(adapterPath).isDirectory() ? adapterPath : path.dirname(adapterPath);
+  const adapterDir = (await fsp.stat(adapterPath).catch(() => undefined))?.isDirectory() ? adapterPath : path.dirname(adapterPath);
   const rel = (d: string): string => path.relative(adapterDir, d) || d;
   if (det.dir) items.push({ label: `$(sparkle) ${path.basename(det.dir)}`, description: 'detected from base_model_name_or_path', detail: det.dir, dir: det.dir });
   if (current && current !== det.dir) items.push({ label: `$(check) ${path.basename(current)}`, description: 'current', detail: current, dir: current });
@@ -91,7 +88,7 @@ export async function chooseBaseModel(store: BaseModelStore, adapterPath: string
     if (!dir) return undefined;
   }
   if (!dir) return undefined;
-  validateBaseFolder(dir);
+  await validateBaseFolder(store, dir);
   await store.set(adapterPath, dir);
   log.info(`base model of ${adapterPath}: ${dir}`);
   void vscode.window.showInformationMessage(`LoRA Lens: base model of ${name} is ${path.basename(dir)} (${dir}).`);
@@ -103,11 +100,11 @@ export async function chooseBaseModel(store: BaseModelStore, adapterPath: string
  * message with a "Set Base Model…" button. Undefined when the user gives none.
  */
 export async function resolveBaseModel(store: BaseModelStore, adapterPath: string): Promise<string | undefined> {
-  const stored = store.get(adapterPath);
+  const stored = await store.get(adapterPath);
   if (stored) return stored;
-  const det = detect(adapterPath);
+  const det = await detect(store, adapterPath);
   if (det.dir) {
-    validateBaseFolder(det.dir);
+    await validateBaseFolder(store, det.dir);
     await store.set(adapterPath, det.dir);
     log.info(`base model of ${adapterPath} detected: ${det.dir}`);
     return det.dir;

@@ -7,30 +7,21 @@
  * Heavy work runs in the worker (src/worker/jobs/base.ts) under a cancellable progress
  * notification; errors surface once, here, at the command boundary.
  */
-import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { CompareTensorData, CompareData, IntruderMode, IntrudersData, MitigateData, SpectraData, SpectraInit } from '../../../../webview/base/protocol';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
-import { detectCheckpoints, openAdapter } from '../../../core/formats/open';
 import type {
-  CompareParams, CompareTensorParams, EstimateParams, EstimateResult, IntrudersParams, MitigateParams, SpectraParams,
-} from '../../../worker/jobs/base';
-import { type InspectorProvider } from '../../inspectorTree';
+  CompareParams, CompareTensorParams, IntruderMode, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraInit, SpectraParams,
+} from '../../../shared/base';
+import { Compare, CompareTensor, Describe, EstimateFull, Intruders, Mitigate, Spectra, type Job } from '../../../shared/jobs';
+import type { LensContext } from '../../context';
+import { workspaceCheckpoints } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
-import type { EngineStatus } from '../../reportPanel';
 import { BaseModelStore, chooseBaseModel, resolveBaseModel } from './baseModels';
 import { BasePanel, type RequestHandler } from './panel';
-import { pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress } from '../../ui';
+import { pathExists, pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress } from '../../ui';
 
-export interface BaseFeatureContext {
-  worker: AnalysisWorkerClient;
-  extensionUri: vscode.Uri;
-  status?: EngineStatus;
-  inspector?: InspectorProvider;
-}
-
-interface Ctx extends BaseFeatureContext {
+interface Ctx extends LensContext {
   store: BaseModelStore;
   cacheDir: string;
 }
@@ -52,8 +43,8 @@ function topK(): number {
 }
 
 /** Runs a worker job under a cancellable progress notification. */
-function runJob<T>(ctx: Ctx, title: string, kind: string, params: unknown): Promise<T> {
-  return runJobWithProgress<T>(ctx.worker, kind, params, `LoRA Lens: ${title}`);
+function runJob<P, R>(ctx: Ctx, title: string, job: Job<P, R>, params: P): Promise<R> {
+  return runJobWithProgress(ctx.worker, job, params, `LoRA Lens: ${title}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -77,26 +68,23 @@ function argTarget(arg: unknown): Target {
   return {};
 }
 
-function isAdapterPath(p: string): boolean {
-  try {
-    const st = fs.statSync(p);
-    if (st.isDirectory()) return fs.existsSync(path.join(p, 'adapter_config.json'));
-    return path.basename(p) === 'adapter_config.json' || fs.existsSync(path.join(path.dirname(p), 'adapter_config.json'));
-  } catch {
-    return false;
-  }
+async function isAdapterPath(p: string): Promise<boolean> {
+  const st = await fsp.stat(p).catch(() => undefined);
+  if (!st) return false;
+  if (st.isDirectory()) return pathExists(path.join(p, 'adapter_config.json'));
+  return path.basename(p) === 'adapter_config.json' || pathExists(path.join(path.dirname(p), 'adapter_config.json'));
 }
 
-function adapterRoot(p: string): string {
-  return fs.existsSync(p) && fs.statSync(p).isDirectory() ? p : path.dirname(p);
+async function adapterRoot(p: string): Promise<string> {
+  return (await fsp.stat(p).catch(() => undefined))?.isDirectory() ? p : path.dirname(p);
 }
 
 
-async function adapterFrom(arg: unknown, title: string): Promise<Target | undefined> {
+async function adapterFrom(ctx: Ctx, arg: unknown, title: string): Promise<Target | undefined> {
   const t = argTarget(arg);
   if (t.adapter) return t;
-  if (t.file && isAdapterPath(t.file)) return { adapter: adapterRoot(t.file) };
-  const a = await pickAdapter(title);
+  if (t.file && (await isAdapterPath(t.file))) return { adapter: await adapterRoot(t.file) };
+  const a = await pickAdapter(ctx.reader, title);
   return a ? { adapter: a } : undefined;
 }
 
@@ -104,14 +92,14 @@ async function adapterFrom(arg: unknown, title: string): Promise<Target | undefi
 // commands
 
 async function setBaseModel(ctx: Ctx, arg: unknown): Promise<void> {
-  const t = await adapterFrom(arg, 'Set Base Model');
+  const t = await adapterFrom(ctx, arg, 'Set Base Model');
   if (!t?.adapter) return;
   await chooseBaseModel(ctx.store, t.adapter);
   ctx.inspector?.refresh();
 }
 
 async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
-  const t = await adapterFrom(arg, 'Intruder Dimensions');
+  const t = await adapterFrom(ctx, arg, 'Intruder Dimensions');
   if (!t?.adapter) return;
   const adapterPath = t.adapter;
   const baseDir = await resolveBaseModel(ctx.store, adapterPath);
@@ -119,7 +107,7 @@ async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
   const s = intruderSettings();
   const params: IntrudersParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir };
   log.info(`intruders ${adapterPath} vs ${baseDir} (k=${s.k}, ε=${s.epsilon}, mode ${s.mode}, provider ${providerSetting()})`);
-  const data = await runJob<IntrudersData>(ctx, `intruder dimensions of ${path.basename(adapterPath)}`, 'base.intruders', params);
+  const data = await runJob(ctx, `intruder dimensions of ${path.basename(adapterPath)}`, Intruders, params);
   log.info(`intruders of ${data.adapter.name}: ${data.totals.intruders} certain, ${data.totals.possible} possible in ${data.totals.analysed} modules (${data.ms} ms, cache ${data.cache.hits} hits) on ${data.engine.provider}`);
   for (const e of data.errors) log.warn(`intruders ${e.name}: ${e.message}`);
   data.settings.lambda = s.lambda;
@@ -139,16 +127,17 @@ async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
 
 async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: number): Promise<MitigateData | undefined> {
   const s = intruderSettings();
-  const name = path.basename(adapterRoot(adapterPath));
+  const root = await adapterRoot(adapterPath);
+  const name = path.basename(root);
   const target = await vscode.window.showSaveDialog({
-    defaultUri: vscode.Uri.file(path.join(path.dirname(adapterRoot(adapterPath)), `${name}-intruders-mitigated`)),
+    defaultUri: vscode.Uri.file(path.join(path.dirname(root), `${name}-intruders-mitigated`)),
     title: `New adapter folder for ${name} with intruders scaled by λ = ${lambda}`,
     saveLabel: 'Write New Adapter',
   });
   if (!target) return undefined;
   if (target.scheme !== 'file') throw new Error('the mitigated adapter must be written to a local folder');
   const params: MitigateParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, lambda, outDir: target.fsPath, cacheDir: ctx.cacheDir };
-  const r = await runJob<MitigateData>(ctx, `mitigating intruders of ${name} (λ = ${lambda})`, 'base.mitigate', params);
+  const r = await runJob(ctx, `mitigating intruders of ${name} (λ = ${lambda})`, Mitigate, params);
   log.info(`mitigated ${adapterPath} → ${r.outDir}: ${r.changed.length} modules changed, ${r.unchanged} unchanged, verified`);
   ctx.inspector?.refresh();
   await vscode.commands.executeCommand('loraLens.inspector.focus').then(undefined, () => undefined);
@@ -161,17 +150,15 @@ async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: 
   return r;
 }
 
-function moduleList(adapterPath: string): SpectraInit['modules'] {
-  const a = openAdapter(adapterPath);
-  try {
-    return a.modules.filter((m) => !m.conv).map((m) => ({ name: m.name, m: m.outFeatures, n: m.inFeatures, layer: m.layer, kind: m.kind }));
-  } finally {
-    a.store.close();
-  }
+/** Matrix modules of an adapter, read by the reader worker (throws the reader's error). */
+async function moduleList(ctx: Ctx, adapterPath: string): Promise<SpectraInit['modules']> {
+  const d = (await ctx.reader.run(Describe, { adapter: adapterPath })).adapter;
+  if (!d || !('value' in d)) throw new Error(d?.error ?? `${adapterPath}: not described`);
+  return d.value.modules.filter((m) => !m.conv).map((m) => ({ name: m.name, m: m.outFeatures, n: m.inFeatures, layer: m.layer, kind: m.kind }));
 }
 
 async function confirmFull(ctx: Ctx, m: number, n: number, what: string): Promise<boolean> {
-  const est = await ctx.worker.runJob<EstimateResult>('base.estimateFull', { m, n } satisfies EstimateParams, { provider: providerSetting() });
+  const est = await ctx.worker.run(EstimateFull, { m, n }, { provider: providerSetting() });
   const secs = est.seconds < 1 ? `${Math.max(1, Math.round(est.seconds * 1000))} ms` : est.seconds < 120 ? `${est.seconds.toFixed(1)} s` : `${(est.seconds / 60).toFixed(1)} min`;
   const d = Math.min(m, n);
   const detail = `All ${d} singular values of W0 and of W0 + ΔW (${m}×${n}): fp64 Gram in onnxruntime + a TypeScript eigen solver, O(d³) with d = ${d}.` +
@@ -182,12 +169,12 @@ async function confirmFull(ctx: Ctx, m: number, n: number, what: string): Promis
 }
 
 async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
-  const t = await adapterFrom(arg, 'Spectra (base vs adapted)');
+  const t = await adapterFrom(ctx, arg, 'Spectra (base vs adapted)');
   if (!t?.adapter) return;
   const adapterPath = t.adapter;
   const baseDir = await resolveBaseModel(ctx.store, adapterPath);
   if (!baseDir) return;
-  const modules = moduleList(adapterPath);
+  const modules = await moduleList(ctx, adapterPath);
   if (modules.length === 0) throw new Error(`${path.basename(adapterPath)} has no matrix LoRA modules`);
   let module = t.module && modules.some((m) => m.name === t.module) ? t.module : undefined;
   if (!module) {
@@ -199,7 +186,7 @@ async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
     if (!module) return;
   }
   const run = (mod: string, full: boolean): Promise<SpectraData> =>
-    runJob<SpectraData>(ctx, `spectra of ${mod}${full ? ' (full)' : ''}`, 'base.spectra', { adapterPath, baseDir, module: mod, k: topK(), full, cacheDir: ctx.cacheDir } satisfies SpectraParams);
+    runJob(ctx, `spectra of ${mod}${full ? ' (full)' : ''}`, Spectra, { adapterPath, baseDir, module: mod, k: topK(), full, cacheDir: ctx.cacheDir } satisfies SpectraParams);
   const data = await run(module, false);
   log.info(`spectra ${module}: k=${data.k}${data.full ? ' (full)' : ''}, base ${data.baseCached ? 'cached' : 'computed'}, ${data.ms} ms on ${data.engine.provider}`);
   const handler: RequestHandler = async (m) => {
@@ -217,20 +204,17 @@ async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
 }
 
 /** Weights in the workspace that are not adapters (files, sharded indexes, model folders). */
-async function pickWeights(title: string, exclude?: string): Promise<string | undefined> {
+async function pickWeights(ctx: Ctx, title: string, exclude?: string): Promise<string | undefined> {
   type Item = vscode.QuickPickItem & { p?: string; browse?: boolean };
   const items: Item[] = [];
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-  for (const f of vscode.workspace.workspaceFolders ?? []) {
-    if (f.uri.scheme !== 'file') continue;
-    try {
-      for (const r of detectCheckpoints(f.uri.fsPath)) {
-        if (!['safetensors', 'sharded', 'model-folder'].includes(r.kind) || r.path === exclude) continue;
-        items.push({ label: r.name, description: r.kind, detail: root ? path.relative(root, r.path) || r.path : r.path, p: r.path });
-      }
-    } catch (e) {
-      log.warn(`compare: ${errorMessage(e)}`);
+  try {
+    for (const { ref: r } of await workspaceCheckpoints(ctx.reader, ['safetensors', 'sharded', 'model-folder'])) {
+      if (r.path === exclude) continue;
+      items.push({ label: r.name, description: r.kind, detail: root ? path.relative(root, r.path) || r.path : r.path, p: r.path });
     }
+  } catch (e) {
+    log.warn(`compare: ${errorMessage(e)}`);
   }
   items.push({ label: '$(folder-opened) Browse…', description: 'a .safetensors file, *.index.json or a model folder', browse: true });
   const pick = await vscode.window.showQuickPick(items, { title: `LoRA Lens: Compare Checkpoints — ${title}`, matchOnDetail: true });
@@ -245,17 +229,17 @@ async function pickWeights(title: string, exclude?: string): Promise<string | un
 
 async function compareCheckpoints(ctx: Ctx, arg: unknown, arg2?: unknown): Promise<void> {
   const t = argTarget(arg), t2 = argTarget(arg2);
-  const a = t.file ?? t.adapter ?? (await pickWeights('A: reference (W0)'));
+  const a = t.file ?? t.adapter ?? (await pickWeights(ctx, 'A: reference (W0)'));
   if (!a) return;
-  const b = t2.file ?? (await pickWeights(`B: compared with ${path.basename(a)} (W1)`, a));
+  const b = t2.file ?? (await pickWeights(ctx, `B: compared with ${path.basename(a)} (W1)`, a));
   if (!b) return;
-  const data = await runJob<CompareData>(ctx, `comparing ${path.basename(a)} and ${path.basename(b)}`, 'base.compare', { a, b } satisfies CompareParams);
+  const data = await runJob(ctx, `comparing ${path.basename(a)} and ${path.basename(b)}`, Compare, { a, b } satisfies CompareParams);
   log.info(`compare ${a} vs ${b}: ${data.rows.length} tensors, ${data.skipped.length} skipped, ${data.ms} ms`);
   const s = intruderSettings();
   const handler: RequestHandler = async (m) => {
     if (m.type !== 'compareTensor') throw new Error(`unexpected request ${m.type}`);
     const params: CompareTensorParams = { a, b, tensor: m.tensor, k: topK(), epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir };
-    return { result: { kind: 'compareTensor', data: await runJob<CompareTensorData>(ctx, `ΔW of ${m.tensor}`, 'base.compareTensor', params) } };
+    return { result: { kind: 'compareTensor', data: await runJob(ctx, `ΔW of ${m.tensor}`, CompareTensor, params) } };
   };
   BasePanel.show({
     extensionUri: ctx.extensionUri, key: `${a}|${b}`, title: `Compare: ${path.basename(a)} ↔ ${path.basename(b)}`,
@@ -264,9 +248,10 @@ async function compareCheckpoints(ctx: Ctx, arg: unknown, arg2?: unknown): Promi
 }
 
 /** Registers the base-model commands; each failure surfaces once, at the command boundary. */
-export function registerBaseFeatures(context: vscode.ExtensionContext, base: BaseFeatureContext): void {
+export function registerBaseFeatures(base: LensContext): void {
+  const context = base.extension;
   const ctx: Ctx = {
-    ...base, store: new BaseModelStore(context.workspaceState),
+    ...base, store: new BaseModelStore(context.workspaceState, base.reader),
     cacheDir: vscode.Uri.joinPath(context.globalStorageUri, 'decomp').fsPath,
   };
   const commands: Record<string, (...args: unknown[]) => unknown> = {

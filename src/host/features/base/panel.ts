@@ -7,14 +7,11 @@
 import * as vscode from 'vscode';
 import {
   parseWebviewToHost, type BaseView, type EngineInfo, type HostToWebview, type InitMessage, type ReplyResult, type WebviewToHost,
-} from '../../../../webview/base/protocol';
-import { CancelledError } from '../../../core/formats/errors';
-import { Disposable } from '../../dispose';
-import { errorMessage, log } from '../../log';
-import type { EngineStatus } from '../../reportPanel';
-import { webviewHtml, webviewOptions } from '../../webviewHtml';
+} from '../../../shared/base';
+import { createWebviewPanel, LensPanel, PanelMap, type ReplyFields } from '../../panel';
+import type { EngineStatus } from '../../status';
 
-export type PanelRequest = Exclude<WebviewToHost, { type: 'ready' } | { type: 'log' }>;
+export type PanelRequest = Extract<WebviewToHost, { requestId: number }>;
 export type RequestHandler = (m: PanelRequest, panel: BasePanel) => Promise<{ result?: ReplyResult; message?: string }>;
 
 export const VIEW_TYPES: Record<BaseView, string> = {
@@ -27,11 +24,8 @@ function engineOf(init: InitMessage): EngineInfo {
   return init.view === 'spectra' ? init.data.data.engine : init.data.engine;
 }
 
-export class BasePanel extends Disposable {
-  private static readonly panels = new Map<string, BasePanel>();
-  private static statusOwner: BasePanel | undefined;
-  private ready = false;
-  private engine: EngineInfo | undefined;
+export class BasePanel extends LensPanel<WebviewToHost, HostToWebview, ReplyResult> {
+  private static readonly panels = new PanelMap<string, BasePanel>();
 
   static show(o: {
     extensionUri: vscode.Uri; key: string; title: string; init: InitMessage; handler: RequestHandler; status?: EngineStatus;
@@ -44,105 +38,48 @@ export class BasePanel extends Disposable {
       existing.panel.reveal(undefined, false);
       return existing;
     }
-    const panel = vscode.window.createWebviewPanel(VIEW_TYPES[o.init.view], o.title, vscode.ViewColumn.Active, {
-      ...webviewOptions(o.extensionUri),
-      retainContextWhenHidden: true,
-    });
-    const p = new BasePanel(k, panel, o.extensionUri, o.title, o.init, o.handler, o.status);
-    BasePanel.panels.set(k, p);
-    return p;
+    const panel = createWebviewPanel(o.extensionUri, VIEW_TYPES[o.init.view], o.title, vscode.ViewColumn.Active);
+    return BasePanel.panels.add(k, new BasePanel(panel, o.extensionUri, o.title, o.init, o.handler, o.status));
   }
 
   static disposeAll(): void {
-    for (const p of [...BasePanel.panels.values()]) p.panel.dispose();
+    BasePanel.panels.disposeAll();
   }
 
   private constructor(
-    private readonly key: string,
-    readonly panel: vscode.WebviewPanel,
+    panel: vscode.WebviewPanel,
     extensionUri: vscode.Uri,
     private readonly title: string,
     private init: InitMessage,
     private handler: RequestHandler,
-    private readonly status: EngineStatus | undefined,
+    status: EngineStatus | undefined,
   ) {
-    super();
-    panel.iconPath = vscode.Uri.joinPath(extensionUri, 'media', 'lora-lens.svg');
-    panel.webview.html = webviewHtml(panel.webview, extensionUri, {
-      title, script: 'base.js', styles: ['webview.css', 'base.css'], bodyClass: `base view-${init.view}`,
-    });
-    this.register(panel.webview.onDidReceiveMessage((m) => void this.onMessage(m)));
-    this.register(panel.onDidChangeViewState((e) => {
-      if (e.webviewPanel.active) this.showEngine();
-      else this.releaseEngine();
-    }));
-    this.register(panel.onDidDispose(() => this.dispose()));
+    super(panel, extensionUri, { name: init.view, title, script: 'base.js', styles: ['webview.css', 'base.css'], bodyClass: `base view-${init.view}` }, status);
     this.setEngine(engineOf(init));
-  }
-
-  override dispose(): void {
-    if (this.isDisposed) return;
-    if (BasePanel.panels.get(this.key) === this) BasePanel.panels.delete(this.key);
-    this.releaseEngine();
-    super.dispose();
   }
 
   /** Provider of the latest job shown in the status bar (while this panel is active). */
   setEngine(e: EngineInfo): void {
-    this.engine = e;
-    if (this.panel.active || BasePanel.statusOwner === this || !BasePanel.statusOwner) this.showEngine();
-  }
-
-  private showEngine(): void {
-    if (!this.engine || !this.status || this.isDisposed) return;
-    BasePanel.statusOwner = this;
-    this.status.setEngine({ ...this.engine, label: `${this.title}` });
-  }
-
-  private releaseEngine(): void {
-    if (BasePanel.statusOwner !== this) return;
-    BasePanel.statusOwner = undefined;
-    this.status?.setEngine(undefined);
+    this.setEngineEntry({ ...e, label: this.title });
   }
 
   update(init: InitMessage): void {
     this.init = init;
     this.setEngine(engineOf(init));
-    if (this.ready) this.post(init);
+    this.post(init);
   }
 
-  post(m: HostToWebview): void {
-    if (!this.isDisposed) void this.panel.webview.postMessage(m);
+  protected parse(raw: unknown): WebviewToHost | undefined {
+    return parseWebviewToHost(raw);
   }
 
-  private async onMessage(raw: unknown): Promise<void> {
-    const m = parseWebviewToHost(raw);
-    if (!m) {
-      log.warn(`${this.init.view}: ignored malformed message ${JSON.stringify(raw)?.slice(0, 200)}`);
-      return;
-    }
-    switch (m.type) {
-      case 'ready':
-        this.ready = true;
-        this.post(this.init);
-        return;
-      case 'log':
-        log[m.level](`${this.init.view} webview: ${m.message}`);
-        return;
-      case 'spectra':
-      case 'compareTensor':
-      case 'mitigate':
-      case 'openSpectra':
-        try {
-          const r = await this.handler(m, this);
-          if (r.result && (r.result.kind === 'spectra' || r.result.kind === 'compareTensor')) this.setEngine(r.result.data.engine);
-          this.post({ type: 'reply', requestId: m.requestId, ok: true, message: r.message, result: r.result ?? { kind: 'none' } });
-        } catch (e) {
-          const cancelled = e instanceof CancelledError;
-          if (!cancelled) log.error(`${this.init.view} ${m.type}: ${errorMessage(e)}`);
-          this.post({ type: 'reply', requestId: m.requestId, ok: false, error: cancelled ? 'Cancelled' : errorMessage(e) });
-        }
-        return;
-    }
+  protected onReady(): void {
+    this.post(this.init);
+  }
+
+  protected override async onRequest(m: PanelRequest): Promise<ReplyFields<ReplyResult>> {
+    const r = await this.handler(m, this);
+    if (r.result && (r.result.kind === 'spectra' || r.result.kind === 'compareTensor')) this.setEngine(r.result.data.engine);
+    return { message: r.message, result: r.result ?? { kind: 'none' } };
   }
 }

@@ -3,14 +3,15 @@
  * path (save dialog), run `convert.adapter` in the worker with progress + cancel, show the round-trip error and
  * reveal the output in the inspector tree.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
-import type { ConvertResult, ConvertTarget } from '../../../core/convert/convert';
-import { CancelledError } from '../../../core/formats/errors';
-import { CheckpointNode, InspectorProvider, workspaceAdapters } from '../../inspectorTree';
+import type { ConvertResult, ConvertTarget } from '../../../shared/convert';
+import { Convert } from '../../../shared/jobs';
+import { CancelledError } from '../../../core/util/cancel';
+import type { LensContext } from '../../context';
+import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
+import { pathExists } from '../../ui';
 
 const TARGETS: { label: string; target: ConvertTarget; description: string; ext: string }[] = [
   { label: 'PEFT', target: 'peft', description: 'folder: adapter_config.json + adapter_model.safetensors', ext: '-peft' },
@@ -26,10 +27,11 @@ function argPath(arg: unknown): string | undefined {
   return undefined;
 }
 
-export async function convertCommand(worker: AnalysisWorkerClient, inspector: InspectorProvider | undefined, arg: unknown): Promise<ConvertResult | undefined> {
+export async function convertCommand(ctx: LensContext, arg: unknown): Promise<ConvertResult | undefined> {
+  const { worker, inspector } = ctx;
   let p = argPath(arg);
   if (!p) {
-    const refs = workspaceAdapters();
+    const refs = await workspaceAdapters(ctx.reader);
     if (!refs.length) { void vscode.window.showInformationMessage('LoRA Lens: no LoRA adapters found in this workspace.'); return undefined; }
     const pick = await vscode.window.showQuickPick(refs.map((r) => ({ label: r.name, detail: r.path, path: r.path })), { title: 'LoRA Lens: Convert Adapter', placeHolder: 'Adapter to convert' });
     if (!pick) return undefined;
@@ -39,17 +41,17 @@ export async function convertCommand(worker: AnalysisWorkerClient, inspector: In
   if (!t) return undefined;
   const stem = path.basename(p).replace(/\.(safetensors|gguf)$/i, '');
   let suggested = path.join(path.dirname(p), `${stem}${t.ext}`);
-  for (let i = 2; fs.existsSync(suggested); i++) suggested = path.join(path.dirname(p), `${stem}-${i}${t.ext}`);
+  for (let i = 2; await pathExists(suggested); i++) suggested = path.join(path.dirname(p), `${stem}-${i}${t.ext}`);
   const uri = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(suggested), title: `New ${t.label} adapter (never overwrites)`, saveLabel: 'Convert' });
   if (!uri) return undefined;
   const out = uri.fsPath;
-  if (fs.existsSync(out)) throw new Error(`${out} already exists; LoRA Lens never overwrites files, choose a new path`);
+  if (await pathExists(out)) throw new Error(`${out} already exists; LoRA Lens never overwrites files, choose a new path`);
   let architecture: string | undefined;
   const run = async (): Promise<ConvertResult> => vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: converting ${path.basename(p!)} to ${t.label}`, cancellable: true },
     (progress, token) => {
       let last = 0;
-      return worker.runJob<ConvertResult>('convert.adapter', { path: p, target: t.target, out, architecture }, {
+      return worker.run(Convert, { path: p, target: t.target, out, architecture }, {
         token: { get cancelled() { return token.isCancellationRequested; }, onCancellationRequested: (cb: () => void) => token.onCancellationRequested(cb) },
         onProgress: (done, total, message) => { const pct = total ? (100 * done) / total : 0; progress.report({ message, increment: pct - last }); last = pct; },
       });
@@ -71,10 +73,10 @@ export async function convertCommand(worker: AnalysisWorkerClient, inspector: In
   return r;
 }
 
-export function registerConvertFeature(context: vscode.ExtensionContext, deps: { worker: AnalysisWorkerClient; inspector?: InspectorProvider }): void {
-  context.subscriptions.push(vscode.commands.registerCommand('loraLens.convertAdapter', async (arg?: unknown) => {
+export function registerConvertFeature(ctx: LensContext): void {
+  ctx.extension.subscriptions.push(vscode.commands.registerCommand('loraLens.convertAdapter', async (arg?: unknown) => {
     try {
-      return await convertCommand(deps.worker, deps.inspector, arg);
+      return await convertCommand(ctx, arg);
     } catch (e) {
       if (e instanceof CancelledError || /cancelled/.test(errorMessage(e))) { void vscode.window.showInformationMessage('LoRA Lens: conversion cancelled (no output kept).'); return undefined; }
       log.error(`loraLens.convertAdapter: ${errorMessage(e)}`);

@@ -5,17 +5,18 @@
  *   loraLens.vloraIncrements     σ of W_{l+1} − W_l per weight kind, effective ranks, VLoRA parameter savings
  * All numbers come from worker jobs (src/worker/jobs/research.ts) with progress and cancel.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { Dynamics, Koubbi, Lipschitz, ResolveBase, Vlora } from '../../../shared/jobs';
+import type { WorkerClient } from '../../../worker/client';
 import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
-import { webviewHtml, webviewOptions } from '../../webviewHtml';
-import { registerBoundaryCommands } from '../../ui';
+import { createWebviewPanel, LensPanel, PanelMap } from '../../panel';
+import type { LensContext } from '../../context';
+import { pathExists, registerBoundaryCommands } from '../../ui';
 import {
-  DynamicsResult, HostToWebview, KoubbiResult, LipschitzResult, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView, VloraResult,
-} from '../../../../webview/research/protocol';
+  HostToWebview, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView, WebviewToHost,
+} from '../../../shared/research';
 
 const TITLES: Record<ResearchView, string> = {
   lipschitz: 'Attention Lipschitz Bounds', dynamics: 'Token Dynamics', vlora: 'Cross-layer Increments (VLoRA)',
@@ -23,67 +24,66 @@ const TITLES: Record<ResearchView, string> = {
 
 interface Target { base: string; adapter?: string }
 
-/** Base model folder of an adapter (base_model_name_or_path relative to the adapter, holding config.json). */
-export function resolveBase(adapterPath: string): string | undefined {
-  const dir = fs.statSync(adapterPath).isDirectory() ? adapterPath : path.dirname(adapterPath);
-  try {
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
-    const b = typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : typeof cfg.model === 'string' ? cfg.model : undefined;
-    if (!b) return undefined;
-    const p = path.resolve(dir, b);
-    return fs.existsSync(path.join(p, 'config.json')) ? p : undefined;
-  } catch { return undefined; }
+/** Base model folder of an adapter (the one resolver, core/base/resolve.ts, run by the reader worker). */
+async function resolveBase(reader: WorkerClient, adapterPath: string): Promise<string | undefined> {
+  return (await reader.run(ResolveBase, { adapterPath })).dir;
 }
 
-async function pickTarget(arg: unknown, title: string): Promise<Target | undefined> {
+async function pickTarget(reader: WorkerClient, arg: unknown, title: string): Promise<Target | undefined> {
   const given = arg instanceof CheckpointNode ? arg.ref.path : arg instanceof vscode.Uri ? arg.fsPath : typeof arg === 'string' ? arg : undefined;
   if (given) {
-    const base = resolveBase(given);
+    const base = await resolveBase(reader, given);
     if (base) return { base, adapter: given };
-    if (fs.existsSync(path.join(given, 'config.json'))) return { base: given };
+    if (await pathExists(path.join(given, 'config.json'))) return { base: given };
     throw new Error(`${given}: cannot find its base model (base_model_name_or_path with a config.json)`);
   }
-  const cands = workspaceAdapters().map((r) => ({ r, base: resolveBase(r.path) })).filter((c) => c.base);
+  const cands = (await Promise.all((await workspaceAdapters(reader)).map(async (r) => ({ r, base: await resolveBase(reader, r.path) })))).filter((c) => c.base);
   if (!cands.length) throw new Error('no adapter with a local base model (config.json + weights) in this workspace; run "LoRA Lens: Create Demo Workspace" or open one');
   if (cands.length === 1) return { base: cands[0].base!, adapter: cands[0].r.path };
   const pick = await vscode.window.showQuickPick(cands.map((c) => ({ label: c.r.name, detail: c.r.path, c })), { title: `LoRA Lens: ${title}`, placeHolder: 'Adapter (its local base model is used)' });
   return pick ? { base: pick.c.base!, adapter: pick.c.r.path } : undefined;
 }
 
-class ResearchPanel {
-  private static readonly panels = new Map<ResearchView, ResearchPanel>();
+interface ResearchDeps { extensionUri: vscode.Uri; worker: WorkerClient }
+
+class ResearchPanel extends LensPanel<WebviewToHost, HostToWebview> {
+  private static readonly panels = new PanelMap<ResearchView, ResearchPanel>();
   private inputs: ResearchInputs = {};
   private running: vscode.CancellationTokenSource | undefined;
-  private ready = false;
   private last: ResearchResult | undefined;
 
-  static show(ctx: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }, view: ResearchView, target: Target): ResearchPanel {
-    let p = ResearchPanel.panels.get(view);
+  static show(ctx: ResearchDeps, view: ResearchView, target: Target): ResearchPanel {
+    const p = ResearchPanel.panels.get(view);
     if (p) { p.target = target; p.panel.reveal(); void p.compute(); return p; }
-    const panel = vscode.window.createWebviewPanel('loraLens.research', `LoRA Lens: ${TITLES[view]}`, vscode.ViewColumn.Active, { ...webviewOptions(ctx.extensionUri), retainContextWhenHidden: true });
-    p = new ResearchPanel(panel, ctx, view, target);
-    ResearchPanel.panels.set(view, p);
-    return p;
+    const panel = createWebviewPanel(ctx.extensionUri, 'loraLens.research', `LoRA Lens: ${TITLES[view]}`, vscode.ViewColumn.Active);
+    return ResearchPanel.panels.add(view, new ResearchPanel(panel, ctx, view, target));
   }
 
-  static disposeAll(): void { for (const p of ResearchPanel.panels.values()) p.panel.dispose(); }
+  static disposeAll(): void { ResearchPanel.panels.disposeAll(); }
 
-  private constructor(readonly panel: vscode.WebviewPanel, private readonly ctx: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }, private readonly view: ResearchView, private target: Target) {
-    panel.webview.html = webviewHtml(panel.webview, ctx.extensionUri, { title: TITLES[view], script: 'research.js', styles: ['webview.css', 'research.css'], bodyClass: `research view-${view}` });
-    panel.onDidDispose(() => { this.running?.cancel(); ResearchPanel.panels.delete(view); });
-    panel.webview.onDidReceiveMessage((raw: unknown) => {
-      const m = parseWebviewToHost(raw);
-      if (!m) return;
-      if (m.type === 'ready') {
-        this.ready = true;
-        this.post({ type: 'init', view, base: target.base, adapter: target.adapter });
-        if (this.last) this.post({ type: 'result', result: this.last }); else void this.compute();
-      } else if (m.type === 'recompute') { this.inputs = { ...this.inputs, ...m.inputs }; void this.compute(); }
-      else log[m.level](`research webview: ${m.message}`);
-    });
+  private constructor(panel: vscode.WebviewPanel, private readonly ctx: ResearchDeps, private readonly view: ResearchView, private target: Target) {
+    super(panel, ctx.extensionUri, { name: 'research', title: TITLES[view], script: 'research.js', styles: ['webview.css', 'research.css'], bodyClass: `research view-${view}` });
   }
 
-  private post(m: HostToWebview): void { if (this.ready) void this.panel.webview.postMessage(m); }
+  override dispose(): void {
+    this.running?.cancel();
+    super.dispose();
+  }
+
+  protected parse(raw: unknown): WebviewToHost | undefined {
+    return parseWebviewToHost(raw);
+  }
+
+  protected onReady(): void {
+    this.post({ type: 'init', view: this.view, base: this.target.base, adapter: this.target.adapter });
+    if (this.last) this.post({ type: 'result', result: this.last }); else void this.compute();
+  }
+
+  protected override onNotify(m: WebviewToHost): void {
+    if (m.type !== 'recompute') return;
+    this.inputs = { ...this.inputs, ...m.inputs };
+    void this.compute();
+  }
 
   private async compute(): Promise<void> {
     this.running?.cancel();
@@ -100,15 +100,15 @@ class ResearchPanel {
         };
         const w = this.ctx.worker;
         if (this.view === 'lipschitz') {
-          const data = await w.runJob<LipschitzResult>('research.lipschitz', { base: t.base, adapter: t.adapter, n: i.n, R: i.R, layer: i.layer, head: i.head }, opts);
+          const data = await w.run(Lipschitz, { base: t.base, adapter: t.adapter, n: i.n, R: i.R, layer: i.layer, head: i.head }, opts);
           return { view: 'lipschitz', data } as ResearchResult;
         }
         if (this.view === 'dynamics') {
-          const data = await w.runJob<DynamicsResult>('research.dynamics', { base: t.base, adapter: t.adapter, layer: i.layer, head: i.head, n: i.tokens, seed: i.seed }, opts);
-          const koubbi = await w.runJob<KoubbiResult>('research.koubbi', {}, opts);
+          const data = await w.run(Dynamics, { base: t.base, adapter: t.adapter, layer: i.layer, head: i.head, n: i.tokens, seed: i.seed }, opts);
+          const koubbi = await w.run(Koubbi, {}, opts);
           return { view: 'dynamics', data, koubbi } as ResearchResult;
         }
-        const data = await w.runJob<VloraResult>('research.vlora', { base: t.base, rank: i.rank }, opts);
+        const data = await w.run(Vlora, { base: t.base, rank: i.rank }, opts);
         return { view: 'vlora', data } as ResearchResult;
       });
       if (cts.token.isCancellationRequested) return;
@@ -124,11 +124,11 @@ class ResearchPanel {
   }
 }
 
-export function registerResearchFeature(context: vscode.ExtensionContext, deps: { extensionUri: vscode.Uri; worker: AnalysisWorkerClient }): void {
+export function registerResearchFeature(ctx: LensContext): void {
   const cmds: [string, ResearchView][] = [['loraLens.attentionLipschitz', 'lipschitz'], ['loraLens.tokenDynamics', 'dynamics'], ['loraLens.vloraIncrements', 'vlora']];
-  registerBoundaryCommands(context, Object.fromEntries(cmds.map(([id, view]) => [id, async (arg?: unknown) => {
-    const t = await pickTarget(arg, TITLES[view]);
-    if (t) ResearchPanel.show(deps, view, t);
+  registerBoundaryCommands(ctx.extension, Object.fromEntries(cmds.map(([id, view]) => [id, async (arg?: unknown) => {
+    const t = await pickTarget(ctx.reader, arg, TITLES[view]);
+    if (t) ResearchPanel.show(ctx, view, t);
   }])));
-  context.subscriptions.push({ dispose: () => ResearchPanel.disposeAll() });
+  ctx.extension.subscriptions.push({ dispose: () => ResearchPanel.disposeAll() });
 }

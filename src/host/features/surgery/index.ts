@@ -3,25 +3,21 @@
  * into base, combine, rescale. Heavy work runs as worker jobs (src/worker/jobs/surgery.ts) with
  * progress + cancel; every operation writes NEW files only and ends in a `loraLens.surgery` view.
  */
-import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { BaseWeights, Combine, Merge, Plan, Rebalance, Reduce, Rescale, ResolveBase } from '../../../shared/jobs';
 import type {
-  PlanJobResult, RankRuleKind, RankRuleSpec, RebalanceJobResult, ReduceJobResult, SimpleJobResult, SurgeryView,
-} from '../../../../webview/surgery/protocol';
-import type { InspectorProvider } from '../../inspectorTree';
+  RankRuleKind, RankRuleSpec, SurgeryView,
+} from '../../../shared/surgery';
+import type { LensContext } from '../../context';
 import { log } from '../../log';
 import { SurgeryPanel, type SurgeryPanelActions } from './surgeryPanel';
 import {
-  adapterFromArgOrPick, adapterName, askOutputFolder, pickAdapter, registerBoundaryCommands, revealInTree, runJobWithProgress,
+  adapterFromArgOrPick, adapterName, askOutputFolder, pathExists, pickAdapter, registerBoundaryCommands, revealInTree, runJobWithProgress,
 } from '../../ui';
 
-export interface SurgeryDeps {
-  extensionUri: vscode.Uri;
-  worker: AnalysisWorkerClient;
-  inspector: InspectorProvider;
-}
+type SurgeryDeps = LensContext;
 
 function actions(deps: SurgeryDeps): SurgeryPanelActions {
   return {
@@ -31,11 +27,11 @@ function actions(deps: SurgeryDeps): SurgeryPanelActions {
 }
 
 async function rebalance(deps: SurgeryDeps, arg: unknown): Promise<void> {
-  const p = await adapterFromArgOrPick(arg, 'LoRA Lens: Rebalance Adapter (BaLoRA)');
+  const p = await adapterFromArgOrPick(deps.reader, arg, 'LoRA Lens: Rebalance Adapter (BaLoRA)');
   if (!p) return;
   const out = await askOutputFolder(p, '-balanced', `Rebalance ${adapterName(p)}: output folder`);
   if (!out) return;
-  const r = await runJobWithProgress<RebalanceJobResult>(deps.worker, 'surgery.rebalance', { adapterPath: p, outDir: out }, `LoRA Lens: rebalancing ${adapterName(p)}`);
+  const r = await runJobWithProgress(deps.worker, Rebalance, { adapterPath: p, outDir: out }, `LoRA Lens: rebalancing ${adapterName(p)}`);
   log.info(`rebalanced ${p} → ${r.outDir} (${r.modules.length} modules, ${r.ms.toFixed(0)} ms)`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Rebalance: ${r.adapterName}`, { kind: 'rebalance', result: r }, actions(deps));
@@ -48,9 +44,9 @@ const RULES: { rule: RankRuleKind; label: string; detail: string; prompt: string
   { rule: 'sv_ratio', label: 'sv_ratio x', detail: 'keep σᵢ > σ₁/x', prompt: 'Ratio x > 1', def: () => '10' },
 ];
 
-function adapterRank(p: string): number {
+async function adapterRank(p: string): Promise<number> {
   try {
-    const cfg = JSON.parse(fs.readFileSync(path.join(p, 'adapter_config.json'), 'utf8')) as { r?: unknown };
+    const cfg = JSON.parse(await fsp.readFile(path.join(p, 'adapter_config.json'), 'utf8')) as { r?: unknown };
     return typeof cfg.r === 'number' ? cfg.r : 8;
   } catch {
     return 8;
@@ -60,8 +56,9 @@ function adapterRank(p: string): number {
 async function askRule(p: string): Promise<RankRuleSpec | undefined> {
   const pick = await vscode.window.showQuickPick(RULES.map((r) => ({ ...r, description: r.rule })), { title: `Reduce rank of ${adapterName(p)}: rule`, placeHolder: 'How to choose the new rank per module' });
   if (!pick) return undefined;
+  const rank = await adapterRank(p);
   const v = await vscode.window.showInputBox({
-    title: `Reduce rank of ${adapterName(p)}: ${pick.label}`, prompt: pick.prompt, value: pick.def(adapterRank(p)),
+    title: `Reduce rank of ${adapterName(p)}: ${pick.label}`, prompt: pick.prompt, value: pick.def(rank),
     validateInput: (s) => {
       const x = Number(s);
       if (!Number.isFinite(x) || x <= 0) return 'Enter a positive number';
@@ -74,52 +71,30 @@ async function askRule(p: string): Promise<RankRuleSpec | undefined> {
 }
 
 async function reduceRank(deps: SurgeryDeps, arg: unknown): Promise<void> {
-  const p = await adapterFromArgOrPick(arg, 'LoRA Lens: Reduce Rank');
+  const p = await adapterFromArgOrPick(deps.reader, arg, 'LoRA Lens: Reduce Rank');
   if (!p) return;
   const rule = await askRule(p);
   if (!rule) return;
-  const plan = await runJobWithProgress<PlanJobResult>(deps.worker, 'surgery.plan', { adapterPath: p, rule }, `LoRA Lens: planning rank reduction of ${adapterName(p)}`);
+  const plan = await runJobWithProgress(deps.worker, Plan, { adapterPath: p, rule }, `LoRA Lens: planning rank reduction of ${adapterName(p)}`);
   SurgeryPanel.show(deps.extensionUri, `Reduce rank: ${plan.adapterName}`, { kind: 'plan', plan }, {
     ...actions(deps),
     writeReduced: async (v): Promise<SurgeryView | undefined> => {
       const ks = [...new Set(v.plan.modules.map((m) => m.k))];
       const out = await askOutputFolder(p, ks.length === 1 ? `-r${ks[0]}` : '-reduced', `Reduce rank of ${v.plan.adapterName}: output folder`);
       if (!out) return undefined;
-      const result = await runJobWithProgress<ReduceJobResult>(deps.worker, 'surgery.reduce', { adapterPath: p, outDir: out, rule: v.plan.rule }, `LoRA Lens: writing ${path.basename(out)}`);
+      const result = await runJobWithProgress(deps.worker, Reduce, { adapterPath: p, outDir: out, rule: v.plan.rule }, `LoRA Lens: writing ${path.basename(out)}`);
       deps.inspector.refresh();
       return { kind: 'reduce', plan: v.plan, result };
     },
   });
 }
 
-function baseWeights(p: string): string | undefined {
-  if (!fs.existsSync(p)) return undefined;
-  if (fs.statSync(p).isFile()) return /\.(safetensors|gguf)$|\.safetensors\.index\.json$/i.test(p) ? p : undefined;
-  for (const n of ['model.safetensors.index.json', 'model.safetensors']) if (fs.existsSync(path.join(p, n))) return path.join(p, n);
-  const st = fs.readdirSync(p).filter((n) => n.endsWith('.safetensors') && !n.startsWith('adapter'));
-  return st.length === 1 ? path.join(p, st[0]) : undefined;
-}
-
-/** Base weights from adapter_config.json's base_model_name_or_path, resolved relative to the adapter folder. */
-function detectBase(adapterPath: string): string | undefined {
-  try {
-    const dir = fs.statSync(adapterPath).isDirectory() ? adapterPath : path.dirname(adapterPath);
-    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as { base_model_name_or_path?: unknown };
-    const b = cfg.base_model_name_or_path;
-    if (typeof b !== 'string' || !b) return undefined;
-    const roots = [dir, ...(vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath)];
-    for (const r of roots) {
-      const w = baseWeights(path.resolve(r, b));
-      if (w) return w;
-    }
-  } catch { /* no config */ }
-  return undefined;
-}
-
 async function mergeAdapter(deps: SurgeryDeps, arg: unknown): Promise<void> {
-  const p = await adapterFromArgOrPick(arg, 'LoRA Lens: Merge Adapter into Base');
+  const p = await adapterFromArgOrPick(deps.reader, arg, 'LoRA Lens: Merge Adapter into Base');
   if (!p) return;
-  const detected = detectBase(p);
+  // Base weights from base_model_name_or_path, relative to the adapter folder or a workspace folder.
+  const roots = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath);
+  const detected = (await deps.reader.run(ResolveBase, { adapterPath: p, roots })).weights;
   let base: string | undefined;
   const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
   const items: (vscode.QuickPickItem & { path?: string })[] = [];
@@ -131,7 +106,7 @@ async function mergeAdapter(deps: SurgeryDeps, arg: unknown): Promise<void> {
   else {
     const sel = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: 'Base model (folder or .safetensors)', defaultUri: vscode.Uri.file(path.dirname(p)) });
     if (!sel?.[0]) return;
-    base = baseWeights(sel[0].fsPath);
+    base = (await deps.reader.run(BaseWeights, { path: sel[0].fsPath })).weights;
     if (!base) throw new Error(`${sel[0].fsPath}: no single base weights file (model.safetensors, *.safetensors or model.safetensors.index.json) found`);
   }
   const baseDir = path.dirname(base);
@@ -141,16 +116,16 @@ async function mergeAdapter(deps: SurgeryDeps, arg: unknown): Promise<void> {
   });
   if (!target) return;
   const out = target.fsPath;
-  if (fs.existsSync(out)) throw new Error(`${out} already exists; LoRA Lens never overwrites, choose a new file name`);
-  const r = await runJobWithProgress<SimpleJobResult>(deps.worker, 'surgery.merge', { adapterPath: p, basePath: base, outFile: out }, `LoRA Lens: merging ${adapterName(p)}`);
+  if (await pathExists(out)) throw new Error(`${out} already exists; LoRA Lens never overwrites, choose a new file name`);
+  const r = await runJobWithProgress(deps.worker, Merge, { adapterPath: p, basePath: base, outFile: out }, `LoRA Lens: merging ${adapterName(p)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Merged: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }
 
 async function combine(deps: SurgeryDeps, arg: unknown): Promise<void> {
-  const p1 = await adapterFromArgOrPick(arg, 'LoRA Lens: Combine Adapters (first adapter)');
+  const p1 = await adapterFromArgOrPick(deps.reader, arg, 'LoRA Lens: Combine Adapters (first adapter)');
   if (!p1) return;
-  const p2 = await pickAdapter(`Combine ${adapterName(p1)} with…`, p1);
+  const p2 = await pickAdapter(deps.reader, `Combine ${adapterName(p1)} with…`, p1);
   if (!p2) return;
   const w = await vscode.window.showInputBox({
     title: 'Combine adapters: weights', prompt: `w1, w2 in w1·ΔW(${adapterName(p1)}) + w2·ΔW(${adapterName(p2)})`, value: '1, 1',
@@ -165,13 +140,13 @@ async function combine(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (!mode) return;
   const out = await askOutputFolder(p1, `+${adapterName(p2)}`, 'Combine adapters: output folder');
   if (!out) return;
-  const r = await runJobWithProgress<SimpleJobResult>(deps.worker, 'surgery.combine', { adapter1: p1, weight1: w1, adapter2: p2, weight2: w2, outDir: out, mode: mode.mode }, `LoRA Lens: combining into ${path.basename(out)}`);
+  const r = await runJobWithProgress(deps.worker, Combine, { adapter1: p1, weight1: w1, adapter2: p2, weight2: w2, outDir: out, mode: mode.mode }, `LoRA Lens: combining into ${path.basename(out)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Combined: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }
 
 async function rescale(deps: SurgeryDeps, arg: unknown): Promise<void> {
-  const p = await adapterFromArgOrPick(arg, 'LoRA Lens: Rescale Adapter');
+  const p = await adapterFromArgOrPick(deps.reader, arg, 'LoRA Lens: Rescale Adapter');
   if (!p) return;
   const f = await vscode.window.showInputBox({
     title: `Rescale ${adapterName(p)}`, prompt: 'Factor for ΔW (lora_alpha and alpha_pattern are multiplied by it)', value: '0.5',
@@ -180,18 +155,18 @@ async function rescale(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (f === undefined) return;
   const out = await askOutputFolder(p, `-x${Number(f)}`, `Rescale ${adapterName(p)}: output folder`);
   if (!out) return;
-  const r = await runJobWithProgress<SimpleJobResult>(deps.worker, 'surgery.rescale', { adapterPath: p, factor: Number(f), outDir: out }, `LoRA Lens: rescaling ${adapterName(p)}`);
+  const r = await runJobWithProgress(deps.worker, Rescale, { adapterPath: p, factor: Number(f), outDir: out }, `LoRA Lens: rescaling ${adapterName(p)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Rescaled: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }
 
-export function registerSurgery(context: vscode.ExtensionContext, deps: SurgeryDeps): void {
-  registerBoundaryCommands(context, {
+export function registerSurgery(deps: LensContext): void {
+  registerBoundaryCommands(deps.extension, {
     'loraLens.rebalanceAdapter': (arg) => rebalance(deps, arg),
     'loraLens.reduceRank': (arg) => reduceRank(deps, arg),
     'loraLens.mergeAdapter': (arg) => mergeAdapter(deps, arg),
     'loraLens.combineAdapters': (arg) => combine(deps, arg),
     'loraLens.rescaleAdapter': (arg) => rescale(deps, arg),
   });
-  context.subscriptions.push({ dispose: () => SurgeryPanel.disposeAll() });
+  deps.extension.subscriptions.push({ dispose: () => SurgeryPanel.disposeAll() });
 }

@@ -1,20 +1,16 @@
 /** LoRA / BaLoRA training in the UI: `loraLens.trainAdapter` opens the `loraLens.training` panel. */
 import * as vscode from 'vscode';
-import { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
-import type { InspectorProvider } from '../../inspectorTree';
+import { WorkerClient } from '../../../worker/client';
+import type { LensContext } from '../../context';
 import { registerBoundaryCommands, revealInTree } from '../../ui';
 import { TrainingPanel } from './trainingPanel';
 
-export interface TrainingFeatureDeps {
-  extensionUri: vscode.Uri;
-  inspector: InspectorProvider;
-}
-
-export function registerTraining(context: vscode.ExtensionContext, deps: TrainingFeatureDeps): void {
+export function registerTraining(deps: LensContext): void {
+  const context = deps.extension;
   // A second worker for training so that analyses and surgery stay responsive meanwhile.
-  let worker: AnalysisWorkerClient | undefined;
-  const trainingWorker = (): AnalysisWorkerClient =>
-    (worker ??= new AnalysisWorkerClient(vscode.Uri.joinPath(deps.extensionUri, 'dist', 'worker.js').fsPath));
+  let worker: WorkerClient | undefined;
+  const trainingWorker = (): WorkerClient =>
+    (worker ??= new WorkerClient(vscode.Uri.joinPath(deps.extensionUri, 'dist', 'worker.js').fsPath));
   registerBoundaryCommands(context, {
     'loraLens.trainAdapter': () => {
       TrainingPanel.show({

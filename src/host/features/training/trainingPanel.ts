@@ -3,23 +3,24 @@
  * BaLoRA. The run itself is a `training.run` job on a dedicated worker (so analyses stay
  * responsive); streamed points are forwarded to the webview at most ~10 times per second.
  */
-import * as fs from 'node:fs';
+import type { Dirent } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { AnalysisWorkerClient } from '../../../core/analysis/workerClient';
+import { Train } from '../../../shared/jobs';
+import type { WorkerClient } from '../../../worker/client';
 import {
   DEFAULT_FORM, checkForm, parseWebviewToHost, type HostToWebview, type ResumeStates, type RunSnapshot, type RunStatus, type TrainForm,
-  type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData,
-} from '../../../../webview/training/protocol';
-import { Disposable } from '../../dispose';
+  type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData, type WebviewToHost,
+} from '../../../shared/training';
 import { errorMessage, log } from '../../log';
-import { webviewHtml, webviewOptions } from '../../webviewHtml';
-import { providerSetting } from '../../ui';
+import { createWebviewPanel, LensPanel, PanelMap } from '../../panel';
+import { pathExists, providerSetting } from '../../ui';
 
 export interface TrainingDeps {
   extensionUri: vscode.Uri;
   /** Dedicated worker for training (created lazily by the feature). */
-  trainingWorker: () => AnalysisWorkerClient;
+  trainingWorker: () => WorkerClient;
   reveal: () => Promise<void>;
   refreshTree: () => void;
 }
@@ -35,12 +36,12 @@ const MAX_LISTED = 50;
  * Model folders (config.json + tokenizer.json + *.safetensors) and dataset files (*.jsonl, *.txt;
  * data/train.jsonl first, then other .jsonl, then .txt) under `root`, as `/`-separated relative paths.
  */
-export function detectTrainingInputs(root: string): { models: string[]; datasets: string[] } {
+export async function detectTrainingInputs(root: string): Promise<{ models: string[]; datasets: string[] }> {
   const models: string[] = [], datasets: string[] = [];
   let seen = 0;
-  const walk = (dir: string, rel: string, depth: number): void => {
-    let entries: fs.Dirent[];
-    try { entries = fs.readdirSync(dir, { withFileTypes: true }); } catch { return; }
+  const walk = async (dir: string, rel: string, depth: number): Promise<void> => {
+    let entries: Dirent[];
+    try { entries = await fsp.readdir(dir, { withFileTypes: true }); } catch { return; }
     entries.sort((a, b) => a.name.localeCompare(b.name));
     const names = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
     if (rel && names.has('config.json') && names.has('tokenizer.json') && [...names].some((n) => n.endsWith('.safetensors'))) models.push(rel);
@@ -48,21 +49,21 @@ export function detectTrainingInputs(root: string): { models: string[]; datasets
       if (++seen > WALK_MAX_ENTRIES) return;
       const r = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) {
-        if (depth < WALK_DEPTH && !e.name.startsWith('.') && !SKIP_DIRS.has(e.name)) walk(path.join(dir, e.name), r, depth + 1);
+        if (depth < WALK_DEPTH && !e.name.startsWith('.') && !SKIP_DIRS.has(e.name)) await walk(path.join(dir, e.name), r, depth + 1);
       } else if (e.isFile() && /\.(jsonl|txt)$/i.test(e.name) && !/^(requirements|license|readme|notice|cmakelists)/i.test(e.name)) datasets.push(r);
     }
   };
-  walk(root, '', 0);
+  await walk(root, '', 0);
   const rank = (d: string): number => (d === 'data/train.jsonl' ? 0 : /train\.jsonl$/i.test(d) ? 1 : /\.jsonl$/i.test(d) ? 2 : 3);
   datasets.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   return { models: models.slice(0, MAX_LISTED), datasets: datasets.slice(0, MAX_LISTED) };
 }
 
-export class TrainingPanel extends Disposable {
+export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
   static readonly viewType = 'loraLens.training';
-  private static instance: TrainingPanel | undefined;
+  /** A singleton: one key. */
+  private static readonly panels = new PanelMap<'training', TrainingPanel>();
 
-  private ready = false;
   private status: RunStatus = 'idle';
   private message = 'Ready. LoRA and BaLoRA are trained side by side from the same initialisation.';
   private form: TrainForm = { ...DEFAULT_FORM };
@@ -77,29 +78,23 @@ export class TrainingPanel extends Disposable {
   private readonly statusItem = this.register(vscode.window.createStatusBarItem('loraLens.training', vscode.StatusBarAlignment.Right, 99));
 
   static show(deps: TrainingDeps): TrainingPanel {
-    if (TrainingPanel.instance) {
-      TrainingPanel.instance.panel.reveal(vscode.ViewColumn.Active);
-      return TrainingPanel.instance;
+    const open = TrainingPanel.panels.get('training');
+    if (open) {
+      open.panel.reveal(vscode.ViewColumn.Active);
+      return open;
     }
-    const panel = vscode.window.createWebviewPanel(TrainingPanel.viewType, 'LoRA Lens: Training', vscode.ViewColumn.Active, {
-      ...webviewOptions(deps.extensionUri), retainContextWhenHidden: true,
-    });
-    TrainingPanel.instance = new TrainingPanel(panel, deps);
-    return TrainingPanel.instance;
+    const panel = createWebviewPanel(deps.extensionUri, TrainingPanel.viewType, 'LoRA Lens: Training', vscode.ViewColumn.Active);
+    return TrainingPanel.panels.add('training', new TrainingPanel(panel, deps));
   }
 
   static disposeAll(): void {
-    TrainingPanel.instance?.panel.dispose();
+    TrainingPanel.panels.disposeAll();
   }
 
-  private constructor(readonly panel: vscode.WebviewPanel, private readonly deps: TrainingDeps) {
-    super();
-    panel.iconPath = vscode.Uri.joinPath(deps.extensionUri, 'media', 'lora-lens.svg');
-    panel.webview.html = webviewHtml(panel.webview, deps.extensionUri, { title: 'LoRA Lens: Training', script: 'training.js', styles: ['webview.css', 'report.css', 'surgery.css'], bodyClass: 'training' });
+  private constructor(panel: vscode.WebviewPanel, private readonly deps: TrainingDeps) {
+    super(panel, deps.extensionUri, { name: 'training', title: 'LoRA Lens: Training', script: 'training.js', styles: ['webview.css', 'report.css', 'surgery.css'], bodyClass: 'training' });
     this.statusItem.name = 'LoRA Lens training';
     this.statusItem.command = { title: 'Show training', command: 'loraLens.trainAdapter' };
-    this.register(panel.webview.onDidReceiveMessage((m) => void this.onMessage(m)));
-    this.register(panel.onDidDispose(() => this.dispose()));
     this.register(vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('loraLens.executionProvider')) this.postStatus();
     }));
@@ -108,17 +103,16 @@ export class TrainingPanel extends Disposable {
   override dispose(): void {
     this.cts?.cancel();
     if (this.flushTimer) clearTimeout(this.flushTimer);
-    if (TrainingPanel.instance === this) TrainingPanel.instance = undefined;
     super.dispose();
   }
 
-  private detected(): { models: string[]; datasets: string[] } {
+  private async detected(): Promise<{ models: string[]; datasets: string[] }> {
     const f = vscode.workspace.workspaceFolders?.find((w) => w.uri.scheme === 'file');
     return f ? detectTrainingInputs(f.uri.fsPath) : { models: [], datasets: [] };
   }
 
-  private snapshot(): RunSnapshot {
-    const found = this.detected();
+  private async snapshot(): Promise<RunSnapshot> {
+    const found = await this.detected();
     const form = { ...this.form };
     // Defaults of the causal-lm fields: the detected model / dataset (the webview shows them when the task is switched).
     form.modelDir ??= found.models[0];
@@ -127,10 +121,6 @@ export class TrainingPanel extends Disposable {
       status: this.status, message: this.message, form, points: this.points,
       provider: { setting: providerSetting(), ...this.providerUsed }, result: this.result, canResume: !!this.resumeStates && !this.cts, ...found,
     };
-  }
-
-  private post(m: HostToWebview): void {
-    if (!this.isDisposed && this.ready) void this.panel.webview.postMessage(m);
   }
 
   private setStatus(s: RunStatus, message: string): void {
@@ -178,57 +168,68 @@ export class TrainingPanel extends Disposable {
   }
 
   /** Resolves a workspace-relative path from the form; refuses paths outside the workspace and missing ones. */
-  private inWorkspace(rel: string, what: string, kind: 'dir' | 'file'): string {
+  private async inWorkspace(rel: string, what: string, kind: 'dir' | 'file'): Promise<string> {
     const root = this.workspaceRoot();
     const abs = path.resolve(root, rel);
     const r = path.relative(root, abs);
     if (!r || r.startsWith('..') || path.isAbsolute(r)) throw new Error(`${what} ${rel} is not inside the workspace folder`);
-    let st: fs.Stats | undefined;
-    try { st = fs.statSync(abs); } catch { /* below */ }
+    const st = await fsp.stat(abs).catch(() => undefined);
     if (!st || (kind === 'dir' ? !st.isDirectory() : !st.isFile())) throw new Error(`${what} ${rel} not found in the workspace`);
     return abs;
   }
 
-  private newRunDirs(form: TrainForm): TrainJobParams['saveDirs'] {
+  private async newRunDirs(form: TrainForm): Promise<TrainJobParams['saveDirs']> {
     const root = path.join(this.workspaceRoot(), TRAIN_FOLDER);
+    const exists = (n: string): Promise<boolean> => pathExists(path.join(root, n));
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
     if (form.task === 'causal-lm') {
       const model = path.basename(form.modelDir ?? 'model').replace(/[^A-Za-z0-9._-]+/g, '_') || 'model';
       let suffix = stamp;
-      for (let i = 2; fs.existsSync(path.join(root, `${model}-lora-${suffix}`)) || fs.existsSync(path.join(root, `${model}-balora-${suffix}`)); i++) suffix = `${stamp}-${i}`;
+      for (let i = 2; (await exists(`${model}-lora-${suffix}`)) || (await exists(`${model}-balora-${suffix}`)); i++) suffix = `${stamp}-${i}`;
       return { lora: path.join(root, `${model}-lora-${suffix}`), balora: path.join(root, `${model}-balora-${suffix}`) };
     }
     let base = `sub-r${form.r}-${stamp}`;
-    for (let i = 2; fs.existsSync(path.join(root, `${base}-lora`)) || fs.existsSync(path.join(root, `${base}-balora`)); i++) base = `sub-r${form.r}-${stamp}-${i}`;
+    for (let i = 2; (await exists(`${base}-lora`)) || (await exists(`${base}-balora`)); i++) base = `sub-r${form.r}-${stamp}-${i}`;
     return { lora: path.join(root, `${base}-lora`), balora: path.join(root, `${base}-balora`) };
   }
 
   private async run(resume: boolean): Promise<void> {
     if (this.cts) throw new Error('a training run is already in progress');
-    if (!resume) {
-      this.points = [];
-      this.unsent = [];
-      this.result = undefined;
-      this.resumeStates = undefined;
-      this.runDirs = this.newRunDirs(this.form);
-      this.post({ type: 'init', snapshot: this.snapshot() });
-    }
-    const dirs = this.runDirs ?? this.newRunDirs(this.form);
-    const causal = this.form.task === 'causal-lm';
-    const params: TrainJobParams = {
-      form: causal
-        ? { ...this.form, modelDir: this.inWorkspace(this.form.modelDir!, 'model folder', 'dir'), dataFile: this.inWorkspace(this.form.dataFile!, 'dataset', 'file') }
-        : this.form,
-      baseDir: causal ? undefined : path.join(this.workspaceRoot(), TRAIN_FOLDER, 'modular-base-p23'), provider: providerSetting(),
-      resume: resume && !causal ? this.resumeStates : undefined, saveDirs: dirs,
-    };
+    // Claimed before the first await, so a second Start is refused meanwhile.
     const cts = (this.cts = new vscode.CancellationTokenSource());
-    this.setStatus('running', resume ? 'Resuming…' : 'Starting…');
-    log.info(`training: ${JSON.stringify(this.form)} provider ${params.provider}${resume ? ' (resume)' : ''}`);
     try {
-      const r = await this.deps.trainingWorker().runJob<TrainJobResult>('training.run', params, {
+      if (!resume) {
+        this.points = [];
+        this.unsent = [];
+        this.result = undefined;
+        this.resumeStates = undefined;
+        this.runDirs = await this.newRunDirs(this.form);
+        this.post({ type: 'init', snapshot: await this.snapshot() });
+      }
+    } catch (e) {
+      this.cts = undefined;
+      cts.dispose();
+      throw e;
+    }
+    await this.runJob(cts, resume);
+  }
+
+  private async runJob(cts: vscode.CancellationTokenSource, resume: boolean): Promise<void> {
+    try {
+      const dirs = this.runDirs ?? (await this.newRunDirs(this.form));
+      const causal = this.form.task === 'causal-lm';
+      const params: TrainJobParams = {
+        form: causal
+          ? { ...this.form, modelDir: await this.inWorkspace(this.form.modelDir!, 'model folder', 'dir'), dataFile: await this.inWorkspace(this.form.dataFile!, 'dataset', 'file') }
+          : this.form,
+        baseDir: causal ? undefined : path.join(this.workspaceRoot(), TRAIN_FOLDER, 'modular-base-p23'), provider: providerSetting(),
+        resume: resume && !causal ? this.resumeStates : undefined, saveDirs: dirs,
+      };
+      this.setStatus('running', resume ? 'Resuming…' : 'Starting…');
+      log.info(`training: ${JSON.stringify(this.form)} provider ${params.provider}${resume ? ' (resume)' : ''}`);
+      const r = await this.deps.trainingWorker().run(Train, params, {
         provider: params.provider,
-        onProgress: (_d, _t, msg, data) => this.onProgress(msg, data as TrainProgressData | undefined),
+        onProgress: (_d, _t, msg, data) => this.onProgress(msg, data),
         token: { get cancelled() { return cts.token.isCancellationRequested; }, onCancellationRequested: (cb: () => void) => cts.token.onCancellationRequested(cb) },
       });
       this.flushNow();
@@ -277,56 +278,50 @@ export class TrainingPanel extends Disposable {
   }
 
   /** Starts a fresh run (used by the webview Start button). */
-  private start(form: TrainForm): void {
+  private async start(form: TrainForm): Promise<void> {
     const f = checkForm(form);
     if (f.task === 'causal-lm') {
       // Refused here (so the webview's request fails with the reason) rather than inside the run.
-      this.inWorkspace(f.modelDir!, 'model folder', 'dir');
-      this.inWorkspace(f.dataFile!, 'dataset', 'file');
+      await this.inWorkspace(f.modelDir!, 'model folder', 'dir');
+      await this.inWorkspace(f.dataFile!, 'dataset', 'file');
     }
+    if (this.cts) throw new Error('a training run is already in progress');
     this.form = f;
     void this.run(false).catch((e) => log.error(`training: ${errorMessage(e)}`));
   }
 
-  private async onMessage(raw: unknown): Promise<void> {
-    const m = parseWebviewToHost(raw);
-    if (!m) {
-      log.warn(`training: ignored malformed message ${JSON.stringify(raw)?.slice(0, 200)}`);
-      return;
-    }
-    const reply = (requestId: number, f: () => void | Promise<void>): Promise<void> => Promise.resolve()
-      .then(f)
-      .then(() => this.post({ type: 'reply', requestId, ok: true }))
-      .catch((e) => this.post({ type: 'reply', requestId, ok: false, error: errorMessage(e) }));
+  protected parse(raw: unknown): WebviewToHost | undefined {
+    return parseWebviewToHost(raw);
+  }
+
+  protected onReady(): void {
+    void this.snapshot().then((snapshot) => {
+      this.post({ type: 'init', snapshot });
+      this.postStatus();
+    });
+  }
+
+  protected override async onRequest(m: Extract<WebviewToHost, { requestId: number }>): Promise<void> {
     switch (m.type) {
-      case 'ready':
-        this.ready = true;
-        this.post({ type: 'init', snapshot: this.snapshot() });
-        this.postStatus();
-        return;
       case 'start':
-        return reply(m.requestId, () => {
-          if (this.cts) throw new Error('a training run is already in progress');
-          this.start(m.form);
-        });
+        if (this.cts) throw new Error('a training run is already in progress');
+        await this.start(m.form);
+        return;
       case 'stop':
-        return reply(m.requestId, () => {
-          if (!this.cts) throw new Error('no training run in progress');
-          this.setStatus('stopping', 'Stopping after the current step…');
-          this.cts.cancel();
-        });
+        if (!this.cts) throw new Error('no training run in progress');
+        this.setStatus('stopping', 'Stopping after the current step…');
+        this.cts.cancel();
+        return;
       case 'resume':
-        return reply(m.requestId, () => {
-          if (!this.resumeStates) throw new Error('nothing to resume');
-          void this.run(true).catch((e) => log.error(`training: ${errorMessage(e)}`));
-        });
+        if (!this.resumeStates) throw new Error('nothing to resume');
+        void this.run(true).catch((e) => log.error(`training: ${errorMessage(e)}`));
+        return;
       case 'reveal':
-        return reply(m.requestId, () => this.deps.reveal());
+        return this.deps.reveal();
       case 'analyze':
-        return reply(m.requestId, async () => { await vscode.commands.executeCommand('loraLens.analyzeAdapter', vscode.Uri.file(m.path)); });
-      case 'log':
-        log[m.level](`training webview: ${m.message}`);
+        await vscode.commands.executeCommand('loraLens.analyzeAdapter', vscode.Uri.file(m.path));
         return;
     }
   }
+
 }

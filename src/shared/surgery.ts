@@ -8,7 +8,8 @@
  * with a `reply` carrying the same id and, on failure, `error`.
  */
 
-import type { RankPlanModule } from '../../src/shared/analysisTypes';
+import type { RankPlanModule } from './analysisTypes';
+import { parseWebviewMessage, type Envelope, type ReplyMessage } from './envelope';
 
 export type RankRuleKind = 'rank' | 'sv_ratio' | 'sv_cumulative' | 'sv_fro';
 export interface RankRuleSpec { kind: RankRuleKind; value: number; maxRank?: number }
@@ -111,35 +112,22 @@ export type SurgeryView =
   | { kind: 'simple'; result: SimpleJobResult };
 
 export type WebviewToHost =
-  | { type: 'ready' }
+  | Envelope
   | { type: 'writeReduced'; requestId: number }
   | { type: 'revealInTree'; requestId: number; path: string }
-  | { type: 'analyze'; requestId: number; path: string }
-  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+  | { type: 'analyze'; requestId: number; path: string };
 
 export type HostToWebview =
   | { type: 'init'; view: SurgeryView }
   | { type: 'update'; view: SurgeryView }
-  | { type: 'reply'; requestId: number; ok: boolean; message?: string; error?: string };
+  | ReplyMessage;
 
 /** Validates an incoming message on the host; undefined for anything malformed. */
 export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
-  if (!m || typeof m !== 'object') return undefined;
-  const o = m as Record<string, unknown>;
-  switch (o.type) {
-    case 'ready':
-      return { type: 'ready' };
-    case 'writeReduced':
-      return typeof o.requestId === 'number' ? { type: 'writeReduced', requestId: o.requestId } : undefined;
-    case 'revealInTree':
-    case 'analyze':
-      return typeof o.requestId === 'number' && typeof o.path === 'string' ? { type: o.type, requestId: o.requestId, path: o.path } : undefined;
-    case 'log':
-      if ((o.level === 'info' || o.level === 'warn' || o.level === 'error') && typeof o.message === 'string') {
-        return { type: 'log', level: o.level, message: o.message.slice(0, 2000) };
-      }
-      return undefined;
-    default:
-      return undefined;
-  }
+  return parseWebviewMessage(m, ({ type, o, requestId }): WebviewToHost | undefined => {
+    if (requestId === undefined) return undefined;
+    if (type === 'writeReduced') return { type, requestId };
+    if ((type === 'revealInTree' || type === 'analyze') && typeof o.path === 'string') return { type, requestId, path: o.path };
+    return undefined;
+  });
 }

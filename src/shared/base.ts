@@ -9,7 +9,8 @@
  * No DOM or Node types here: this file is compiled by both tsconfigs.
  */
 
-import type { IntruderStatus, IntruderVector } from '../../src/shared/analysisTypes';
+import type { IntruderStatus, IntruderVector } from './analysisTypes';
+import { parseWebviewMessage, type Envelope, type ReplyMessage } from './envelope';
 
 export type { IntruderStatus };
 export type IntruderVectorData = IntruderVector;
@@ -153,11 +154,10 @@ export type ReplyResult =
 export type HostToWebview =
   | InitMessage
   | { type: 'busy'; busy: boolean; message?: string }
-  | { type: 'reply'; requestId: number; ok: boolean; message?: string; error?: string; result?: ReplyResult };
+  | ReplyMessage<ReplyResult>;
 
 export type WebviewToHost =
-  | { type: 'ready' }
-  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string }
+  | Envelope
   | { type: 'spectra'; requestId: number; module: string; full: boolean }
   | { type: 'compareTensor'; requestId: number; tensor: string }
   | { type: 'mitigate'; requestId: number; lambda: number }
@@ -165,33 +165,83 @@ export type WebviewToHost =
 
 /** Validates an incoming message on the host; returns undefined for anything malformed. */
 export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
-  if (!m || typeof m !== 'object') return undefined;
-  const o = m as Record<string, unknown>;
-  const id = typeof o.requestId === 'number' && Number.isInteger(o.requestId) ? o.requestId : undefined;
   const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 && v.length < 4096 ? v : undefined);
-  switch (o.type) {
-    case 'ready':
-      return { type: 'ready' };
-    case 'log':
-      if ((o.level === 'info' || o.level === 'warn' || o.level === 'error') && typeof o.message === 'string') {
-        return { type: 'log', level: o.level, message: o.message.slice(0, 2000) };
+  return parseWebviewMessage(m, ({ type, o, requestId: id }): WebviewToHost | undefined => {
+    if (id === undefined) return undefined;
+    switch (type) {
+      case 'spectra': {
+        const module = str(o.module);
+        return module && typeof o.full === 'boolean' ? { type: 'spectra', requestId: id, module, full: o.full } : undefined;
       }
-      return undefined;
-    case 'spectra': {
-      const module = str(o.module);
-      return id !== undefined && module && typeof o.full === 'boolean' ? { type: 'spectra', requestId: id, module, full: o.full } : undefined;
+      case 'compareTensor': {
+        const tensor = str(o.tensor);
+        return tensor ? { type: 'compareTensor', requestId: id, tensor } : undefined;
+      }
+      case 'mitigate':
+        return typeof o.lambda === 'number' && o.lambda >= 0 && o.lambda <= 1 ? { type: 'mitigate', requestId: id, lambda: o.lambda } : undefined;
+      case 'openSpectra': {
+        const module = str(o.module);
+        return module ? { type: 'openSpectra', requestId: id, module } : undefined;
+      }
+      default:
+        return undefined;
     }
-    case 'compareTensor': {
-      const tensor = str(o.tensor);
-      return id !== undefined && tensor ? { type: 'compareTensor', requestId: id, tensor } : undefined;
-    }
-    case 'mitigate':
-      return id !== undefined && typeof o.lambda === 'number' && o.lambda >= 0 && o.lambda <= 1 ? { type: 'mitigate', requestId: id, lambda: o.lambda } : undefined;
-    case 'openSpectra': {
-      const module = str(o.module);
-      return id !== undefined && module ? { type: 'openSpectra', requestId: id, module } : undefined;
-    }
-    default:
-      return undefined;
-  }
+  });
 }
+
+// ---- worker job parameters (results above)
+
+export interface IntrudersParams {
+  adapterPath: string;
+  /** Model folder (config.json + weights) or a weights file / index. */
+  baseDir: string;
+  k?: number;
+  epsilon?: number;
+  mode?: IntruderMode;
+  /** DecompCache folder (context.globalStorageUri/decomp); no cache when absent. */
+  cacheDir?: string;
+  /** Analyse the matching modules even when some adapter modules have no base weight. */
+  force?: boolean;
+}
+
+export interface MitigateParams extends IntrudersParams {
+  lambda: number;
+  outDir: string;
+}
+
+export interface SpectraParams {
+  adapterPath: string;
+  baseDir: string;
+  module: string;
+  /** Top-k singular values by rsvd (default 64). */
+  k?: number;
+  /** Exact full spectra of W0 and W0+ΔW (the host confirms the time estimate first). */
+  full?: boolean;
+  cacheDir?: string;
+  force?: boolean;
+}
+
+export interface EstimateParams { m: number; n: number }
+export interface EstimateResult { seconds: number; maxDim: number }
+
+export interface CompareParams { a: string; b: string }
+export interface CompareTensorParams extends CompareParams {
+  tensor: string;
+  k?: number;
+  epsilon?: number;
+  mode?: IntruderMode;
+  cacheDir?: string;
+}
+
+/** Where an adapter's base model is: a local folder with config.json (`dir`), the weights file to merge into, or why not. */
+export interface BaseResolution {
+  /** base_model_name_or_path (or the format's equivalent). */
+  id?: string;
+  /** Local model folder holding config.json. */
+  dir?: string;
+  /** Base weights: model.safetensors, *.safetensors.index.json or a single *.safetensors. */
+  weights?: string;
+  /** Why no folder was found (shown to the user). */
+  message?: string;
+}
+

@@ -5,6 +5,7 @@
  * Handshake: the webview posts `ready`; the host answers with `init` (and again when the file
  * changes on disk). Requests carry a `requestId`; replies carry it back with `error` on failure.
  */
+import { parseWebviewMessage, type Envelope, type ReplyMessage } from './envelope';
 
 /** A tensor row, compact for 100k-tensor files: [name, dtype, shape, numel]. */
 export type TensorRow = [name: string, dtype: string, shape: number[], numel: number];
@@ -43,25 +44,16 @@ export interface ViewerData {
 }
 
 export type WebviewToHost =
-  | { type: 'ready' }
+  | Envelope
   | { type: 'reopenDefault'; requestId: number }
   | { type: 'analyze'; requestId: number };
 
 export type HostToWebview =
   | { type: 'init'; data: ViewerData }
-  | { type: 'reply'; requestId: number; ok: boolean; error?: string };
+  | ReplyMessage;
 
 /** Validates an incoming message on the host; returns undefined for anything malformed. */
 export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
-  if (!m || typeof m !== 'object') return undefined;
-  const o = m as Record<string, unknown>;
-  switch (o.type) {
-    case 'ready':
-      return { type: 'ready' };
-    case 'reopenDefault':
-    case 'analyze':
-      return typeof o.requestId === 'number' ? { type: o.type, requestId: o.requestId } : undefined;
-    default:
-      return undefined;
-  }
+  return parseWebviewMessage(m, ({ type, requestId }): WebviewToHost | undefined =>
+    (type === 'reopenDefault' || type === 'analyze') && requestId !== undefined ? { type, requestId } : undefined);
 }

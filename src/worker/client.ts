@@ -1,32 +1,26 @@
 /**
- * Promise API over the analysis worker thread (used by the extension host; no vscode import).
- * Cancellation first asks the worker to stop between batches; if it has not answered within
- * `hardCancelMs` (an ORT run in progress), the worker is terminated and restarted on next use.
+ * Promise API over the analysis worker thread — the host's only door into src/worker (no vscode
+ * import, so tests use it too). `run(Job, params)` takes a descriptor from src/shared/jobs.ts and
+ * returns its typed result. Cancellation first asks the worker to stop between batches; if it has
+ * not answered within `hardCancelMs` (an ORT run in progress), the worker is terminated and
+ * restarted on next use.
  */
 import { Worker } from 'node:worker_threads';
-import type { AdapterReport } from '../../shared/report';
-import type { WorkerRequest, WorkerResponse } from '../../shared/workerProtocol';
-import { CancelledError, CancelToken } from '../formats/errors';
+import { CancelledError, type CancelToken } from '../core/util/cancel';
+import type { Job, WorkerRequest, WorkerResponse } from '../shared/jobs';
+import type { Provider } from '../shared/provider';
+
+export interface JobOptions<D = unknown> {
+  provider?: Provider;
+  /** `data` carries streamed partial results of jobs (e.g. training metrics per step). */
+  onProgress?: (done: number, total: number, message: string, data?: D) => void;
+  /** Polled every 100 ms; also accepts an `onCancellationRequested` hook. */
+  token?: CancelToken & { onCancellationRequested?: (cb: () => void) => unknown };
+}
 
 type ProgressFn = (done: number, total: number, message: string, data?: unknown) => void;
 
-export interface JobOptions {
-  provider?: 'cpu' | 'webgpu' | 'cuda';
-  /** `data` carries streamed partial results of jobs (e.g. training metrics per step). */
-  onProgress?: ProgressFn;
-  token?: CancelToken & { onCancellationRequested?: (cb: () => void) => unknown };
-}
-
-export interface AnalyzeJob {
-  path: string;
-  method?: 'auto' | 'householder';
-  provider?: 'cpu' | 'webgpu' | 'cuda';
-  onProgress?: (done: number, total: number, message: string) => void;
-  /** Polled every 100 ms; also accepts an `onCancel` hook. */
-  token?: CancelToken & { onCancellationRequested?: (cb: () => void) => unknown };
-}
-
-export class AnalysisWorkerClient {
+export class WorkerClient {
   private worker: Worker | undefined;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void; onProgress?: ProgressFn }>();
@@ -42,8 +36,7 @@ export class AnalysisWorkerClient {
       if (m.type === 'progress') p.onProgress?.(m.done, m.total, m.message, m.data);
       else {
         this.pending.delete(m.id);
-        if (m.type === 'result') p.resolve(m.report);
-        else if (m.type === 'jobResult') p.resolve(m.result);
+        if (m.type === 'result') p.resolve(m.result);
         else p.reject(m.cancelled ? new CancelledError() : new Error(m.message));
       }
     });
@@ -58,20 +51,17 @@ export class AnalysisWorkerClient {
     return w;
   }
 
-  analyze(job: AnalyzeJob): Promise<AdapterReport> {
-    return this.request((id) => ({ type: 'analyze', id, path: job.path, method: job.method, provider: job.provider }), job) as Promise<AdapterReport>;
+  /** Runs `job` in the worker thread; resolves with its result, rejects with its error (CancelledError when cancelled). */
+  run<P, R, D>(job: Job<P, R, D>, params: P, opts: JobOptions<D> = {}): Promise<R> {
+    // The worker answers a `kind` with that job's handler, so its result is an R.
+    return this.request(job.kind, params, opts as JobOptions) as Promise<R>;
   }
 
-  /** Runs a job registered in src/worker/jobs under `kind`. */
-  runJob<T = unknown>(kind: string, params: unknown, opts: JobOptions = {}): Promise<T> {
-    return this.request((id) => ({ type: 'job', id, kind, params, provider: opts.provider }), opts) as Promise<T>;
-  }
-
-  private request(make: (id: number) => WorkerRequest, job: JobOptions): Promise<unknown> {
+  private request(kind: string, params: unknown, opts: JobOptions): Promise<unknown> {
     const w = this.ensure();
     const id = this.nextId++;
     return new Promise<unknown>((resolve, reject) => {
-      if (job.token?.cancelled) {
+      if (opts.token?.cancelled) {
         reject(new CancelledError());
         return;
       }
@@ -81,7 +71,7 @@ export class AnalysisWorkerClient {
       this.pending.set(id, {
         resolve: (r) => { done(); resolve(r); },
         reject: (e) => { done(); reject(e); },
-        onProgress: job.onProgress,
+        onProgress: opts.onProgress,
       });
       const cancel = (): void => {
         if (!this.pending.has(id) || hard) return;
@@ -95,11 +85,11 @@ export class AnalysisWorkerClient {
           p.reject(new CancelledError());
         }, this.hardCancelMs);
       };
-      if (job.token) {
-        job.token.onCancellationRequested?.(cancel);
-        timer = setInterval(() => { if (job.token!.cancelled) cancel(); }, 100);
+      if (opts.token) {
+        opts.token.onCancellationRequested?.(cancel);
+        timer = setInterval(() => { if (opts.token!.cancelled) cancel(); }, 100);
       }
-      w.postMessage(make(id));
+      w.postMessage({ type: 'job', id, kind, params, provider: opts.provider } satisfies WorkerRequest);
     });
   }
 

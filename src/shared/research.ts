@@ -3,6 +3,7 @@
  * shapes of the research worker jobs (src/worker/jobs/research.ts). Handshake: the webview posts `ready`, the host
  * answers `init` (view + inputs), then `result` whenever a job finishes; `recompute` asks for a new run.
  */
+import { parseWebviewMessage, type Envelope } from './envelope';
 export type ResearchView = 'lipschitz' | 'dynamics' | 'vlora';
 
 export interface LipschitzParams { base: string; adapter?: string; n?: number; R?: number; layer?: number; head?: number; ns?: number[] }
@@ -46,9 +47,8 @@ export type ResearchResult =
 export interface ResearchInputs { n?: number; R?: number; layer?: number; head?: number; seed?: number; tokens?: number; rank?: number }
 
 export type WebviewToHost =
-  | { type: 'ready' }
-  | { type: 'recompute'; inputs: ResearchInputs }
-  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+  | Envelope
+  | { type: 'recompute'; inputs: ResearchInputs };
 
 export type HostToWebview =
   | { type: 'init'; view: ResearchView; base: string; adapter?: string }
@@ -60,17 +60,11 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' && Number
 
 /** Validates an incoming message on the host; undefined for anything malformed. */
 export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
-  if (!m || typeof m !== 'object') return undefined;
-  const o = m as Record<string, unknown>;
-  if (o.type === 'ready') return { type: 'ready' };
-  if (o.type === 'recompute' && o.inputs && typeof o.inputs === 'object') {
+  return parseWebviewMessage(m, ({ type, o }): WebviewToHost | undefined => {
+    if (type !== 'recompute' || !o.inputs || typeof o.inputs !== 'object') return undefined;
     const i = o.inputs as Record<string, unknown>;
     const inputs: ResearchInputs = {};
     for (const k of ['n', 'R', 'layer', 'head', 'seed', 'tokens', 'rank'] as const) { const v = num(i[k]); if (v !== undefined) inputs[k] = v; }
     return { type: 'recompute', inputs };
-  }
-  if (o.type === 'log' && (o.level === 'info' || o.level === 'warn' || o.level === 'error') && typeof o.message === 'string') {
-    return { type: 'log', level: o.level, message: o.message.slice(0, 2000) };
-  }
-  return undefined;
+  });
 }

@@ -9,7 +9,10 @@
  */
 
 export type TrainRunMode = 'lora' | 'balora';
-export type ProviderName = 'cpu' | 'webgpu' | 'cuda';
+import type { Provider } from './provider';
+import { parseWebviewMessage, type Envelope, type ReplyMessage } from './envelope';
+
+export type ProviderName = Provider;
 
 /**
  * `modular-subtraction`: built-in task, LoRA fine-tuning of a tiny transformer pre-trained on (x + y) mod p, to (x − y) mod p.
@@ -107,20 +110,19 @@ export interface RunSnapshot {
 }
 
 export type WebviewToHost =
-  | { type: 'ready' }
+  | Envelope
   | { type: 'start'; requestId: number; form: TrainForm }
   | { type: 'stop'; requestId: number }
   | { type: 'resume'; requestId: number }
   | { type: 'reveal'; requestId: number; path: string }
-  | { type: 'analyze'; requestId: number; path: string }
-  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+  | { type: 'analyze'; requestId: number; path: string };
 
 export type HostToWebview =
   | { type: 'init'; snapshot: RunSnapshot }
   | { type: 'points'; points: TrainPoint[] }
   | { type: 'status'; status: RunStatus; message: string; provider?: RunSnapshot['provider']; canResume: boolean }
   | { type: 'finished'; result: TrainJobResult }
-  | { type: 'reply'; requestId: number; ok: boolean; message?: string; error?: string };
+  | ReplyMessage;
 
 export const DEFAULT_FORM: TrainForm = { task: 'modular-subtraction', r: 4, alpha: 8, lr: 1e-2, steps: 400, seed: 1 };
 
@@ -158,23 +160,20 @@ export function checkForm(f: unknown): TrainForm {
   return form;
 }
 
+/** Validates an incoming message on the host; undefined for anything malformed. */
 export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
-  if (!m || typeof m !== 'object') return undefined;
-  const o = m as Record<string, unknown>;
-  const id = typeof o.requestId === 'number' ? o.requestId : undefined;
-  switch (o.type) {
-    case 'ready': return { type: 'ready' };
-    case 'start':
-      if (id === undefined) return undefined;
-      try { return { type: 'start', requestId: id, form: checkForm(o.form) }; } catch { return { type: 'start', requestId: id, form: o.form as TrainForm }; }
-    case 'stop': return id === undefined ? undefined : { type: 'stop', requestId: id };
-    case 'resume': return id === undefined ? undefined : { type: 'resume', requestId: id };
-    case 'reveal':
-    case 'analyze':
-      return id !== undefined && typeof o.path === 'string' ? { type: o.type, requestId: id, path: o.path } : undefined;
-    case 'log':
-      if ((o.level === 'info' || o.level === 'warn' || o.level === 'error') && typeof o.message === 'string') return { type: 'log', level: o.level, message: o.message.slice(0, 2000) };
-      return undefined;
-    default: return undefined;
-  }
+  return parseWebviewMessage(m, ({ type, o, requestId: id }): WebviewToHost | undefined => {
+    if (id === undefined) return undefined;
+    switch (type) {
+      case 'start':
+        // An invalid form is passed on: the host's checkForm refuses it with the reason, in the reply.
+        try { return { type: 'start', requestId: id, form: checkForm(o.form) }; } catch { return { type: 'start', requestId: id, form: o.form as TrainForm }; }
+      case 'stop': return { type: 'stop', requestId: id };
+      case 'resume': return { type: 'resume', requestId: id };
+      case 'reveal':
+      case 'analyze':
+        return typeof o.path === 'string' ? { type, requestId: id, path: o.path } : undefined;
+      default: return undefined;
+    }
+  });
 }
