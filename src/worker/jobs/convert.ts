@@ -9,7 +9,7 @@ export async function convertJob(p: ConvertJobParams, ctx: JobContext): Promise<
   const a = openAdapter(p.path);
   try {
     return await convertAdapter(a, p.target, p.out, {
-      architecture: p.architecture, heads: p.heads, kvHeads: p.kvHeads, base: p.base, token: ctx.token,
+      architecture: p.architecture, heads: p.heads, kvHeads: p.kvHeads, base: p.base, token: ctx.token, engine: ctx.engine,
       onProgress: (d, t, m) => ctx.progress(d, t, m),
     });
   } finally {
