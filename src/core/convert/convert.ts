@@ -30,6 +30,7 @@ import { CancelToken, throwIfCancelled } from '../formats/errors';
 import { openAdapter } from '../formats/open';
 import { MLX_WEIGHTS, readJsonFile } from '../formats/peft';
 import { encodeSafetensors } from '../formats/safetensors';
+import { parseJsonText, record, stringMap } from '../formats/safejson';
 import { GgufStore } from '../formats/gguf';
 import { householderR, singularValues } from '../linalg/decomp';
 import { mat, Mat } from '../linalg/dense';
@@ -233,9 +234,20 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
   const kvHeads = opts.kvHeads ?? (typeof baseCfg?.num_key_value_heads === 'number' ? baseCfg.num_key_value_heads : heads);
 
   // ---- canonical modules (input names restored, GGUF RoPE permutation undone)
-  let nameMap: Record<string, string> = {};
-  if (adapter.format === 'kohya' && adapter.store.metadata[KOHYA_NAMES_KEY]) {
-    try { nameMap = JSON.parse(adapter.store.metadata[KOHYA_NAMES_KEY]) as Record<string, string>; } catch { /* plain kohya */ }
+  // Original names recorded by our kohya writer: only own string values count (hostile metadata may
+  // hold objects, or a module named "constructor" / "__proto__"); anything else is ignored with a warning.
+  let nameMap = new Map<string, string>();
+  const namesText = adapter.format === 'kohya' ? adapter.store.metadata[KOHYA_NAMES_KEY] : undefined;
+  if (typeof namesText === 'string' && namesText) {
+    try {
+      const parsed = parseJsonText(namesText, adapter.weightsFile, `__metadata__["${KOHYA_NAMES_KEY}"]`);
+      nameMap = stringMap(parsed);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || nameMap.size !== Object.keys(parsed).length) {
+        warnings.push(`${adapter.weightsFile}: __metadata__["${KOHYA_NAMES_KEY}"] is not an object of strings; its non-string entries are ignored`);
+      }
+    } catch (e) {
+      warnings.push(`${adapter.weightsFile}: __metadata__["${KOHYA_NAMES_KEY}"] ignored (${(e as Error).message})`);
+    }
   }
   const inArch = adapter.format === 'gguf' && adapter.store instanceof GgufStore ? String(adapter.store.kv.get('general.architecture') ?? '') : undefined;
   const canon: Canon[] = [];
@@ -244,7 +256,7 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
     throwIfCancelled(opts.token);
     progress(i, total * 2, `reading ${m.name}`);
     let { A, B } = readFactors(adapter, m);
-    let name = nameMap[m.name] ?? m.name;
+    let name = nameMap.get(m.name) ?? m.name;
     if (adapter.format === 'gguf') {
       const hf = hfNameFromLlamaCpp(m.name);
       if (hf) name = hf;
@@ -353,7 +365,7 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
       if (isFloat(t.dtype) && t.byteLength === t.numel * (t.dtype === 'F32' ? 4 : 2)) tensors.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], data: adapter.store.readRaw(t.name) });
       else warnings.push(`${t.name} (${t.dtype}) not copied`);
     }
-    const rankPattern: Record<string, number> = {}, alphaPattern: Record<string, number> = {};
+    const rankPattern = record<number>(), alphaPattern = record<number>();
     for (const p of plans) {
       if (p.c.r !== globalRank) rankPattern[p.outName] = p.c.r;
       const al = tidy(p.c.s * p.c.r);
@@ -371,7 +383,7 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
     weightsFile = writeAdapterFolder(out, cfg, tensors, { format: 'pt', converted_by: 'lora-lens', converted_from: adapter.format }).weightsFile;
   } else if (target === 'kohya') {
     const tensors: OutTensor[] = [];
-    const names: Record<string, string> = {};
+    const names = record<string>();
     for (const p of plans) {
       names[p.outName] = p.c.name;
       tensors.push({ name: `${p.outName}.lora_down.weight`, dtype: outDtype, shape: p.c.aShape, data: factorBytes(p.c.A, p, outDtype) });

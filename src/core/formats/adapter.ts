@@ -76,6 +76,29 @@ export interface Adapter {
   warnings: string[];
 }
 
+/**
+ * Largest LoRA factor accepted, in elements (256 MiB as F32). A real factor is rank × features:
+ * an lm_head LoRA on a 256k vocabulary at rank 256 is 2^26 elements. Analysis holds a factor in a
+ * few precisions at once, so this cap is what bounds memory per factor.
+ */
+export const MAX_FACTOR_ELEMENTS = 2 ** 26;
+
+/**
+ * Why a module's shape cannot be a LoRA update (undefined when it can): rank ≥ 1, in/out ≥ 1,
+ * rank ≤ min(in, out) (a larger rank adds nothing: rank(BA) ≤ min(in, out)), each factor within
+ * MAX_FACTOR_ELEMENTS.
+ */
+export function loraShapeProblem(rank: number, inFeatures: number, outFeatures: number): string | undefined {
+  if (!(rank >= 1)) return `has rank ${rank}; a LoRA module needs rank ≥ 1`;
+  if (!(inFeatures >= 1) || !(outFeatures >= 1)) return `updates a ${outFeatures}×${inFeatures} weight (empty)`;
+  if (rank > Math.min(inFeatures, outFeatures)) {
+    return `has rank ${rank}, larger than min(out, in) = min(${outFeatures}, ${inFeatures}); such factors carry no more than rank ${Math.min(inFeatures, outFeatures)} and are refused`;
+  }
+  const big = Math.max(rank * inFeatures, rank * outFeatures);
+  if (big > MAX_FACTOR_ELEMENTS) return `has a factor of ${big} elements (rank ${rank}, ${outFeatures}×${inFeatures}), more than the ${MAX_FACTOR_ELEMENTS} (2^26) per-factor limit`;
+  return undefined;
+}
+
 const LAYER_RE = /(?:^|\.)(?:layers|layer|h|blocks|block|encoder\.layer|decoder\.layers|transformer_blocks|resblocks)\.(\d+)(?:\.|$)/;
 
 /** Parses the layer index from a module path (`model.layers.12.mlp.up_proj` -> 12). */

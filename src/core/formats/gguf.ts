@@ -16,7 +16,7 @@
  * Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K (block layouts of ggml-common.h). IQ*, TQ*, MXFP4: header only.
  */
 import * as path from 'node:path';
-import { Adapter, AdapterSummary, kindOf, layerOf, LoraModule } from './adapter';
+import { Adapter, AdapterSummary, kindOf, layerOf, loraShapeProblem, LoraModule } from './adapter';
 import { DType, halfToFloat, toFloat32 } from './dtype';
 import { FormatError } from './errors';
 import { RangeFile, sniffPlaceholder } from './fileio';
@@ -231,7 +231,10 @@ export function parseGgufHeader(f: RangeFile): GgufHeader {
   let alignment = 32;
   const al = kv.get('general.alignment');
   if (al !== undefined) {
-    if (typeof al !== 'number' || al <= 0 || (al & (al - 1)) !== 0) throw new FormatError(file, `general.alignment is ${JSON.stringify(String(al))}, not a power of two`);
+    // llama.cpp: GGML_PAD needs a positive power-of-two integer (gguf.cpp checks `(align & (align-1)) == 0`).
+    if (typeof al !== 'number' || !Number.isSafeInteger(al) || al <= 0 || al > 2 ** 30 || (al & (al - 1)) !== 0) {
+      throw new FormatError(file, `general.alignment is ${typeof al === 'object' ? ggufValueText(al) : JSON.stringify(String(al))}; it must be a positive integer power of two (llama.cpp refuses anything else)`);
+    }
     alignment = al;
   }
   if (nTensors * 24 > c.remaining) throw new FormatError(file, `claims ${nTensors} tensors but only ${c.remaining} bytes follow the metadata`);
@@ -437,7 +440,7 @@ export function dequantize(type: string, b: Uint8Array, n: number, out?: Float32
 export class GgufStore implements TensorStore {
   private f: RangeFile | undefined;
   readonly tensors: ReadonlyMap<string, GgufTensorInfo>;
-  readonly metadata: Record<string, string> = {};
+  readonly metadata: Record<string, string> = Object.create(null) as Record<string, string>;
   readonly warnings: string[];
   readonly totalBytes: number;
   constructor(public readonly path: string, public readonly header: GgufHeader) {
@@ -530,6 +533,8 @@ export function openGgufAdapter(file: string): Adapter {
         const hint = e.A.ne[1] === e.B.ne[1] ? ' (lora_a is not transposed: an adapter from the old "finetune" example?)' : '';
         throw new FormatError(file, `"${raw}": lora_a ne ${JSON.stringify(e.A.ne)} and lora_b ne ${JSON.stringify(e.B.ne)} disagree on the rank${hint}`);
       }
+      const shapeProblem = loraShapeProblem(r, inF, outF);
+      if (shapeProblem) throw new FormatError(file, `"${raw}" (lora_a ne ${JSON.stringify(e.A.ne)}, lora_b ne ${JSON.stringify(e.B.ne)}) ${shapeProblem}`);
       const name = raw.replace(/\.weight$/, '');
       modules.push({
         name, layer: layerOf(name), kind: kindOf(name), A: { tensor: e.A, transposed: false }, B: { tensor: e.B, transposed: false },
