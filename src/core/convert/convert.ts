@@ -30,7 +30,7 @@ import { CancelToken, throwIfCancelled } from '../formats/errors';
 import { openAdapter } from '../formats/open';
 import { MLX_WEIGHTS, readJsonFile } from '../formats/peft';
 import { encodeSafetensors } from '../formats/safetensors';
-import { parseJsonText, record, stringMap } from '../formats/safejson';
+import { parseJsonText, setOwn, stringMap } from '../formats/safejson';
 import { GgufStore } from '../formats/gguf';
 import { householderR, singularValues } from '../linalg/decomp';
 import { mat, Mat } from '../linalg/dense';
@@ -365,11 +365,11 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
       if (isFloat(t.dtype) && t.byteLength === t.numel * (t.dtype === 'F32' ? 4 : 2)) tensors.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], data: adapter.store.readRaw(t.name) });
       else warnings.push(`${t.name} (${t.dtype}) not copied`);
     }
-    const rankPattern = record<number>(), alphaPattern = record<number>();
+    const rankPattern: Record<string, number> = {}, alphaPattern: Record<string, number> = {};
     for (const p of plans) {
-      if (p.c.r !== globalRank) rankPattern[p.outName] = p.c.r;
+      if (p.c.r !== globalRank) setOwn(rankPattern, p.outName, p.c.r);
       const al = tidy(p.c.s * p.c.r);
-      if (al !== globalAlpha) alphaPattern[p.outName] = al;
+      if (al !== globalAlpha) setOwn(alphaPattern, p.outName, al);
     }
     if (Object.keys(rankPattern).length || Object.keys(alphaPattern).length) warnings.push(`ranks/scales differ per module: ${Object.keys(rankPattern).length} rank_pattern and ${Object.keys(alphaPattern).length} alpha_pattern entries written`);
     const kinds = [...new Set(plans.map((p) => (adapter.format === 'peft' ? p.c.src.kind : p.c.name.split('.').pop()!)))];
@@ -383,9 +383,9 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
     weightsFile = writeAdapterFolder(out, cfg, tensors, { format: 'pt', converted_by: 'lora-lens', converted_from: adapter.format }).weightsFile;
   } else if (target === 'kohya') {
     const tensors: OutTensor[] = [];
-    const names = record<string>();
+    const names: Record<string, string> = {};
     for (const p of plans) {
-      names[p.outName] = p.c.name;
+      setOwn(names, p.outName, p.c.name);
       tensors.push({ name: `${p.outName}.lora_down.weight`, dtype: outDtype, shape: p.c.aShape, data: factorBytes(p.c.A, p, outDtype) });
       tensors.push({ name: `${p.outName}.lora_up.weight`, dtype: outDtype, shape: p.c.bShape, data: factorBytes(p.c.B, p, outDtype) });
       tensors.push({ name: `${p.outName}.alpha`, dtype: 'F32', shape: [], data: fromFloats([tidy(p.c.s * p.c.r)], 'F32') });

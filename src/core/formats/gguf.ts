@@ -20,6 +20,7 @@ import { Adapter, AdapterSummary, kindOf, layerOf, loraShapeProblem, LoraModule 
 import { DType, halfToFloat, toFloat32 } from './dtype';
 import { FormatError } from './errors';
 import { RangeFile, sniffPlaceholder } from './fileio';
+import { setOwn } from './safejson';
 import { compareModules } from './peft';
 import { TensorInfo, TensorStore } from './safetensors';
 
@@ -440,14 +441,14 @@ export function dequantize(type: string, b: Uint8Array, n: number, out?: Float32
 export class GgufStore implements TensorStore {
   private f: RangeFile | undefined;
   readonly tensors: ReadonlyMap<string, GgufTensorInfo>;
-  readonly metadata: Record<string, string> = Object.create(null) as Record<string, string>;
+  readonly metadata: Record<string, string> = {};
   readonly warnings: string[];
   readonly totalBytes: number;
   constructor(public readonly path: string, public readonly header: GgufHeader) {
     this.tensors = new Map(header.tensors.map((t) => [t.name, t]));
     this.warnings = header.warnings;
     this.totalBytes = header.fileSize;
-    for (const [k, v] of header.kv) this.metadata[k] = ggufValueText(v);
+    for (const [k, v] of header.kv) setOwn(this.metadata, k, ggufValueText(v));
   }
 
   static openFile(file: string): GgufStore {

@@ -76,7 +76,16 @@ export function stringMap(v: unknown): Map<string, string> {
   return m;
 }
 
-/** A null-prototype record: `rec[name] = v` keeps any name (`__proto__` included) as an own key. */
+/** A null-prototype record: `rec[name] = v` keeps any name (`__proto__` included) as an own key (internal use). */
 export function record<T>(): Record<string, T> {
   return Object.create(null) as Record<string, T>;
+}
+
+/**
+ * `obj[key] = value` as an own data property for every key: `__proto__` becomes a key instead of
+ * replacing the prototype (plain objects stay plain for callers that compare them).
+ */
+export function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+  else obj[key] = value;
 }

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { DType, DTYPE_SIZE, isDType, toFloat32, toFloat64 } from './dtype';
 import { FormatError } from './errors';
 import { RangeFile, sniffPlaceholder } from './fileio';
-import { parseJsonText, record, shortJson } from './safejson';
+import { parseJsonText, record, setOwn, shortJson } from './safejson';
 
 /** Largest header we accept (the reference Rust reader rejects > 100 MB too). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -100,7 +100,7 @@ export function parseHeaderFrom(f: RangeFile): SafetensorsHeader {
   const dataStart = 8 + n;
   const dataSize = f.size - dataStart;
   const tensors: TensorInfo[] = [];
-  const metadata = record<string>();
+  const metadata: Record<string, string> = {};
   const warnings: string[] = [];
   const entries = Object.entries(json as Record<string, unknown>);
   if (entries.length > MAX_TENSORS + 1) fail(file, `header lists ${entries.length} entries, more than the ${MAX_TENSORS.toLocaleString('en-US')}-tensor limit`);
@@ -110,9 +110,9 @@ export function parseHeaderFrom(f: RangeFile): SafetensorsHeader {
       if (v === null) continue; // mlx-lm writes "__metadata__": null
       if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(file, '__metadata__ is not an object of strings');
       for (const [k, mv] of Object.entries(v as Record<string, unknown>)) {
-        if (typeof mv === 'string') metadata[k] = mv;
+        if (typeof mv === 'string') setOwn(metadata, k, mv);
         else {
-          metadata[k] = shortJson(mv, 4096);
+          setOwn(metadata, k, shortJson(mv, 4096));
           warnings.push(`__metadata__["${k}"] is not a string (kept as JSON text)`);
         }
       }
@@ -247,10 +247,10 @@ export class SafetensorsStore implements TensorStore {
       }
     }
     if (unlisted > 20) warnings.push(`… and ${unlisted - 20} more tensors the index does not list`);
-    const md = record<string>();
+    const md: Record<string, string> = {};
     const imd = index.metadata;
     if (typeof imd === 'object' && imd !== null && !Array.isArray(imd)) {
-      for (const [k, v] of Object.entries(imd)) md[k] = typeof v === 'string' ? v : shortJson(v, 4096);
+      for (const [k, v] of Object.entries(imd)) setOwn(md, k, typeof v === 'string' ? v : shortJson(v, 4096));
     }
     return new SafetensorsStore(indexFile, tensors, md, warnings, total);
   }

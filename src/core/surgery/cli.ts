@@ -38,6 +38,11 @@ function num(v: string, what: string): number {
   return x;
 }
 
+/** Tells the user which side files of the input folder were not copied (links are never followed). */
+const noteSkipped = (r: { skippedSideFiles?: string[] }): void => {
+  if (r.skippedSideFiles?.length) process.stderr.write(`note: not copied from the input folder: ${r.skippedSideFiles.join('; ')}\n`);
+};
+
 const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
 
 export async function surgeryCli(argv: string[]): Promise<number> {
@@ -61,6 +66,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         engine = new Engine();
         try {
           const r = await rebalanceAdapter(a, engine, o);
+          noteSkipped(r);
           out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: gap ${fmt(m.gapBefore)} → ${fmt(m.gapAfter)}, κA ${m.kappaABefore.toFixed(1)} → ${m.kappaAAfter.toFixed(1)}, κB ${m.kappaBBefore.toFixed(1)} → ${m.kappaBAfter.toFixed(1)}, max rel err ${fmt(m.maxRelErr)}`)].join('\n'));
         } finally { a.store.close(); }
         return 0;
@@ -80,6 +86,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         engine = new Engine();
         try {
           const r = await reduceRankAdapter(a, engine, o, rule);
+          noteSkipped(r);
           out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: r ${m.r} → ${m.k}, fro kept ${(100 * m.froKept).toFixed(2)}%, sum(S) kept ${(100 * m.sumKept).toFixed(2)}%, rel err vs truncation ${fmt(m.relErrVsTruncated)}`)].join('\n'));
         } finally { a.store.close(); }
         return 0;
@@ -116,6 +123,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         const a = openAdapter(p);
         try {
           const r = rescaleAdapter(a, num(f, 'FACTOR'), o);
+          noteSkipped(r);
           out(r, () => `wrote ${r.outDir} (lora_alpha ${String(r.config.lora_alpha)})`);
         } finally { a.store.close(); }
         return 0;

@@ -162,6 +162,8 @@ function catPairs(parts: { f: FactorPair; c: number }[]): FactorPair {
  */
 export async function combineAdapters(engine: Engine, a1: Adapter, w1: number, a2: Adapter, w2: number, outDir: string, opts: CombineOptions): Promise<CombineResult> {
   for (const a of [a1, a2]) if (a.format !== 'peft') throw new Error(`${a.path}: combining needs PEFT adapters (this is ${a.format})`);
+  if (!Number.isFinite(w1) || !Number.isFinite(w2)) throw new Error(`combine weights must be finite numbers, got ${w1} and ${w2}`);
+  if (opts.rank !== undefined && !(Number.isSafeInteger(opts.rank) && opts.rank >= 1)) throw new Error(`--rank must be a positive integer, got ${opts.rank}`);
   assertNotInput(outDir, a1.path, a1.weightsFile, a2.path, a2.weightsFile);
   const names = [...new Set([...a1.modules, ...a2.modules].map((m) => m.name))];
   const find = (a: Adapter, n: string) => a.modules.find((m) => m.name === n);
@@ -231,31 +233,46 @@ export async function combineAdapters(engine: Engine, a1: Adapter, w1: number, a
 // ---------------------------------------------------------------------------------------------
 
 /** New PEFT adapter folder with identical weights and every alpha multiplied by `factor`. */
-export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string): { outDir: string; config: Record<string, unknown> } {
+export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string): { outDir: string; config: Record<string, unknown>; skippedSideFiles: string[] } {
   if (adapter.format !== 'peft' || !adapter.config) throw new Error(`${adapter.path}: rescaling edits adapter_config.json; this ${adapter.format} adapter has none`);
   if (!Number.isFinite(factor) || factor === 0) throw new Error(`rescale factor must be a finite non-zero number, got ${factor}`);
   const cfg = { ...adapter.config };
-  const alpha = typeof cfg.lora_alpha === 'number' ? cfg.lora_alpha : 8;
-  cfg.lora_alpha = Number((alpha * factor).toPrecision(12));
-  const ap = (cfg.alpha_pattern ?? {}) as Record<string, unknown>;
-  cfg.alpha_pattern = Object.fromEntries(Object.entries(ap).map(([k, v]) => [k, typeof v === 'number' ? Number((v * factor).toPrecision(12)) : v]));
+  const alpha = typeof cfg.lora_alpha === 'number' && Number.isFinite(cfg.lora_alpha) ? cfg.lora_alpha : 8;
+  // Validate every new alpha: finite, non-zero (1e308 × 10 is Infinity, 1e-320 × 1e-10 underflows to 0).
+  const scaled = (v: number, what: string): number => {
+    const x = Number((v * factor).toPrecision(12));
+    if (!Number.isFinite(x) || (x === 0 && v !== 0)) throw new Error(`${outDir}: rescaling ${what} ${v} by ${factor} gives ${x}, not a finite non-zero alpha; nothing written`);
+    return x;
+  };
+  cfg.lora_alpha = scaled(alpha, 'lora_alpha');
+  const ap = (typeof cfg.alpha_pattern === 'object' && cfg.alpha_pattern !== null && !Array.isArray(cfg.alpha_pattern) ? cfg.alpha_pattern : {}) as Record<string, unknown>;
+  cfg.alpha_pattern = Object.fromEntries(Object.entries(ap).map(([k, v]) => [k, typeof v === 'number' && Number.isFinite(v) ? scaled(v, `alpha_pattern["${k}"]`) : v]));
+  for (const m of adapter.modules) {
+    const s2 = factor * m.scale;
+    if (!Number.isFinite(s2) || (s2 === 0 && m.scale !== 0)) throw new Error(`${outDir}: rescaling ${m.name} (scale ${m.scale}) by ${factor} gives scale ${s2}; nothing written`);
+  }
   const tensors = [...adapter.store.tensors.values()].sort((a, b) => a.offset - b.offset)
     .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: adapter.store.readRaw(t.name) }));
   const written = writeLike(adapter, outDir, tensors, provenance('rescale', adapter.path, { factor }), cfg);
-  const re = openAdapter(written.out);
   try {
-    for (const m of adapter.modules) {
-      const m2 = re.modules.find((x) => x.name === m.name);
-      if (!m2 || Math.abs(m2.scale - factor * m.scale) > 1e-9 * Math.abs(factor * m.scale)) {
-        re.store.close();
-        removeOutput(written.out);
-        throw new Error(`verification failed for ${m.name}: scale ${m2?.scale} ≠ ${factor}·${m.scale}`);
+    const re = openAdapter(written.out);
+    try {
+      const byName = new Map(re.modules.map((x) => [x.name, x]));
+      if (re.modules.length !== adapter.modules.length) throw new Error(`verification failed: ${re.modules.length} modules written, ${adapter.modules.length} expected`);
+      for (const m of adapter.modules) {
+        const m2 = byName.get(m.name);
+        if (!m2 || !Number.isFinite(m2.scale) || !(Math.abs(m2.scale - factor * m.scale) <= 1e-9 * Math.abs(factor * m.scale))) {
+          throw new Error(`verification failed for ${m.name}: scale ${m2?.scale} ≠ ${factor}·${m.scale}`);
+        }
       }
+    } finally {
+      re.store.close();
     }
-  } finally {
-    re.store.close();
+  } catch (e) {
+    removeOutput(written.out);
+    throw e;
   }
-  return { outDir: written.out, config: cfg };
+  return { outDir: written.out, config: cfg, skippedSideFiles: written.skipped };
 }
 
 /** True when `p` exists (helper for callers that pre-check outputs). */

@@ -120,6 +120,8 @@ export interface ReduceResult {
   weightsFile: string;
   perModule: ReduceModule[];
   config: Record<string, unknown>;
+  /** Side files of the input folder that were not copied, with the reason. */
+  skippedSideFiles?: string[];
 }
 
 /** Most frequent value (ties: the larger). */
@@ -204,7 +206,7 @@ export async function reduceRankAdapter(adapter: Adapter, engine: Engine, outDir
         const p = plan.modules.find((x) => x.name === m2.name)!;
         per.push({ ...p, tailFro: p.tailFro * Math.abs(kp.scale), scale: m2.scale, relErrVsTruncated: rel, errVsOriginal: dW.errFro });
       }
-      return { outDir: written.out, weightsFile: written.weightsFile, perModule: per, config };
+      return { outDir: written.out, weightsFile: written.weightsFile, perModule: per, config, skippedSideFiles: written.skipped };
     } finally {
       re.store.close();
     }
