@@ -495,8 +495,7 @@ export function pickleFlood(op: number, n: number): Uint8Array {
 }
 
 /** Class "huge header of tiny objects": `n` tiny __metadata__ entries, empty shape arrays, or zero-size tensors. */
-export function tinyObjectHeader(r: Prng, n: number): [string, Uint8Array] {
-  const kind = r.pick(['metadata', 'shape', 'tensors'] as const);
+export function tinyObjectHeader(r: Prng, n: number, kind = r.pick(['metadata', 'shape', 'tensors'] as const)): [string, Uint8Array] {
   let h: string;
   if (kind === 'metadata') h = `{"__metadata__":{${Array.from({ length: n }, (_, i) => `"${i}":""`).join(',')}}}`;
   else if (kind === 'shape') h = `{"t":{"dtype":"F32","shape":[${new Array(n).fill('1').join(',')}],"data_offsets":[0,4]}}`;

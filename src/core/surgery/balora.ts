@@ -416,7 +416,8 @@ export async function rebalanceAdapter(adapter: Adapter, engine: Engine, outDir:
         if (!b) throw new Error(`verification: module ${m2.name} is not in the input`);
         const f2 = readPair(re, m2);
         const d = await lowRankDiff(engine, { A: b.f.A, B: b.f.B, r: b.f.r, s: 1 }, { A: f2.A, B: f2.B, r: f2.r, s: 1 }, f2.outF, f2.inF);
-        const dt = m2.A.tensor.dtype;
+        // Mixed-precision factors (a legacy .bin with F32 A and F16 B): the coarser dtype sets the tolerance.
+        const dt = dtypeEpsilon(m2.B.tensor.dtype) > dtypeEpsilon(m2.A.tensor.dtype) ? m2.B.tensor.dtype : m2.A.tensor.dtype;
         const tol = d.refMax > 0 ? productTolerance(d, dt) / d.refMax : 0;
         const rel = d.refMax > 0 ? d.errMax / d.refMax : d.errMax;
         if (!(rel <= tol) && !(d.refMax === 0 && d.errMax === 0)) {
