@@ -77,11 +77,12 @@ export interface Adapter {
 }
 
 /**
- * Largest LoRA factor accepted, in elements (256 MiB as F32). A real factor is rank × features:
- * an lm_head LoRA on a 256k vocabulary at rank 256 is 2^26 elements. Analysis holds a factor in a
- * few precisions at once, so this cap is what bounds memory per factor.
+ * Largest LoRA factor accepted, in elements (128 MiB as F32). A real factor is rank × features:
+ * an lm_head LoRA on a 262,144-token vocabulary at rank 128 is exactly 2^25 elements. Analysis
+ * holds a factor several times over (measured ≈ 8.5× its F32 bytes at peak), so this cap is what
+ * bounds memory per factor; a 1 GB rank-1 factor is refused at open, before anything is read.
  */
-export const MAX_FACTOR_ELEMENTS = 2 ** 26;
+export const MAX_FACTOR_ELEMENTS = 2 ** 25;
 
 /**
  * Why a module's shape cannot be a LoRA update (undefined when it can): rank ≥ 1, in/out ≥ 1,
@@ -95,7 +96,7 @@ export function loraShapeProblem(rank: number, inFeatures: number, outFeatures: 
     return `has rank ${rank}, larger than min(out, in) = min(${outFeatures}, ${inFeatures}); such factors carry no more than rank ${Math.min(inFeatures, outFeatures)} and are refused`;
   }
   const big = Math.max(rank * inFeatures, rank * outFeatures);
-  if (big > MAX_FACTOR_ELEMENTS) return `has a factor of ${big} elements (rank ${rank}, ${outFeatures}×${inFeatures}), more than the ${MAX_FACTOR_ELEMENTS} (2^26) per-factor limit`;
+  if (big > MAX_FACTOR_ELEMENTS) return `has a factor of ${big} elements (rank ${rank}, ${outFeatures}×${inFeatures}), more than the ${MAX_FACTOR_ELEMENTS} (2^25) per-factor limit`;
   return undefined;
 }
 

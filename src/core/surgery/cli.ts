@@ -8,6 +8,7 @@
  *   hessian-demo
  * Every command writes a new file/folder and refuses to overwrite. Returns the exit code.
  */
+import { UsageError } from '../cli/args';
 import { Engine } from '../engine/ort';
 import { openAdapter, openStore } from '../formats/open';
 import { rebalanceAdapter } from './balora';
@@ -109,6 +110,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         const rk = flag(args, '--rank');
         const [p1, w1, p2, w2, o] = args;
         if (!p1 || !w1 || !p2 || !w2 || !o) break;
+        if (rk !== undefined && !(Number.isSafeInteger(Number(rk)) && Number(rk) >= 1)) throw new UsageError(`--rank must be a positive integer, got ${rk}`);
         const a1 = openAdapter(p1), a2 = openAdapter(p2);
         engine = new Engine();
         try {
@@ -134,6 +136,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
     process.stderr.write(USAGE + '\n');
     return 2;
   } catch (e) {
+    if (e instanceof UsageError) throw e; // main prints it with the usage line, exit 2
     process.stderr.write(`error: ${(e as Error).message}\n`);
     return 1;
   } finally {
