@@ -476,7 +476,7 @@ export function runHostile(c: Campaign, r: Prng, N: (k: number) => number, st: U
   // huge headers of tiny objects (refused by the value cap before any object is built)
   for (let i = 0; i < N(3); i++) { const [label, b] = tinyObjectHeader(r, 3_100_000); c.run('safetensors', `hostile:${label}`, (d) => put(d, 'w.safetensors', b)); }
   // a shard index with many tensors (linear: one Map lookup per entry; safety.test.ts times 200k and refuses 300k)
-  { const big = bigShardIndex(40_000); c.run('sharded-index', 'hostile:index-40k', (d) => { put(d, 's.safetensors', big.shard); return put(d, 'm.safetensors.index.json', big.index); }); }
+  { const big = bigShardIndex(10_000); c.run('sharded-index', 'hostile:index-10k', (d) => { put(d, 's.safetensors', big.shard); return put(d, 'm.safetensors.index.json', big.index); }); }
   // pickle opcode floods inside a torch zip
   const pklIdx = tinyEntries.findIndex((e) => e.name.endsWith('/data.pkl'));
   for (const op of [0x7d, 0x5d, 0x4e, 0x28, 0x29, 0x88]) {
