@@ -27,7 +27,7 @@ import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import { matmul64 } from '../engine/products';
 import { CHOLESKY_KAPPA_LIMIT } from '../analysis/lora';
-import { OutTensor, assertNotInput, collectSideFiles, outputWeightsName, removeOutput, verifyTensorNames, writeAdapterFolder, writeNewFileAtomic } from './writer';
+import { OutTensor, assertNotInput, collectSideFiles, outputWeightsName, removeOutput, verifyTensorNames, writeAdapterFolder, writeFailure, writeNewFileAtomic } from './writer';
 import { encodeSafetensors } from '../formats/safetensors';
 
 // ---------------------------------------------------------------------------------------------
@@ -356,7 +356,7 @@ export function writeLike(adapter: Adapter, out: string, tensors: OutTensor[], m
   let made = false;
   if (!out.endsWith('.safetensors')) {
     if (fs.existsSync(out)) throw new Error(`${out}: already exists; choose a new output folder`);
-    fs.mkdirSync(out, { recursive: true });
+    try { fs.mkdirSync(out, { recursive: true }); } catch (e) { throw writeFailure(out, e); }
     made = true;
   }
   let wrote = false;

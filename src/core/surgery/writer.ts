@@ -287,4 +287,10 @@ export async function writeSafetensorsStreaming(target: string, tensors: LazyTen
   } finally {
     fs.rmSync(tmp, { force: true });
   }
+  try {
+    verifyTensorNames(target, tensors.map((t) => t.name));
+  } catch (e) {
+    fs.rmSync(target, { force: true });
+    throw e;
+  }
 }
