@@ -320,6 +320,15 @@ test('class huge headers of tiny objects and 1M-tensor files: refused before any
   }
 });
 
+test('class tiny objects in configs and datasets: 2M-value adapter_config.json / dataset line refused before parsing', () => {
+  const r = new Prng(9010);
+  const many = `[${new Array(2_000_000).fill('{}').join(',')}]`;
+  const d = peftFolder(encodeSafetensors(peftTensors(r)), peftConfigWith('target_modules', many));
+  rejects(() => openAdapter(d), path.join(d, 'adapter_config.json'), /more than 1,500,000 JSON values/, 3000);
+  const ds = put(caseDir(), 'data.jsonl', `{"text":${many}}\n`);
+  rejects(() => readTextDataset(ds), ds, /line 1 holds more than 1,500,000 JSON values/, 3000);
+});
+
 test('class one huge factor (1 GB rank-1): refused by the per-factor limit without reading it', () => {
   const d = caseDir();
   hugeFactorFile(path.join(d, 'adapter_model.safetensors'), 2 ** 28); // sparse: 1 GiB hole, no disk used

@@ -11,7 +11,7 @@ import { FormatError } from './errors';
 import { lexists, RangeFile, sniffPlaceholder } from './fileio';
 import { peftKeyMatches } from './pattern';
 import { parseJsonText, shortJson } from './safejson';
-import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
+import { MAX_HEADER_VALUES, SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
 import { openTorchCheckpoint } from './torchzip';
 
 export const PEFT_CONFIG = 'adapter_config.json';
@@ -34,7 +34,7 @@ export function readJsonFile(file: string, maxBytes = 16_000_000): Record<string
   } finally {
     f.close();
   }
-  const v = parseJsonText(text, file, 'the file');
+  const v = parseJsonText(text, file, 'the file', MAX_HEADER_VALUES);
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FormatError(file, 'is not valid JSON (not an object)');
   return v as Record<string, unknown>;
 }

@@ -24,6 +24,8 @@ export interface TextExample {
 
 /** Largest dataset file read for training (the whole file is held in memory as text). */
 export const MAX_DATASET_BYTES = 64 * 1024 * 1024;
+/** Most JSON values in one dataset line or .json dataset (8× for tokenizer.json: large vocabularies + merges). */
+export const MAX_JSON_VALUES = 1_500_000;
 /** Largest tokenizer.json / tokenizer_config.json. */
 export const MAX_TOKENIZER_BYTES = 128 * 1024 * 1024;
 
@@ -67,7 +69,7 @@ export function readTextDataset(file: string): TextExample[] {
     const out: TextExample[] = [];
     raw.split(/\r?\n/).forEach((line, i) => {
       if (!line.trim()) return;
-      const o = parseJsonText(line, file, `line ${i + 1}`);
+      const o = parseJsonText(line, file, `line ${i + 1}`, MAX_JSON_VALUES);
       if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new FormatError(file, `line ${i + 1}: expected {"text": ...} or {"prompt": ..., "completion": ...}`);
       const r = o as Record<string, unknown>;
       if (typeof r.text === 'string') out.push({ text: r.text });
@@ -77,7 +79,7 @@ export function readTextDataset(file: string): TextExample[] {
     return out;
   }
   if (ext === '.json') {
-    const arr = parseJsonText(raw, file, 'the dataset');
+    const arr = parseJsonText(raw, file, 'the dataset', MAX_JSON_VALUES);
     if (!Array.isArray(arr)) throw new FormatError(file, 'expected a JSON array of examples');
     return arr.map((o, i) => {
       const r = (typeof o === 'object' && o !== null ? o : {}) as Record<string, unknown>;
@@ -117,9 +119,9 @@ function tokenString(v: unknown): string | undefined {
 export function loadTokenizer(dirOrFile: string): TextTokenizer {
   const file = dirOrFile.endsWith('.json') ? dirOrFile : path.join(dirOrFile, 'tokenizer.json');
   if (!fs.existsSync(file)) throw new Error(`${path.dirname(file)} has no tokenizer.json`);
-  const json = parseJsonText(readCappedText(file, MAX_TOKENIZER_BYTES, 'tokenizer'), file, 'the tokenizer') as Record<string, unknown>;
+  const json = parseJsonText(readCappedText(file, MAX_TOKENIZER_BYTES, 'tokenizer'), file, 'the tokenizer', 8 * MAX_JSON_VALUES) as Record<string, unknown>;
   const cfgFile = path.join(path.dirname(file), 'tokenizer_config.json');
-  const config = fs.existsSync(cfgFile) ? (parseJsonText(readCappedText(cfgFile, MAX_TOKENIZER_BYTES, 'tokenizer config'), cfgFile, 'the tokenizer config') as Record<string, unknown>) : {};
+  const config = fs.existsSync(cfgFile) ? (parseJsonText(readCappedText(cfgFile, MAX_TOKENIZER_BYTES, 'tokenizer config'), cfgFile, 'the tokenizer config', MAX_JSON_VALUES) as Record<string, unknown>) : {};
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(file, 'is not a JSON object');
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new FormatError(cfgFile, 'is not a JSON object');
   // the package is ESM with a CJS build; required lazily so that importing this module stays cheap
