@@ -480,7 +480,7 @@ export function runHostile(c: Campaign, r: Prng, N: (k: number) => number, st: U
   // pickle opcode floods inside a torch zip
   const pklIdx = tinyEntries.findIndex((e) => e.name.endsWith('/data.pkl'));
   for (const op of [0x7d, 0x5d, 0x4e, 0x28, 0x29, 0x88]) {
-    const bytes = makeZip(tinyEntries.map((e, j) => (j === pklIdx ? { name: e.name, data: pickleFlood(op, 1_200_000) } : e)));
+    const bytes = makeZip(tinyEntries.map((e, j) => (j === pklIdx ? { name: e.name, data: pickleFlood(op, 600_000) } : e)));
     c.run('torch-zip', `hostile:pickle-flood-0x${op.toString(16)}`, (d) => put(d, 'ckpt.pt', bytes));
   }
   // GGUF: alignments llama.cpp refuses, tensor names that are Object.prototype members

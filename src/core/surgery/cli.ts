@@ -29,13 +29,13 @@ function flag(args: string[], name: string): string | undefined {
   if (i < 0) return undefined;
   const v = args[i + 1];
   args.splice(i, 2);
-  if (v === undefined) throw new Error(`${name} needs a value`);
+  if (v === undefined) throw new UsageError(`${name} needs a value`);
   return v;
 }
 
 function num(v: string, what: string): number {
   const x = Number(v);
-  if (!Number.isFinite(x)) throw new Error(`${what}: "${v}" is not a number`);
+  if (!Number.isFinite(x)) throw new UsageError(`${what}: "${v}" is not a finite number`);
   return x;
 }
 
@@ -82,7 +82,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         else if (ratio) rule = { kind: 'sv_ratio', value: num(ratio, '--sv-ratio'), maxRank };
         else if (fro) rule = { kind: 'sv_fro', value: num(fro, '--sv-fro'), maxRank };
         else if (cum) rule = { kind: 'sv_cumulative', value: num(cum, '--sv-cumulative'), maxRank };
-        else throw new Error('reduce needs one of --rank, --sv-ratio, --sv-fro, --sv-cumulative');
+        else throw new UsageError('reduce needs one of --rank, --sv-ratio, --sv-fro, --sv-cumulative');
         const a = openAdapter(p);
         engine = new Engine();
         try {
