@@ -34,7 +34,7 @@ import { reportToCsv } from '../../src/shared/report';
 import {
   BAD_ALPHA_JSON, bigShardIndex, catastrophicPatterns, deepHeaderSafetensors, deepJson, f32, hostileKohya, hugeFactorFile, makeZip,
   overRankTensors, peftConfigWith, peftTensors, pickleFlood, protoNamedPeftTensors, PROTO_NAMES, Prng, put, rankZeroHugeTensors,
-  safetensorsRaw, safetensorsWithRawMetadata, symlinkLoop, tinyObjectHeader, writeGguf,
+  safetensorsRaw, safetensorsWithRawMetadata, setU64, symlinkLoop, tinyObjectHeader, writeGguf,
 } from './fuzzlib';
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -327,6 +327,17 @@ test('class tiny objects in configs and datasets: 2M-value adapter_config.json /
   rejects(() => openAdapter(d), path.join(d, 'adapter_config.json'), /more than 1,500,000 JSON values/, 3000);
   const ds = put(caseDir(), 'data.jsonl', `{"text":${many}}\n`);
   rejects(() => readTextDataset(ds), ds, /line 1 holds more than 1,500,000 JSON values/, 3000);
+});
+
+test('class GGUF with 1M tensors or 100k metadata entries: refused at the count field', () => {
+  const d = caseDir();
+  const g = writeGguf([{ key: 'general.type', type: 'string', value: 'model' }], [{ name: 't', ne: [4], type: 0, data: f32([1, 2, 3, 4]) }]);
+  const tc = g.fields.find((x) => x.kind === 'tensorCount')!, kc = g.fields.find((x) => x.kind === 'kvCount')!;
+  const big = Buffer.concat([g.bytes, Buffer.alloc(32 * 1048576)]); // enough bytes that only the caps can refuse
+  const f1 = put(d, 'tensors.gguf', setU64(big, tc.at, 1_000_000n));
+  rejects(() => GgufStore.openFile(f1), f1, /tensor count 1000000 exceeds the limit of 120000/);
+  const f2 = put(d, 'kv.gguf', setU64(big, kc.at, 100_000n));
+  rejects(() => GgufStore.openFile(f2), f2, /metadata count 100000 exceeds the limit of 65536/);
 });
 
 test('class one huge factor (1 GB rank-1): refused by the per-factor limit without reading it', () => {

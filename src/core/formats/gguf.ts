@@ -26,7 +26,10 @@ import { TensorInfo, TensorStore } from './safetensors';
 
 export const GGUF_MAX_STRING = 1 << 20;
 export const GGUF_MAX_ARRAY = 10_000_000;
-export const GGUF_MAX_TENSORS = 1_000_000;
+/** Same bound as safetensors' MAX_TENSORS (a GGUF model has hundreds to a few thousand; 1M tiny tensors took 920 MB). */
+export const GGUF_MAX_TENSORS = 120_000;
+/** Metadata entries (real files have ~20-60; vocabularies are single array values). */
+export const GGUF_MAX_KV = 65_536;
 export const GGUF_MAX_DIMS = 4;
 /** Array items kept in memory per metadata value (the rest are skipped, the length is kept). */
 const KEEP_ARRAY_ITEMS = 64;
@@ -217,7 +220,7 @@ export function parseGgufHeader(f: RangeFile): GgufHeader {
   if (version > 0xffff) throw new FormatError(file, `has version field 0x${version.toString(16)}: a big-endian GGUF, which is not supported`);
   if (version !== 2 && version !== 3) throw new FormatError(file, `has unsupported GGUF version ${version}`);
   const nTensors = c.count('tensor count', GGUF_MAX_TENSORS);
-  const nKv = c.count('metadata count', Math.floor(f.size / 13));
+  const nKv = c.count('metadata count', Math.min(GGUF_MAX_KV, Math.floor(f.size / 13)));
   const warnings: string[] = [];
   const kv = new Map<string, GgufValue>();
   for (let i = 0; i < nKv; i++) {
