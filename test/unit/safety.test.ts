@@ -447,6 +447,7 @@ test('class out of space (ENOSPC, fault-injected): every writer names the output
   const jobs: [string, string, (out: string) => Promise<unknown> | unknown][] = [
     ['convert→kohya', 'o.safetensors', async (o) => { const a = openAdapter(peft); try { await convertAdapter(a, 'kohya', o); } finally { a.store.close(); } }],
     ['convert→peft', 'o-peft', async (o) => { const a = openAdapter(peft); try { await convertAdapter(a, 'peft', o); } finally { a.store.close(); } }],
+    ['convert→gguf', 'o.gguf', async (o) => { const a = openAdapter(peft); try { await convertAdapter(a, 'gguf', o, { architecture: 'llama', heads: 2, kvHeads: 2 }); } finally { a.store.close(); } }],
     ['convert→mlx', 'o-mlx', async (o) => { const a = openAdapter(peft); try { await convertAdapter(a, 'mlx', o); } finally { a.store.close(); } }],
     ['kohya rebalance', 'o-kohya-rb', async (o) => { const a = openAdapter(kohyaFile); try { await rebalanceAdapter(a, engine, o); } finally { a.store.close(); } }],
     ['rescale', 'o-rs', (o) => { const a = openAdapter(peft); try { rescaleAdapter(a, 2, o); } finally { a.store.close(); } }],
