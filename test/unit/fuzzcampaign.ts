@@ -474,7 +474,12 @@ export function runHostile(c: Campaign, r: Prng, N: (k: number) => number, st: U
   }
   for (const v of BAD_ALPHA_JSON) c.run('peft-folder', `hostile:lora_alpha=${v}`, (d) => folder(d, st, peftConfigWith('lora_alpha', v)));
   // huge headers of tiny objects (refused by the value cap before any object is built)
-  for (let i = 0; i < N(3); i++) { const [label, b] = tinyObjectHeader(r, 3_100_000); c.run('safetensors', `hostile:${label}`, (d) => put(d, 'w.safetensors', b)); }
+  // (just over the caps, so that the generated text stays small: 19 MB, 3 MB and 8 MB)
+  for (let i = 0; i < N(3); i++) {
+    const kind = r.pick(['metadata', 'shape', 'tensors'] as const);
+    const [label, b] = tinyObjectHeader(r, kind === 'tensors' ? 140_000 : 1_600_000, kind);
+    c.run('safetensors', `hostile:${label}`, (d) => put(d, 'w.safetensors', b));
+  }
   // a shard index with many tensors (linear: one Map lookup per entry; safety.test.ts times 200k and refuses 300k)
   { const big = bigShardIndex(10_000); c.run('sharded-index', 'hostile:index-10k', (d) => { put(d, 's.safetensors', big.shard); return put(d, 'm.safetensors.index.json', big.index); }); }
   // pickle opcode floods inside a torch zip
