@@ -242,7 +242,7 @@ export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string)
   const scaled = (v: number, what: string): number => {
     const x = Number((v * factor).toPrecision(12));
     // Subnormal results (|x| < 2^-1022) are refused too: they lose precision and round to 0 in float32.
-    if (!Number.isFinite(x) || (v !== 0 && Math.abs(x) < 2.2250738585072014e-308)) throw new Error(`${outDir}: rescaling ${what} ${v} by ${factor} gives ${x}, not a finite non-zero alpha; nothing written`);
+    if (!Number.isFinite(x) || (v !== 0 && Math.abs(x) < 2.2250738585072014e-308)) throw new Error(`${path.join(adapter.path, 'adapter_config.json')}: rescaling ${what} ${v} by ${factor} gives ${x}, not a finite non-zero alpha; nothing written to ${outDir}`);
     return x;
   };
   cfg.lora_alpha = scaled(alpha, 'lora_alpha');
@@ -250,7 +250,7 @@ export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string)
   cfg.alpha_pattern = Object.fromEntries(Object.entries(ap).map(([k, v]) => [k, typeof v === 'number' && Number.isFinite(v) ? scaled(v, `alpha_pattern["${k}"]`) : v]));
   for (const m of adapter.modules) {
     const s2 = factor * m.scale;
-    if (!Number.isFinite(s2) || (m.scale !== 0 && Math.abs(s2) < 2.2250738585072014e-308)) throw new Error(`${outDir}: rescaling ${m.name} (scale ${m.scale}) by ${factor} gives scale ${s2}; nothing written`);
+    if (!Number.isFinite(s2) || (m.scale !== 0 && Math.abs(s2) < 2.2250738585072014e-308)) throw new Error(`${adapter.weightsFile}: rescaling ${m.name} (scale ${m.scale}) by ${factor} gives scale ${s2}, not a finite non-zero scale; nothing written to ${outDir}`);
   }
   const tensors = [...adapter.store.tensors.values()].sort((a, b) => a.offset - b.offset)
     .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: adapter.store.readRaw(t.name) }));
