@@ -81,8 +81,11 @@ export function reportToCsv(r: AdapterReport): string {
     'stableRank', 'effectiveRank', 'kappaA', 'kappaB', 'normA', 'normB', 'balanceGap', 'method', 'dora', 'error',
   ];
   const esc = (v: unknown): string => {
-    const s = v === undefined || v === null ? '' : String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+    let s = v === undefined || v === null ? '' : String(v);
+    // Text cells (module names, errors come from the file) starting with = + - @ (or tab/CR) would be
+    // run as formulas by spreadsheets (CSV injection): prefix them with ' (OWASP). Numbers stay numbers.
+    if (typeof v !== 'number' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
   const lines = [[...cols, 'sigma'].join(',')];
   for (const m of r.modules) lines.push([...cols.map((c) => esc(m[c])), esc(m.sigma.map((x) => x.toPrecision(10)).join(';'))].join(','));

@@ -18,8 +18,10 @@ import { openTorchCheckpoint, readZipDirectory } from '../../src/core/formats/to
 import { RangeFile } from '../../src/core/formats/fileio';
 import { openBaseModel } from '../../src/core/base/basemodel';
 import {
-  badJsonText, deleteBytes, f32, flipBytes, ggufAdapterSeed, insertBytes, interestingU64, kohyaTensors, LFS_POINTER, makeZip,
-  mutateGgufField, mutateSafetensorsHeader, peftTensors, pickleInjection, Prng, put, setU32, setU64, splitSafetensors, StTensor,
+  BAD_ALIGNMENTS, BAD_ALPHA_JSON, badJsonText, bigShardIndex, catastrophicPatterns, deepHeaderSafetensors, deepJson, deleteBytes, f32, flipBytes,
+  ggufAdapterSeed, hostileKohya, hugeFactorFile, insertBytes, interestingU64, kohyaTensors, LFS_POINTER, makeZip, mutateGgufField,
+  mutateSafetensorsHeader, overRankTensors, peftConfigWith, peftTensors, pickleFlood, pickleInjection, protoNamedPeftTensors, Prng, put,
+  rankZeroHugeTensors, safetensorsRaw, safetensorsWithRawMetadata, setU32, setU64, splitSafetensors, StTensor, symlinkLoop, tinyObjectHeader,
   truncateAt, writeGguf,
 } from './fuzzlib';
 
@@ -391,6 +393,8 @@ export function runCampaign(seed: number, per = 1): Campaign {
       }
     }
   }
+  // --- hostile inputs by class (issue 9): every class of docs/reliability.md "Limits" gets seeded cases ---
+  runHostile(c, r, N, st, tinyEntries);
   // --- real data seeds ---
   const seeds = realSeeds();
   const before = new Map(seeds.map((s) => [s, sha(s)]));
@@ -427,3 +431,81 @@ export function runCampaign(seed: number, per = 1): Campaign {
   return c;
 }
 
+
+/**
+ * Seeded cases for each class of hostile input of issue 9 (see fuzzlib.ts "hostile inputs"). The
+ * campaign contract applies (FormatError naming a file of the case, < 2 s, bounded memory);
+ * safety.test.ts checks each class's specific promise (message, no output, warnings).
+ */
+export function runHostile(c: Campaign, r: Prng, N: (k: number) => number, st: Uint8Array, tinyEntries: { name: string; data: Uint8Array }[]): void {
+  const cfg = PEFT_CONFIG_JSON;
+  const folder = (d: string, weights: Uint8Array, config = cfg): string => { put(d, 'adapter_config.json', config); put(d, 'adapter_model.safetensors', weights); return d; };
+  for (let i = 0; i < N(24); i++) {
+    // deep JSON: header shape / __metadata__ / offsets / dtype, adapter_config.json field, shard index metadata
+    const depth = r.pick([200, 5000, 20_000, 100_000]);
+    const k = r.int(3);
+    if (k === 0) { const [label, b] = deepHeaderSafetensors(r, depth); c.run('safetensors', `hostile:${label}`, (d) => put(d, 'w.safetensors', b)); }
+    else if (k === 1) {
+      const field = r.pick(['target_modules', 'rank_pattern', 'lora_alpha', 'r', 'modules_to_save', 'x']);
+      c.run('peft-folder', `hostile:deep-config-${field}@${depth}`, (d) => folder(d, st, peftConfigWith(field, deepJson(depth, r.chance(0.5) ? 'array' : 'object'))));
+    } else {
+      const shard = encodeSafetensors([{ name: 't', dtype: 'F32', shape: [1], data: f32([1]) }]);
+      c.run('sharded-index', `hostile:deep-index-metadata@${depth}`, (d) => { put(d, 's.safetensors', shard); return put(d, 'm.safetensors.index.json', `{"metadata":{"x":${deepJson(depth)}},"weight_map":{"t":"s.safetensors"}}`); });
+    }
+  }
+  // rank 0 with a 2^40 dim; r > min(in, out); a factor over the per-factor cap (sparse file)
+  for (const huge of [2 ** 40, 2 ** 31, 2 ** 53 - 1]) c.run('peft-folder', `hostile:rank0-dim${huge}`, (d) => folder(d, safetensorsRaw(rankZeroHugeTensors(huge))));
+  for (let i = 0; i < N(4); i++) {
+    const rank = r.pick([3, 64, 4096]);
+    c.run('peft-folder', `hostile:rank${rank}-on-2x2`, (d) => folder(d, safetensorsRaw(overRankTensors(r, rank, 2, 2))));
+  }
+  c.run('peft-folder', 'hostile:factor-2^28-sparse', (d) => { hugeFactorFile(path.join(d, 'adapter_model.safetensors'), 2 ** 28); put(d, 'adapter_config.json', cfg); return d; });
+  // names are data: modules named like Object.prototype members; kohya metadata of the wrong types
+  for (let i = 0; i < N(4); i++) {
+    c.run('peft-folder', 'hostile:proto-module-names', (d) => folder(d, safetensorsRaw(protoNamedPeftTensors(r))));
+    const h = hostileKohya(r);
+    c.run('kohya-file', `hostile:kohya-metadata ${h.headerExtra.slice(0, 30)}`, (d) => put(d, 'lora.safetensors', safetensorsWithRawMetadata(h.tensors, h.headerExtra)));
+  }
+  // config values: catastrophic pattern keys, lora_alpha of the wrong type
+  for (let i = 0; i < N(4); i++) {
+    const { keys } = catastrophicPatterns(r);
+    const pats = Object.fromEntries(keys.map((k) => [k, 4]));
+    c.run('peft-folder', 'hostile:catastrophic-patterns', (d) => folder(d, st, JSON.stringify({ ...JSON.parse(cfg), rank_pattern: pats, alpha_pattern: pats })));
+  }
+  for (const v of BAD_ALPHA_JSON) c.run('peft-folder', `hostile:lora_alpha=${v}`, (d) => folder(d, st, peftConfigWith('lora_alpha', v)));
+  // huge headers of tiny objects (refused by the value cap before any object is built)
+  // (just over the caps, so that the generated text stays small: 19 MB, 3 MB and 8 MB)
+  for (let i = 0; i < N(3); i++) {
+    const kind = r.pick(['metadata', 'shape', 'tensors'] as const);
+    const [label, b] = tinyObjectHeader(r, kind === 'tensors' ? 140_000 : 1_600_000, kind);
+    c.run('safetensors', `hostile:${label}`, (d) => put(d, 'w.safetensors', b));
+  }
+  // a shard index with many tensors (linear: one Map lookup per entry; safety.test.ts times 200k and refuses 300k)
+  { const big = bigShardIndex(10_000); c.run('sharded-index', 'hostile:index-10k', (d) => { put(d, 's.safetensors', big.shard); return put(d, 'm.safetensors.index.json', big.index); }); }
+  // pickle opcode floods inside a torch zip
+  const pklIdx = tinyEntries.findIndex((e) => e.name.endsWith('/data.pkl'));
+  for (const op of [0x7d, 0x5d, 0x4e, 0x28, 0x29, 0x88]) {
+    const bytes = makeZip(tinyEntries.map((e, j) => (j === pklIdx ? { name: e.name, data: pickleFlood(op, 600_000) } : e)));
+    c.run('torch-zip', `hostile:pickle-flood-0x${op.toString(16)}`, (d) => put(d, 'ckpt.pt', bytes));
+  }
+  // GGUF: alignments llama.cpp refuses, tensor names that are Object.prototype members
+  for (const al of BAD_ALIGNMENTS) {
+    const g = writeGguf([{ key: 'general.type', type: 'string', value: 'adapter' }, { key: 'general.alignment', type: al.type, value: al.value }],
+      [{ name: 'blk.0.attn_q.weight.lora_a', ne: [32, 2], type: 0, data: new Uint8Array(256) }, { name: 'blk.0.attn_q.weight.lora_b', ne: [2, 32], type: 0, data: new Uint8Array(256) }], 32);
+    c.run('gguf-store', `hostile:alignment=${al.type}:${al.value}`, (d) => put(d, 'x.gguf', g.bytes));
+  }
+  {
+    const g = writeGguf([{ key: 'general.type', type: 'string', value: 'adapter' }, { key: 'adapter.type', type: 'string', value: 'lora' }],
+      [{ name: 'blk.0.constructor.lora_a', ne: [32, 2], type: 0, data: f32(r.normals(64)) }, { name: 'blk.0.constructor.lora_b', ne: [2, 32], type: 0, data: f32(r.normals(64)) }]);
+    c.run('gguf-adapter', 'hostile:gguf-constructor', (d) => put(d, 'x.gguf', g.bytes));
+  }
+  // symlink loops spanning two entries, for each kind of target
+  for (const [reader, name, finish] of [
+    ['safetensors', 'w.safetensors', (_d: string, f: string) => f],
+    ['peft-folder', 'adapter_model.safetensors', (d: string) => { put(d, 'adapter_config.json', cfg); return d; }],
+    ['peft-folder', 'adapter_config.json', (d: string) => { put(d, 'adapter_model.safetensors', st); return d; }],
+    ['gguf-store', 'x.gguf', (_d: string, f: string) => f],
+  ] as [string, string, (d: string, f: string) => string][]) {
+    c.run(reader, `hostile:symlink-loop2:${name}`, (d) => finish(d, symlinkLoop(d, name)));
+  }
+}

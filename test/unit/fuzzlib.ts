@@ -362,3 +362,179 @@ export function put(dir: string, rel: string, data: Uint8Array | string): string
   fs.writeFileSync(f, data);
   return f;
 }
+
+// ---------------------------------------------------------------- hostile inputs by class (issue 9)
+// Each generator builds the hostile input in memory from a seed; nothing is stored. Used by
+// fuzzcampaign.ts (seeded "hostile" section) and safety.test.ts (one test per class).
+
+/** JSON text nested `depth` levels deep (arrays or objects). */
+export function deepJson(depth: number, kind: 'array' | 'object' = 'array'): string {
+  return kind === 'array' ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '0' + '}'.repeat(depth);
+}
+
+/** A safetensors file from raw header text and data bytes (header padded to 8). */
+export function rawSafetensors(headerText: string, data: Uint8Array = new Uint8Array(0)): Uint8Array {
+  let h = headerText;
+  while ((8 + Buffer.byteLength(h)) % 8 !== 0) h += ' ';
+  return joinSafetensors(h, data);
+}
+
+const PEFT_A = (m: string): string => `base_model.model.${m}.lora_A.weight`;
+const PEFT_B = (m: string): string => `base_model.model.${m}.lora_B.weight`;
+
+/** Class "deep JSON": a safetensors header with deep nesting in a tensor's shape or in __metadata__. */
+export function deepHeaderSafetensors(r: Prng, depth: number): [string, Uint8Array] {
+  const where = r.pick(['shape', 'metadata', 'offsets', 'dtype'] as const);
+  const d = deepJson(depth, r.chance(0.5) ? 'array' : 'object');
+  const t = (over: Record<string, string>): string => `"${PEFT_A('m')}":{"dtype":${over.dtype ?? '"F32"'},"shape":${over.shape ?? '[1,2]'},"data_offsets":${over.offsets ?? '[0,8]'}}`;
+  const header = where === 'metadata' ? `{"__metadata__":{"x":${d}},${t({})}}` : `{${t({ [where]: d })}}`;
+  return [`deep-${where}@${depth}`, rawSafetensors(header, new Uint8Array(8))];
+}
+
+/** Class "rank 0 with a 2^40 dim": A [0, 2^40], B [2^40, 0] (0 bytes of data, a few hundred bytes of file). */
+export function rankZeroHugeTensors(huge = 2 ** 40): StTensor[] {
+  return [
+    { name: PEFT_A('model.layers.0.self_attn.q_proj'), dtype: 'F32', shape: [0, huge], data: new Uint8Array(0) },
+    { name: PEFT_B('model.layers.0.self_attn.q_proj'), dtype: 'F32', shape: [huge, 0], data: new Uint8Array(0) },
+  ];
+}
+
+/** Class "r > min(in, out)": rank `r` factors on an out×in layer. */
+export function overRankTensors(r: Prng, rank = 4096, out = 2, inF = 2): StTensor[] {
+  return [
+    { name: PEFT_A('model.layers.0.self_attn.q_proj'), dtype: 'F32', shape: [rank, inF], data: f32(r.normals(rank * inF)) },
+    { name: PEFT_B('model.layers.0.self_attn.q_proj'), dtype: 'F32', shape: [out, rank], data: f32(r.normals(out * rank)) },
+  ];
+}
+
+/** Module names that are Object.prototype members. */
+export const PROTO_NAMES = ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf'] as const;
+
+/** Class "names are data": PEFT tensors whose module paths are `constructor`, `__proto__`, ... */
+export function protoNamedPeftTensors(r: Prng, names: readonly string[] = PROTO_NAMES, rank = 2, dim = 4): StTensor[] {
+  const ts: StTensor[] = [];
+  for (const n of names) {
+    ts.push({ name: PEFT_A(n), dtype: 'F32', shape: [rank, dim], data: f32(r.normals(rank * dim)) });
+    ts.push({ name: PEFT_B(n), dtype: 'F32', shape: [dim, rank], data: f32(r.normals(dim * rank)) });
+  }
+  return ts;
+}
+
+/** Class "kohya metadata of the wrong type" + hostile module names: kohya tensors named constructor/__proto__. */
+export function hostileKohya(r: Prng): { tensors: StTensor[]; metadata: Record<string, string>; headerExtra: string } {
+  const tensors: StTensor[] = [];
+  for (const n of ['constructor', '__proto__', 'lora_unet_toString']) {
+    tensors.push({ name: `${n}.lora_down.weight`, dtype: 'F32', shape: [2, 4], data: f32(r.normals(8)) });
+    tensors.push({ name: `${n}.lora_up.weight`, dtype: 'F32', shape: [4, 2], data: f32(r.normals(8)) });
+    tensors.push({ name: `${n}.alpha`, dtype: 'F32', shape: [], data: f32([2]) });
+  }
+  // Non-string metadata values (objects where strings / string lists are expected).
+  const headerExtra = r.pick([
+    '"lora_lens.module_names":{"constructor":{"a":1},"__proto__":["x"]}',
+    '"lora_lens.module_names":"{\\"constructor\\":{\\"split\\":1},\\"__proto__\\":7}"',
+    '"ss_network_dim":{"toString":1},"ss_tag_frequency":[{"toString":1}]',
+    '"unet":"[{\\"toString\\":1}]","text_encoder":"{\\"a\\":1}"',
+  ]);
+  return { tensors, metadata: {}, headerExtra };
+}
+
+/** Safetensors bytes with extra raw JSON members inside __metadata__ (values of any type). */
+export function safetensorsWithRawMetadata(tensors: StTensor[], metadataMembers: string): Uint8Array {
+  const enc = encodeSafetensorsLike(tensors);
+  const header = enc.header.replace(/^\{/, `{"__metadata__":{${metadataMembers}},`);
+  return rawSafetensors(header, enc.data);
+}
+
+function encodeSafetensorsLike(tensors: StTensor[]): { header: string; data: Uint8Array } {
+  const parts: string[] = [];
+  let pos = 0;
+  for (const t of tensors) {
+    parts.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [pos, pos + t.data.byteLength] })}`);
+    pos += t.data.byteLength;
+  }
+  const data = new Uint8Array(pos);
+  let o = 0;
+  for (const t of tensors) { data.set(t.data, o); o += t.data.byteLength; }
+  return { header: `{${parts.join(',')}}`, data };
+}
+
+/** Safetensors bytes that keep every tensor name as written (`__proto__` included). */
+export function safetensorsRaw(tensors: StTensor[]): Uint8Array {
+  const e = encodeSafetensorsLike(tensors);
+  return rawSafetensors(e.header, e.data);
+}
+
+/** Class "catastrophic regex": pattern keys with nested quantifiers / alternations under a star, and a name that makes them backtrack. */
+export function catastrophicPatterns(r: Prng): { keys: string[]; name: string } {
+  const n = r.range(28, 40);
+  const keys = [
+    '(a+)+b', '(a*)*b', '(a|a)*b', '(a|aa)+b', '((a+)+)+b', '(.*a){12}b', '(\\w+\\s?)+b', '(a+){2,}b', '(?:a|a?)+b', '([a-z]+)*b',
+  ];
+  for (let i = 0; i < 4; i++) keys.push(`(${'a'.repeat(r.range(1, 3))}${r.pick(['+', '*'])})${r.pick(['+', '*', '{1,}'])}b`);
+  return { keys, name: `model.layers.0.${'a'.repeat(n)}c` };
+}
+
+/** Class "shard index with many tensors": one shard with `n` tiny tensors and an index listing them all. */
+export function bigShardIndex(n: number): { shard: Uint8Array; index: string } {
+  const parts: string[] = [];
+  const wm: string[] = [];
+  for (let i = 0; i < n; i++) {
+    parts.push(`"t${i}":{"dtype":"F32","shape":[1],"data_offsets":[${4 * i},${4 * i + 4}]}`);
+    wm.push(`"t${i}":"s.safetensors"`);
+  }
+  return { shard: rawSafetensors(`{${parts.join(',')}}`, new Uint8Array(4 * n)), index: `{"metadata":{},"weight_map":{${wm.join(',')}}}` };
+}
+
+/** Class "pickle op flood": `n` bytes of one opcode (EMPTY_DICT `}`, EMPTY_LIST `]`, NONE `N`, MARK `(`, ...) after PROTO 2. */
+export function pickleFlood(op: number, n: number): Uint8Array {
+  const b = new Uint8Array(n + 3);
+  b[0] = 0x80; b[1] = 2;
+  b.fill(op, 2, n + 2);
+  b[n + 2] = 0x2e; // STOP
+  return b;
+}
+
+/** Class "huge header of tiny objects": `n` tiny __metadata__ entries, empty shape arrays, or zero-size tensors. */
+export function tinyObjectHeader(r: Prng, n: number, kind = r.pick(['metadata', 'shape', 'tensors'] as const)): [string, Uint8Array] {
+  let h: string;
+  if (kind === 'metadata') h = `{"__metadata__":{${Array.from({ length: n }, (_, i) => `"${i}":""`).join(',')}}}`;
+  else if (kind === 'shape') h = `{"t":{"dtype":"F32","shape":[${new Array(n).fill('1').join(',')}],"data_offsets":[0,4]}}`;
+  else h = `{${Array.from({ length: n }, (_, i) => `"${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`).join(',')}}`;
+  return [`tiny-${kind}x${n}`, rawSafetensors(h, new Uint8Array(4))];
+}
+
+/** Class "one huge factor": header of a rank-1 PEFT module whose A is [1, cols] F32; the data is a sparse hole (ftruncate). */
+export function hugeFactorFile(file: string, cols: number): void {
+  const tensors = [
+    { name: PEFT_A('model.layers.0.mlp.up_proj'), shape: [1, cols], bytes: 4 * cols },
+    { name: PEFT_B('model.layers.0.mlp.up_proj'), shape: [4, 1], bytes: 16 },
+  ];
+  let pos = 0;
+  const parts = tensors.map((t) => { const s = `"${t.name}":{"dtype":"F32","shape":${JSON.stringify(t.shape)},"data_offsets":[${pos},${pos + t.bytes}]}`; pos += t.bytes; return s; });
+  const head = rawSafetensors(`{${parts.join(',')}}`);
+  fs.writeFileSync(file, head);
+  fs.truncateSync(file, head.length + pos);
+}
+
+/** Class "config values of the wrong type": lora_alpha and friends as strings, overflowing numbers, null. */
+export const BAD_ALPHA_JSON = ['"16"', '1e400', '-1e400', 'null', '[16]', '{"v":16}', 'true'] as const;
+
+/** A PEFT adapter_config.json with raw JSON for one field (lets 1e400 reach the parser). */
+export function peftConfigWith(field: string, rawValue: string, base: Record<string, unknown> = { peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'] }): string {
+  const rest = Object.entries(base).filter(([k]) => k !== field).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`);
+  return `{${[...rest, `${JSON.stringify(field)}:${rawValue}`].join(',')}}`;
+}
+
+/** Class "GGUF alignment": general.alignment values llama.cpp refuses. */
+export const BAD_ALIGNMENTS: { type: 'u32' | 'f32'; value: number }[] = [
+  { type: 'f32', value: 0.5 }, { type: 'f32', value: 64.5 }, { type: 'f32', value: 32 }, { type: 'u32', value: 0 }, { type: 'u32', value: 48 }, { type: 'u32', value: 2 ** 31 },
+];
+
+/** Class "symlink loop": `a` → `b` → `a` next to each other; returns the path of `a`. */
+export function symlinkLoop(dir: string, name: string): string {
+  const a = path.join(dir, name);
+  const b = path.join(dir, `${name}.loop`);
+  fs.symlinkSync(path.basename(b), a);
+  fs.symlinkSync(path.basename(a), b);
+  return a;
+}

@@ -69,7 +69,10 @@ export async function convertCli(argv: string[]): Promise<number> {
       a.store.close();
     }
   } catch (e) {
-    process.stderr.write(`error: ${(e as Error).message}\n`);
+    // Every error names a file: reader and writer errors already do; the rest (an input that a
+    // target cannot express) are about the input, so it is named.
+    const msg = (e as Error).message;
+    process.stderr.write(`error: ${msg.includes(p) || msg.includes(out) ? msg : `${p}: ${msg}`}\n`);
     return 1;
   }
 }

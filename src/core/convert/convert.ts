@@ -30,6 +30,7 @@ import { CancelToken, throwIfCancelled } from '../formats/errors';
 import { openAdapter } from '../formats/open';
 import { MLX_WEIGHTS, readJsonFile } from '../formats/peft';
 import { encodeSafetensors } from '../formats/safetensors';
+import { parseJsonText, setOwn, stringMap } from '../formats/safejson';
 import { GgufStore } from '../formats/gguf';
 import { householderR, singularValues } from '../linalg/decomp';
 import { mat, Mat } from '../linalg/dense';
@@ -216,9 +217,20 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
   const kvHeads = opts.kvHeads ?? (typeof baseCfg?.num_key_value_heads === 'number' ? baseCfg.num_key_value_heads : heads);
 
   // ---- canonical modules (input names restored, GGUF RoPE permutation undone)
-  let nameMap: Record<string, string> = {};
-  if (adapter.format === 'kohya' && adapter.store.metadata[KOHYA_NAMES_KEY]) {
-    try { nameMap = JSON.parse(adapter.store.metadata[KOHYA_NAMES_KEY]) as Record<string, string>; } catch { /* plain kohya */ }
+  // Original names recorded by our kohya writer: only own string values count (hostile metadata may
+  // hold objects, or a module named "constructor" / "__proto__"); anything else is ignored with a warning.
+  let nameMap = new Map<string, string>();
+  const namesText = adapter.format === 'kohya' ? adapter.store.metadata[KOHYA_NAMES_KEY] : undefined;
+  if (typeof namesText === 'string' && namesText) {
+    try {
+      const parsed = parseJsonText(namesText, adapter.weightsFile, `__metadata__["${KOHYA_NAMES_KEY}"]`);
+      nameMap = stringMap(parsed);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || nameMap.size !== Object.keys(parsed).length) {
+        warnings.push(`${adapter.weightsFile}: __metadata__["${KOHYA_NAMES_KEY}"] is not an object of strings; its non-string entries are ignored`);
+      }
+    } catch (e) {
+      warnings.push(`${adapter.weightsFile}: __metadata__["${KOHYA_NAMES_KEY}"] ignored (${(e as Error).message})`);
+    }
   }
   const inArch = adapter.format === 'gguf' && adapter.store instanceof GgufStore ? String(adapter.store.kv.get('general.architecture') ?? '') : undefined;
   const canon: Canon[] = [];
@@ -227,7 +239,7 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
     throwIfCancelled(opts.token);
     progress(i, total * 2, `reading ${m.name}`);
     let { A, B } = readFactors(adapter, m);
-    let name = nameMap[m.name] ?? m.name;
+    let name = nameMap.get(m.name) ?? m.name;
     if (adapter.format === 'gguf') {
       const hf = hfNameFromLlamaCpp(m.name);
       if (hf) name = hf;
@@ -338,9 +350,9 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
     }
     const rankPattern: Record<string, number> = {}, alphaPattern: Record<string, number> = {};
     for (const p of plans) {
-      if (p.c.r !== globalRank) rankPattern[p.outName] = p.c.r;
+      if (p.c.r !== globalRank) setOwn(rankPattern, p.outName, p.c.r);
       const al = tidy(p.c.s * p.c.r);
-      if (al !== globalAlpha) alphaPattern[p.outName] = al;
+      if (al !== globalAlpha) setOwn(alphaPattern, p.outName, al);
     }
     if (Object.keys(rankPattern).length || Object.keys(alphaPattern).length) warnings.push(`ranks/scales differ per module: ${Object.keys(rankPattern).length} rank_pattern and ${Object.keys(alphaPattern).length} alpha_pattern entries written`);
     const kinds = [...new Set(plans.map((p) => (adapter.format === 'peft' ? p.c.src.kind : p.c.name.split('.').pop()!)))];
@@ -357,7 +369,7 @@ export async function convertAdapter(adapter: Adapter, target: ConvertTarget, ou
     const tensors: OutTensor[] = [];
     const names: Record<string, string> = {};
     for (const p of plans) {
-      names[p.outName] = p.c.name;
+      setOwn(names, p.outName, p.c.name);
       tensors.push({ name: `${p.outName}.lora_down.weight`, dtype: outDtype, shape: p.c.aShape, data: factorBytes(p.c.A, p, outDtype) });
       tensors.push({ name: `${p.outName}.lora_up.weight`, dtype: outDtype, shape: p.c.bShape, data: factorBytes(p.c.B, p, outDtype) });
       tensors.push({ name: `${p.outName}.alpha`, dtype: 'F32', shape: [], data: fromFloats([tidy(p.c.s * p.c.r)], 'F32') });

@@ -107,26 +107,29 @@ export function encodeGguf(kvs: GgufKv[], tensors: GgufOutTensor[]): Buffer {
   return Buffer.concat([head, body]);
 }
 
-const LLAMA_KIND: Record<string, string> = {
-  'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
-  'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
-};
-const GGUF_KIND = Object.fromEntries(Object.entries(LLAMA_KIND).map(([k, v]) => [v, k]));
+// Maps, not object literals: a module named "constructor" must not find Object.prototype members.
+const LLAMA_KIND = new Map<string, string>([
+  ['self_attn.q_proj', 'attn_q'], ['self_attn.k_proj', 'attn_k'], ['self_attn.v_proj', 'attn_v'], ['self_attn.o_proj', 'attn_output'],
+  ['mlp.gate_proj', 'ffn_gate'], ['mlp.up_proj', 'ffn_up'], ['mlp.down_proj', 'ffn_down'],
+]);
+const GGUF_KIND = new Map([...LLAMA_KIND].map(([k, v]) => [v, k]));
 
 /** HF Llama-style module name → llama.cpp tensor base name (`blk.N.attn_q.weight`), or undefined. */
 export function llamaCppName(module: string): string | undefined {
   const g = /^blk\.(\d+)\.(attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down)(?:\.weight)?$/.exec(module);
   if (g) return `blk.${g[1]}.${g[2]}.weight`;
   const m = /^(?:.*\.)?layers\.(\d+)\.((?:self_attn|mlp)\.[a-z_]+)$/.exec(module);
-  if (!m || !LLAMA_KIND[m[2]]) return undefined;
-  return `blk.${m[1]}.${LLAMA_KIND[m[2]]}.weight`;
+  const kind = m ? LLAMA_KIND.get(m[2]) : undefined;
+  if (!m || !kind) return undefined;
+  return `blk.${m[1]}.${kind}.weight`;
 }
 
 /** llama.cpp base name (`blk.N.attn_q[.weight]`) → HF Llama module name, or undefined. */
 export function hfNameFromLlamaCpp(name: string): string | undefined {
   const g = /^blk\.(\d+)\.([a-z_]+)(?:\.weight)?$/.exec(name);
-  if (!g || !GGUF_KIND[g[2]]) return undefined;
-  return `model.layers.${g[1]}.${GGUF_KIND[g[2]]}`;
+  const kind = g ? GGUF_KIND.get(g[2]) : undefined;
+  if (!g || !kind) return undefined;
+  return `model.layers.${g[1]}.${kind}`;
 }
 
 /** q or k projection (they are RoPE-permuted by llama.cpp's Llama converter). */

@@ -76,6 +76,30 @@ export interface Adapter {
   warnings: string[];
 }
 
+/**
+ * Largest LoRA factor accepted, in elements (128 MiB as F32). A real factor is rank × features:
+ * an lm_head LoRA on a 262,144-token vocabulary at rank 128 is exactly 2^25 elements. Analysis
+ * holds a factor several times over (measured ≈ 8.5× its F32 bytes at peak), so this cap is what
+ * bounds memory per factor; a 1 GB rank-1 factor is refused at open, before anything is read.
+ */
+export const MAX_FACTOR_ELEMENTS = 2 ** 25;
+
+/**
+ * Why a module's shape cannot be a LoRA update (undefined when it can): rank ≥ 1, in/out ≥ 1,
+ * rank ≤ min(in, out) (a larger rank adds nothing: rank(BA) ≤ min(in, out)), each factor within
+ * MAX_FACTOR_ELEMENTS.
+ */
+export function loraShapeProblem(rank: number, inFeatures: number, outFeatures: number): string | undefined {
+  if (!(rank >= 1)) return `has rank ${rank}; a LoRA module needs rank ≥ 1`;
+  if (!(inFeatures >= 1) || !(outFeatures >= 1)) return `updates a ${outFeatures}×${inFeatures} weight (empty)`;
+  if (rank > Math.min(inFeatures, outFeatures)) {
+    return `has rank ${rank}, larger than min(out, in) = min(${outFeatures}, ${inFeatures}); such factors carry no more than rank ${Math.min(inFeatures, outFeatures)} and are refused`;
+  }
+  const big = Math.max(rank * inFeatures, rank * outFeatures);
+  if (big > MAX_FACTOR_ELEMENTS) return `has a factor of ${big} elements (rank ${rank}, ${outFeatures}×${inFeatures}), more than the ${MAX_FACTOR_ELEMENTS} (2^25) per-factor limit`;
+  return undefined;
+}
+
 const LAYER_RE = /(?:^|\.)(?:layers|layer|h|blocks|block|encoder\.layer|decoder\.layers|transformer_blocks|resblocks)\.(\d+)(?:\.|$)/;
 
 /** Parses the layer index from a module path (`model.layers.12.mlp.up_proj` -> 12). */

@@ -21,8 +21,7 @@ export class RangeFile {
       try {
         if (fs.lstatSync(path).isSymbolicLink()) link = fs.readlinkSync(path);
       } catch { /* not a link either */ }
-      if (link !== undefined) throw new FormatError(path, `is a symbolic link to "${link}", which does not exist (dangling link)`);
-      throw new FormatError(path, code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code ?? String(e)})`);
+      throw new FormatError(path, missingProblem(path, code, link, e));
     }
     if (!st.isFile()) throw new FormatError(path, 'is not a regular file');
     const f = new RangeFile(path, st.size);
@@ -50,6 +49,24 @@ export class RangeFile {
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
   }
+}
+
+/** True when `p` exists as a directory entry, even as a dangling or looping symbolic link. */
+export function lexists(p: string): boolean {
+  try { fs.lstatSync(p); return true; } catch { return false; }
+}
+
+/**
+ * Why `p` cannot be stat'ed, in words: a symbolic link loop (ELOOP), a dangling link, a missing
+ * file or another errno. `link` is the link's target when `p` itself is a symbolic link.
+ */
+export function missingProblem(p: string, code: string | undefined, link: string | undefined, e?: unknown): string {
+  if (code === 'ELOOP') return `is a symbolic link loop${link !== undefined ? ` ("${link}" leads back to itself)` : ''}: too many levels of symbolic links`;
+  if (link !== undefined) return `is a symbolic link to "${link}", which does not exist (dangling link)`;
+  if (code === 'ENOENT') return 'does not exist';
+  if (code === 'ENOTDIR') return 'does not exist (a part of the path is a file, not a folder)';
+  if (code === 'EACCES' || code === 'EPERM') return 'cannot be read (permission denied)';
+  return `cannot be opened (${code ?? String(e)})`;
 }
 
 /**

@@ -16,16 +16,20 @@
  * Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K (block layouts of ggml-common.h). IQ*, TQ*, MXFP4: header only.
  */
 import * as path from 'node:path';
-import { Adapter, AdapterSummary, kindOf, layerOf, LoraModule } from './adapter';
+import { Adapter, AdapterSummary, kindOf, layerOf, loraShapeProblem, LoraModule } from './adapter';
 import { DType, halfToFloat, toFloat32 } from './dtype';
 import { FormatError } from './errors';
 import { RangeFile, sniffPlaceholder } from './fileio';
+import { setOwn } from './safejson';
 import { compareModules } from './peft';
 import { TensorInfo, TensorStore } from './safetensors';
 
 export const GGUF_MAX_STRING = 1 << 20;
 export const GGUF_MAX_ARRAY = 10_000_000;
-export const GGUF_MAX_TENSORS = 1_000_000;
+/** Same bound as safetensors' MAX_TENSORS (a GGUF model has hundreds to a few thousand; 1M tiny tensors took 920 MB). */
+export const GGUF_MAX_TENSORS = 120_000;
+/** Metadata entries (real files have ~20-60; vocabularies are single array values). */
+export const GGUF_MAX_KV = 65_536;
 export const GGUF_MAX_DIMS = 4;
 /** Array items kept in memory per metadata value (the rest are skipped, the length is kept). */
 const KEEP_ARRAY_ITEMS = 64;
@@ -216,7 +220,7 @@ export function parseGgufHeader(f: RangeFile): GgufHeader {
   if (version > 0xffff) throw new FormatError(file, `has version field 0x${version.toString(16)}: a big-endian GGUF, which is not supported`);
   if (version !== 2 && version !== 3) throw new FormatError(file, `has unsupported GGUF version ${version}`);
   const nTensors = c.count('tensor count', GGUF_MAX_TENSORS);
-  const nKv = c.count('metadata count', Math.floor(f.size / 13));
+  const nKv = c.count('metadata count', Math.min(GGUF_MAX_KV, Math.floor(f.size / 13)));
   const warnings: string[] = [];
   const kv = new Map<string, GgufValue>();
   for (let i = 0; i < nKv; i++) {
@@ -231,7 +235,10 @@ export function parseGgufHeader(f: RangeFile): GgufHeader {
   let alignment = 32;
   const al = kv.get('general.alignment');
   if (al !== undefined) {
-    if (typeof al !== 'number' || al <= 0 || (al & (al - 1)) !== 0) throw new FormatError(file, `general.alignment is ${JSON.stringify(String(al))}, not a power of two`);
+    // llama.cpp: GGML_PAD needs a positive power-of-two integer (gguf.cpp checks `(align & (align-1)) == 0`).
+    if (typeof al !== 'number' || !Number.isSafeInteger(al) || al <= 0 || al > 2 ** 30 || (al & (al - 1)) !== 0) {
+      throw new FormatError(file, `general.alignment is ${typeof al === 'object' ? ggufValueText(al) : JSON.stringify(String(al))}; it must be a positive integer power of two (llama.cpp refuses anything else)`);
+    }
     alignment = al;
   }
   if (nTensors * 24 > c.remaining) throw new FormatError(file, `claims ${nTensors} tensors but only ${c.remaining} bytes follow the metadata`);
@@ -444,7 +451,7 @@ export class GgufStore implements TensorStore {
     this.tensors = new Map(header.tensors.map((t) => [t.name, t]));
     this.warnings = header.warnings;
     this.totalBytes = header.fileSize;
-    for (const [k, v] of header.kv) this.metadata[k] = ggufValueText(v);
+    for (const [k, v] of header.kv) setOwn(this.metadata, k, ggufValueText(v));
   }
 
   static openFile(file: string): GgufStore {
@@ -530,6 +537,8 @@ export function openGgufAdapter(file: string): Adapter {
         const hint = e.A.ne[1] === e.B.ne[1] ? ' (lora_a is not transposed: an adapter from the old "finetune" example?)' : '';
         throw new FormatError(file, `"${raw}": lora_a ne ${JSON.stringify(e.A.ne)} and lora_b ne ${JSON.stringify(e.B.ne)} disagree on the rank${hint}`);
       }
+      const shapeProblem = loraShapeProblem(r, inF, outF);
+      if (shapeProblem) throw new FormatError(file, `"${raw}" (lora_a ne ${JSON.stringify(e.A.ne)}, lora_b ne ${JSON.stringify(e.B.ne)}) ${shapeProblem}`);
       const name = raw.replace(/\.weight$/, '');
       modules.push({
         name, layer: layerOf(name), kind: kindOf(name), A: { tensor: e.A, transposed: false }, B: { tensor: e.B, transposed: false },

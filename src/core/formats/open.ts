@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Adapter } from './adapter';
 import { FormatError } from './errors';
+import { lexists, missingProblem } from './fileio';
 import {
   isMlxConfig, MLX_WEIGHTS, openMlxAdapter, openPeftAdapter, pairFactors, parsePeftKey, PEFT_CONFIG, PEFT_LEGACY_WEIGHTS,
   PEFT_WEIGHTS, readJsonFile, stripPeftPrefix,
@@ -107,20 +108,20 @@ export function openAdapter(p: string): Adapter {
   let st: fs.Stats;
   try {
     st = fs.statSync(p);
-  } catch {
+  } catch (e) {
     let link: string | undefined;
     try { if (fs.lstatSync(p).isSymbolicLink()) link = fs.readlinkSync(p); } catch { /* none */ }
-    throw new FormatError(p, link ? `is a symbolic link to "${link}", which does not exist (dangling link)` : 'does not exist');
+    throw new FormatError(p, missingProblem(p, (e as NodeJS.ErrnoException).code, link, e));
   }
   if (st.isDirectory()) {
     const cfg = path.join(p, PEFT_CONFIG);
-    if (!fs.existsSync(cfg)) {
+    if (!lexists(cfg)) {
       const idx = fs.readdirSync(p).find((n) => n.endsWith('.safetensors.index.json'));
       throw new FormatError(p, idx ? 'is a sharded model, not an adapter' : `has no ${PEFT_CONFIG}; not an adapter folder`);
     }
     const json = readJsonFile(cfg);
     if (isMlxConfig(json)) return openMlxAdapter(p);
-    if (!fs.existsSync(path.join(p, PEFT_WEIGHTS)) && fs.existsSync(path.join(p, PEFT_LEGACY_WEIGHTS))) {
+    if (!lexists(path.join(p, PEFT_WEIGHTS)) && lexists(path.join(p, PEFT_LEGACY_WEIGHTS))) {
       if (!readers.openPeftBin) throw new FormatError(path.join(p, PEFT_LEGACY_WEIGHTS), 'legacy pickle weights are not supported in this build');
       return readers.openPeftBin(p);
     }

@@ -5,11 +5,13 @@
  * where r and alpha come from rank_pattern / alpha_pattern when a pattern key matches the module
  * name (PEFT `get_pattern_key`: the key must match a dotted suffix of the module name).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Adapter, AdapterSummary, kindOf, layerOf, LoraFactor, LoraModule } from './adapter';
+import { Adapter, AdapterSummary, kindOf, layerOf, LoraFactor, loraShapeProblem, LoraModule } from './adapter';
 import { FormatError } from './errors';
 import { readJsonFile } from '../util/json';
+import { lexists } from './fileio';
+import { peftKeyMatches } from './pattern';
+import { shortJson } from './safejson';
 import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
 import { openTorchCheckpoint } from './torchzip';
 
@@ -21,33 +23,33 @@ export const MLX_WEIGHTS = 'adapters.safetensors';
 // readJsonFile lives in core/util/json.ts; re-exported for existing callers.
 export { readJsonFile };
 
-/** PEFT's pattern matching: `key` matches when it equals a dotted suffix of `name` (regex allowed). */
-/** Regexes that can backtrack catastrophically (a quantified group containing a quantifier). */
-const RISKY_REGEX = /\([^)]*[+*}][^)]*\)\s*[+*{]/;
-
-export function matchPattern(patterns: Record<string, unknown> | null | undefined, name: string): string | undefined {
-  if (!patterns) return undefined;
-  for (const key of Object.keys(patterns)) {
-    // PEFT treats keys as regexes; a hostile key like (a+)+b could hang us, so such keys (and
-    // very long ones) are matched literally as dotted suffixes instead.
-    if (key.length > 512 || RISKY_REGEX.test(key)) {
-      if (name === key || name.endsWith(`.${key}`)) return key;
-      continue;
-    }
-    try {
-      if (new RegExp(`^(?:.*\\.)?(?:${key})$`).test(name)) return key;
-    } catch {
-      if (name === key || name.endsWith(`.${key}`)) return key;
-    }
-  }
+/**
+ * PEFT's pattern matching: the first key for which `re.match(rf"(.*\.)?({key})$", name)` succeeds.
+ * Keys are matched by a linear-time engine (pattern.ts), so a hostile key like `(a+)+b` cannot
+ * hang us; keys it cannot express are matched literally and reported through `onUnsupported`.
+ */
+export function matchPattern(patterns: Record<string, unknown> | null | undefined, name: string, onUnsupported?: (key: string, why: string) => void): string | undefined {
+  if (!patterns || typeof patterns !== 'object' || Array.isArray(patterns)) return undefined;
+  for (const key of Object.keys(patterns)) if (peftKeyMatches(key, name, onUnsupported)) return key;
   return undefined;
 }
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
+/** Config value as text (objects from a hostile config may have a non-callable toString). */
+const text = (x: unknown): string => (typeof x === 'string' ? x : shortJson(x));
+
+/** Describes a config value that should have been a finite number. */
+export function notANumber(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'number') return `${v} (out of range: a JSON number such as 1e400 overflows to infinity)`;
+  if (typeof v === 'string') return `the string ${shortJson(v, 40)}`;
+  return `${Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : typeof v} (${shortJson(v, 40)})`;
+}
+
 export function peftSummary(cfg: Record<string, unknown>): AdapterSummary {
   const tm = cfg.target_modules;
-  const targets = Array.isArray(tm) ? tm.map(String) : typeof tm === 'string' ? [tm] : [];
+  const targets = Array.isArray(tm) ? tm.map(text) : typeof tm === 'string' ? [tm] : [];
   const mts = cfg.modules_to_save;
   return {
     rank: num(cfg.r),
@@ -61,7 +63,7 @@ export function peftSummary(cfg: Record<string, unknown>): AdapterSummary {
     taskType: typeof cfg.task_type === 'string' ? cfg.task_type : undefined,
     hasRankPattern: !!cfg.rank_pattern && Object.keys(cfg.rank_pattern as object).length > 0,
     hasAlphaPattern: !!cfg.alpha_pattern && Object.keys(cfg.alpha_pattern as object).length > 0,
-    modulesToSave: Array.isArray(mts) ? mts.map(String) : [],
+    modulesToSave: Array.isArray(mts) ? mts.map(text) : [],
   };
 }
 
@@ -140,6 +142,8 @@ export function pairFactors(o: PairingOptions): { modules: LoraModule[]; other: 
     if (ar !== br) {
       throw new FormatError(o.file, `module "${raw}": rank of "${e.A.name}" ${JSON.stringify(e.A.shape)} and "${e.B.name}" ${JSON.stringify(e.B.shape)} disagree (${ar} vs ${br})`);
     }
+    const shapeProblem = loraShapeProblem(ar, ain, bout);
+    if (shapeProblem) throw new FormatError(o.file, `module "${raw}" ("${e.A.name}" ${JSON.stringify(e.A.shape)}, "${e.B.name}" ${JSON.stringify(e.B.shape)}) ${shapeProblem}`);
     const name = o.moduleName(raw);
     const { scale, alpha, source } = o.scaleFor(name, ar);
     const fA: LoraFactor = { tensor: e.A, transposed: o.transposed };
@@ -169,19 +173,30 @@ export function compareModules(a: LoraModule, b: LoraModule): number {
 export function peftScale(cfg: Record<string, unknown>, module: string, tensorRank: number, warnings: string[]): { scale: number; alpha: number; source: string } {
   const rp = cfg.rank_pattern as Record<string, unknown> | null | undefined;
   const ap = cfg.alpha_pattern as Record<string, unknown> | null | undefined;
-  const rk = matchPattern(rp, module);
-  const ak = matchPattern(ap, module);
+  const note = (w: string): void => { if (!warnings.includes(w)) warnings.push(w); };
+  const unsupported = (k: string, why: string): void => note(`${PEFT_CONFIG}: pattern key ${shortJson(k, 60)} is not a regular expression LoRA Lens can match in linear time (${why}); it is compared literally as a module-name suffix`);
+  const rk = matchPattern(rp, module, unsupported);
+  const ak = matchPattern(ap, module, unsupported);
   let r = rk !== undefined ? num(rp![rk]) : num(cfg.r);
   if (r === undefined) r = tensorRank;
   if (r !== tensorRank) {
     warnings.push(`module "${module}": config rank ${r}${rk ? ` (rank_pattern "${rk}")` : ''} but the factors have rank ${tensorRank}; using ${tensorRank}`);
     r = tensorRank;
   }
-  let alpha = ak !== undefined ? num(ap![ak]) : num(cfg.lora_alpha);
-  let alphaNote = ak !== undefined ? ` (alpha_pattern "${ak}")` : '';
+  let alpha: number | undefined;
+  let alphaNote = '';
+  if (ak !== undefined) {
+    alpha = num(ap![ak]);
+    alphaNote = ` (alpha_pattern "${ak}")`;
+    if (alpha === undefined) note(`${PEFT_CONFIG}: alpha_pattern[${shortJson(ak, 60)}] is ${notANumber(ap![ak])}, not a finite number; lora_alpha is used instead`);
+  }
+  if (alpha === undefined) {
+    alpha = num(cfg.lora_alpha);
+    alphaNote = '';
+  }
   if (alpha === undefined) {
     alpha = 8;
-    alphaNote = ' (lora_alpha missing: PEFT default 8 assumed)';
+    alphaNote = cfg.lora_alpha === undefined ? ' (lora_alpha missing: PEFT default 8 assumed)' : ' (lora_alpha is not a finite number: PEFT default 8 assumed)';
   }
   const rs = cfg.use_rslora === true;
   const scale = rs ? alpha / Math.sqrt(r) : alpha / r;
@@ -200,13 +215,18 @@ export function openPeftAdapter(dir: string, weights?: string): Adapter {
     throw new FormatError(cfgPath, `peft_type is ${peftType}; LoRA Lens analyses LoRA adapters (LORA)`);
   }
   if (cfg.lora_alpha === undefined) warnings.push(`${PEFT_CONFIG} has no lora_alpha: PEFT's default 8 is assumed`);
+  else if (num(cfg.lora_alpha) === undefined) warnings.push(`${PEFT_CONFIG}: lora_alpha is ${notANumber(cfg.lora_alpha)}, not a finite number: PEFT's default 8 is assumed (scale source says so per module)`);
+  for (const k of ['rank_pattern', 'alpha_pattern'] as const) {
+    const v = cfg[k];
+    if (v !== undefined && v !== null && (typeof v !== 'object' || Array.isArray(v))) warnings.push(`${PEFT_CONFIG}: ${k} is ${notANumber(v)}, not an object; ignored`);
+  }
   const init = cfg.init_lora_weights;
   if (typeof init === 'string' && /^(pissa|olora|corda)/i.test(init)) {
     warnings.push(`init_lora_weights="${init}": this adapter was trained on a modified base; unless converted at save time, s·B·A is not the full change`);
   }
   let wfile = weights ?? path.join(dir, PEFT_WEIGHTS);
-  if (!weights && !fs.existsSync(wfile) && fs.existsSync(path.join(dir, PEFT_LEGACY_WEIGHTS))) wfile = path.join(dir, PEFT_LEGACY_WEIGHTS);
-  if (!fs.existsSync(wfile)) throw new FormatError(dir, `has ${PEFT_CONFIG} but no ${PEFT_WEIGHTS}`);
+  if (!weights && !lexists(wfile) && lexists(path.join(dir, PEFT_LEGACY_WEIGHTS))) wfile = path.join(dir, PEFT_LEGACY_WEIGHTS);
+  if (!lexists(wfile)) throw new FormatError(dir, `has ${PEFT_CONFIG} but no ${PEFT_WEIGHTS}`);
   // Legacy adapter_model.bin: torch zip read by the restricted pickle reader (never runs code).
   const legacy = /\.(bin|pt|pth)$/i.test(wfile);
   const torchStore = legacy ? openTorchCheckpoint(wfile) : undefined;
@@ -249,7 +269,7 @@ export function isMlxConfig(cfg: Record<string, unknown>): boolean {
 export function openMlxAdapter(dir: string, weights?: string): Adapter {
   const cfgPath = path.join(dir, PEFT_CONFIG);
   const cfg = readJsonFile(cfgPath);
-  const lp = (cfg.lora_parameters ?? {}) as Record<string, unknown>;
+  const lp = (typeof cfg.lora_parameters === 'object' && cfg.lora_parameters !== null ? cfg.lora_parameters : {}) as Record<string, unknown>;
   const warnings: string[] = [];
   const wfile = weights ?? path.join(dir, MLX_WEIGHTS);
   const store = SafetensorsStore.openFile(wfile);
@@ -270,7 +290,7 @@ export function openMlxAdapter(dir: string, weights?: string): Adapter {
     warnings.push(...w, ...store.warnings);
     if (modules.length === 0) throw new FormatError(wfile, `contains no mlx-lm LoRA pairs (lora_a/lora_b); ${store.tensors.size} tensors found`);
     const rank = num(lp.rank) ?? modules[0].rank;
-    const keys = Array.isArray(lp.keys) ? lp.keys.map(String) : [...new Set(modules.map((m) => m.kind))];
+    const keys = Array.isArray(lp.keys) ? lp.keys.map(text) : [...new Set(modules.map((m) => m.kind))];
     return {
       format: 'mlx', path: dir, weightsFile: wfile, name: path.basename(dir), config: cfg,
       summary: {

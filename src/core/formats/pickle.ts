@@ -53,6 +53,19 @@ type StackItem = PickleValue | typeof MARK;
 /** Largest data.pkl we parse (a state dict with 100k tensors is a few MB). */
 export const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
 
+/**
+ * Budget for the JS objects a pickle may make us build, estimated per opcode (a stack slot, a
+ * container, a dict entry, a memo entry, string bytes). A state dict costs ~1 KB per tensor (100k tensors ≈ 100 MB); a
+ * flood of EMPTY_DICT, `}` or `N` opcodes (a few bytes each, hundreds of bytes of heap each) hits
+ * this limit long before V8 runs out of heap.
+ */
+export const MAX_PICKLE_OBJECT_BYTES = 128 * 1024 * 1024;
+// Measured V8 sizes (node 20, x64): an empty dict value (object + Map) ~300 bytes, a tuple/list
+// ~100, a stack slot 8 (+ array growth slack), a Map entry ~40.
+const COST_SLOT = 24;
+const COST_CONTAINER = 320;
+const COST_ENTRY = 64;
+
 function isObj(v: unknown, kind: string): boolean {
   return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && (v as { kind?: string }).kind === kind;
 }
@@ -80,6 +93,23 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
   const marks: number[] = [];
   const memo = new Map<number, PickleValue>();
   let pos = 0;
+  let opAt = 0;
+  let budget = MAX_PICKLE_OBJECT_BYTES;
+  const charge = (n: number): void => {
+    budget -= n;
+    if (budget < 0) fail(opAt, `builds more than ${MAX_PICKLE_OBJECT_BYTES / 1048576} MiB of objects (limit): not a plain state dict (corrupt or hostile pickle, e.g. an opcode flood)`);
+  };
+  const push = (v: StackItem): void => {
+    let c = COST_SLOT;
+    if (typeof v === 'string') c += 2 * v.length;
+    else if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) c += COST_CONTAINER;
+    charge(c);
+    stack.push(v);
+  };
+  const memoSet = (k: number, v: PickleValue): void => {
+    if (!memo.has(k)) charge(COST_ENTRY);
+    memo.set(k, v);
+  };
   const need = (n: number, at: number): void => {
     if (!Number.isSafeInteger(n) || n < 0 || pos + n > data.length) fail(at, `needs ${n} more bytes but the pickle ends at ${data.length} (truncated?)`);
   };
@@ -143,11 +173,13 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
     if (!isObj(target, 'dict')) fail(at, `SETITEM(S) on ${describe(target)}, expected a dict`);
     if (items.length % 2) fail(at, 'odd number of items for SETITEMS');
     const d = (target as PickleDict).entries;
+    charge(COST_ENTRY * (items.length / 2));
     for (let i = 0; i < items.length; i += 2) d.set(asKey(items[i], at), items[i + 1]);
   };
   const appendItems = (target: PickleValue, items: PickleValue[], at: number): void => {
     if (!isObj(target, 'list')) fail(at, `APPEND(S) on ${describe(target)}, expected a list`);
     const dst = (target as PickleList).items;
+    charge(8 * items.length);
     for (const x of items) dst.push(x); // no spread: 100k+ items would overflow the call stack
   };
   const intOf = (v: PickleValue, what: string, at: number): number => {
@@ -189,6 +221,7 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
 
   for (;;) {
     const at = pos;
+    opAt = at;
     if (pos >= data.length) fail(at, 'pickle ended without STOP (truncated?)');
     const op = data[pos++];
     switch (op) {
@@ -198,24 +231,24 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
         const v = pop(at);
         return v;
       }
-      case 0x28: marks.push(stack.length); stack.push(MARK); break; // MARK
-      case 0x7d: stack.push({ kind: 'dict', entries: new Map() }); break; // EMPTY_DICT
-      case 0x5d: stack.push({ kind: 'list', items: [] }); break; // EMPTY_LIST
-      case 0x29: stack.push({ kind: 'tuple', items: [] }); break; // EMPTY_TUPLE
-      case 0x8f: stack.push({ kind: 'list', items: [] }); break; // EMPTY_SET (kept as list)
-      case 0x74: { const items = popMark(at); stack.push({ kind: 'tuple', items }); break; } // TUPLE
-      case 0x85: { const a = pop(at); stack.push({ kind: 'tuple', items: [a] }); break; } // TUPLE1
-      case 0x86: { const b = pop(at); const a = pop(at); stack.push({ kind: 'tuple', items: [a, b] }); break; } // TUPLE2
-      case 0x87: { const c = pop(at); const b = pop(at); const a = pop(at); stack.push({ kind: 'tuple', items: [a, b, c] }); break; } // TUPLE3
-      case 0x6c: { const items = popMark(at); stack.push({ kind: 'list', items }); break; } // LIST
+      case 0x28: marks.push(stack.length); push(MARK); break; // MARK
+      case 0x7d: push({ kind: 'dict', entries: new Map() }); break; // EMPTY_DICT
+      case 0x5d: push({ kind: 'list', items: [] }); break; // EMPTY_LIST
+      case 0x29: push({ kind: 'tuple', items: [] }); break; // EMPTY_TUPLE
+      case 0x8f: push({ kind: 'list', items: [] }); break; // EMPTY_SET (kept as list)
+      case 0x74: { const items = popMark(at); push({ kind: 'tuple', items }); break; } // TUPLE
+      case 0x85: { const a = pop(at); push({ kind: 'tuple', items: [a] }); break; } // TUPLE1
+      case 0x86: { const b = pop(at); const a = pop(at); push({ kind: 'tuple', items: [a, b] }); break; } // TUPLE2
+      case 0x87: { const c = pop(at); const b = pop(at); const a = pop(at); push({ kind: 'tuple', items: [a, b, c] }); break; } // TUPLE3
+      case 0x6c: { const items = popMark(at); push({ kind: 'list', items }); break; } // LIST
       case 0x64: { // DICT
         const items = popMark(at);
         const d: PickleDict = { kind: 'dict', entries: new Map() };
         setItems(d, items, at);
-        stack.push(d);
+        push(d);
         break;
       }
-      case 0x91: { const items = popMark(at); stack.push({ kind: 'list', items }); break; } // FROZENSET
+      case 0x91: { const items = popMark(at); push({ kind: 'list', items }); break; } // FROZENSET
       case 0x90: { const items = popMark(at); const s = top(at); if (!isObj(s, 'list')) fail(at, 'ADDITEMS target is not a set'); for (const x of items) (s as PickleList).items.push(x); break; } // ADDITEMS
       case 0x73: { const v = pop(at); const k = pop(at); setItems(top(at), [k, v], at); break; } // SETITEM
       case 0x75: { const items = popMark(at); setItems(top(at), items, at); break; } // SETITEMS
@@ -223,13 +256,13 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
       case 0x65: { const items = popMark(at); appendItems(top(at), items, at); break; } // APPENDS
       case 0x30: pop(at); break; // POP
       case 0x31: popMark(at); break; // POP_MARK
-      case 0x32: stack.push(top(at)); break; // DUP
-      case 0x4e: stack.push(null); break; // NONE
-      case 0x88: stack.push(true); break; // NEWTRUE
-      case 0x89: stack.push(false); break; // NEWFALSE
-      case 0x4a: stack.push(i32()); break; // BININT
-      case 0x4b: stack.push(u8()); break; // BININT1
-      case 0x4d: stack.push(u16()); break; // BININT2
+      case 0x32: push(top(at)); break; // DUP
+      case 0x4e: push(null); break; // NONE
+      case 0x88: push(true); break; // NEWTRUE
+      case 0x89: push(false); break; // NEWFALSE
+      case 0x4a: push(i32()); break; // BININT
+      case 0x4b: push(u8()); break; // BININT1
+      case 0x4d: push(u16()); break; // BININT2
       case 0x8a: case 0x8b: { // LONG1 / LONG4
         const n = op === 0x8a ? u8() : u32();
         if (n > 64) fail(at, `integer of ${n} bytes is too large`);
@@ -237,51 +270,51 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
         let v = 0n;
         for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
         if (n > 0 && b[n - 1] & 0x80) v -= 1n << BigInt(8 * n);
-        stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+        push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
         break;
       }
       case 0x49: { // INT (text)
         const s = line(at).trim();
-        if (s === '00') stack.push(false); else if (s === '01') stack.push(true);
-        else { const v = Number(s); if (!Number.isSafeInteger(v)) fail(at, `bad INT ${JSON.stringify(s.slice(0, 30))}`); stack.push(v); }
+        if (s === '00') push(false); else if (s === '01') push(true);
+        else { const v = Number(s); if (!Number.isSafeInteger(v)) fail(at, `bad INT ${JSON.stringify(s.slice(0, 30))}`); push(v); }
         break;
       }
       case 0x4c: { // LONG (text)
         const s = line(at).trim().replace(/L$/, '');
         if (!/^-?\d{1,40}$/.test(s)) fail(at, `bad LONG ${JSON.stringify(s.slice(0, 30))}`);
         const v = BigInt(s);
-        stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+        push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
         break;
       }
-      case 0x47: { need(8, at); stack.push(dv.getFloat64(pos, false)); pos += 8; break; } // BINFLOAT (big-endian)
-      case 0x46: { const v = Number(line(at)); if (Number.isNaN(v)) fail(at, 'bad FLOAT'); stack.push(v); break; } // FLOAT (text)
-      case 0x8c: { const n = u8(); stack.push(text(n, at)); break; } // SHORT_BINUNICODE
-      case 0x58: { const n = u32(); stack.push(text(n, at)); break; } // BINUNICODE
-      case 0x8d: { const n = u64(at); stack.push(text(n, at)); break; } // BINUNICODE8
-      case 0x55: { const n = u8(); stack.push(Buffer.from(bytes(n, at)).toString('latin1')); break; } // SHORT_BINSTRING
-      case 0x54: { const n = i32(); if (n < 0) fail(at, 'negative string length'); stack.push(Buffer.from(bytes(n, at)).toString('latin1')); break; } // BINSTRING
-      case 0x43: { const n = u8(); stack.push(bytes(n, at)); break; } // SHORT_BINBYTES
-      case 0x42: { const n = u32(); stack.push(bytes(n, at)); break; } // BINBYTES
-      case 0x8e: case 0x96: { const n = u64(at); stack.push(bytes(n, at)); break; } // BINBYTES8 / BYTEARRAY8
-      case 0x71: memo.set(u8(), top(at)); break; // BINPUT
-      case 0x72: memo.set(u32(), top(at)); break; // LONG_BINPUT
-      case 0x94: memo.set(memo.size, top(at)); break; // MEMOIZE
-      case 0x70: { const s = line(at); const k = Number(s); if (!Number.isSafeInteger(k)) fail(at, 'bad PUT'); memo.set(k, top(at)); break; } // PUT
+      case 0x47: { need(8, at); push(dv.getFloat64(pos, false)); pos += 8; break; } // BINFLOAT (big-endian)
+      case 0x46: { const v = Number(line(at)); if (Number.isNaN(v)) fail(at, 'bad FLOAT'); push(v); break; } // FLOAT (text)
+      case 0x8c: { const n = u8(); push(text(n, at)); break; } // SHORT_BINUNICODE
+      case 0x58: { const n = u32(); push(text(n, at)); break; } // BINUNICODE
+      case 0x8d: { const n = u64(at); push(text(n, at)); break; } // BINUNICODE8
+      case 0x55: { const n = u8(); push(Buffer.from(bytes(n, at)).toString('latin1')); break; } // SHORT_BINSTRING
+      case 0x54: { const n = i32(); if (n < 0) fail(at, 'negative string length'); push(Buffer.from(bytes(n, at)).toString('latin1')); break; } // BINSTRING
+      case 0x43: { const n = u8(); push(bytes(n, at)); break; } // SHORT_BINBYTES
+      case 0x42: { const n = u32(); push(bytes(n, at)); break; } // BINBYTES
+      case 0x8e: case 0x96: { const n = u64(at); push(bytes(n, at)); break; } // BINBYTES8 / BYTEARRAY8
+      case 0x71: memoSet(u8(), top(at)); break; // BINPUT
+      case 0x72: memoSet(u32(), top(at)); break; // LONG_BINPUT
+      case 0x94: memoSet(memo.size, top(at)); break; // MEMOIZE
+      case 0x70: { const s = line(at); const k = Number(s); if (!Number.isSafeInteger(k)) fail(at, 'bad PUT'); memoSet(k, top(at)); break; } // PUT
       case 0x68: case 0x6a: case 0x67: { // BINGET / LONG_BINGET / GET
         const k = op === 0x68 ? u8() : op === 0x6a ? u32() : Number(line(at));
         if (!memo.has(k)) fail(at, `memo entry ${k} is not defined (malformed pickle)`);
-        stack.push(memo.get(k)!);
+        push(memo.get(k)!);
         break;
       }
-      case 0x63: { const module = line(at); const name = line(at); stack.push(global(module, name, at)); break; } // GLOBAL
+      case 0x63: { const module = line(at); const name = line(at); push(global(module, name, at)); break; } // GLOBAL
       case 0x93: { // STACK_GLOBAL
         const name = pop(at); const module = pop(at);
         if (typeof name !== 'string' || typeof module !== 'string') fail(at, 'STACK_GLOBAL operands are not strings');
-        stack.push(global(module as string, name as string, at));
+        push(global(module as string, name as string, at));
         break;
       }
-      case 0x52: { const args = pop(at); const fn = pop(at); stack.push(reduce(fn, args, at)); break; } // REDUCE
-      case 0x81: { const args = pop(at); const cls = pop(at); stack.push(reduce(cls, args, at)); break; } // NEWOBJ
+      case 0x52: { const args = pop(at); const fn = pop(at); push(reduce(fn, args, at)); break; } // REDUCE
+      case 0x81: { const args = pop(at); const cls = pop(at); push(reduce(cls, args, at)); break; } // NEWOBJ
       case 0x62: { // BUILD: state for dicts (OrderedDict._metadata) is ignored; nothing else may be built
         const state = pop(at);
         const obj = top(at);
@@ -301,7 +334,7 @@ export function parsePickle(data: Uint8Array, file: string): PickleValue {
         const key = typeof a[2] === 'number' ? String(a[2]) : a[2];
         if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(key)) fail(at, `storage key ${JSON.stringify(describe(a[2]))} is not a plain name`);
         const location = typeof a[3] === 'string' ? a[3] : String(a[3]);
-        stack.push({ kind: 'storage', dtype: dtype!, storageClass: cls, key: key as string, location, numel: intOf(a[4], 'storage size', at) });
+        push({ kind: 'storage', dtype: dtype!, storageClass: cls, key: key as string, location, numel: intOf(a[4], 'storage size', at) });
         break;
       }
       case 0x69: { const module = line(at); const name = line(at); global(module, name, at); fail(at, `INST ${module}.${name} is not supported`); break; } // INST

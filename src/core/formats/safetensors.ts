@@ -17,9 +17,23 @@ import { RangeFile, sniffPlaceholder } from './fileio';
 import type { TensorInfo, TensorStore } from './store';
 // TensorInfo and TensorStore live in store.ts; re-exported for existing callers.
 export type { TensorInfo, TensorStore };
+import { parseJsonText, record, setOwn, shortJson } from './safejson';
 
 /** Largest header we accept (the reference Rust reader rejects > 100 MB too). */
 export const MAX_HEADER_BYTES = 100_000_000;
+/**
+ * Most tensors in one safetensors file or sharded index. Real files hold a few thousand (the index of
+ * DeepSeek-V3 ~92k, a LoRA on every expert of Qwen3-235B ~72k); each entry costs ~1.5 KB of JS
+ * objects, so this bounds memory (measured: 120k tensors, `inspect` peaks near 250 MB RSS).
+ */
+export const MAX_TENSORS = 120_000;
+/**
+ * Most JSON values in a header (a tensor entry is ~12; a metadata entry 2), counted by a scan of
+ * the text before parsing: a 94 MB header of tiny objects is refused without building them.
+ */
+export const MAX_HEADER_VALUES = 1_500_000;
+/** Most `__metadata__` entries (kohya writes ~60; each entry costs ~0.5 KB of JS objects). */
+export const MAX_METADATA_ENTRIES = 65_536;
 
 export interface SafetensorsHeader {
   file: string;
@@ -71,26 +85,26 @@ export function parseHeaderFrom(f: RangeFile): SafetensorsHeader {
     fail(file, 'header is not valid UTF-8 (corrupt file?)');
   }
   if (!text.trimStart().startsWith('{')) fail(file, `header does not start with "{" (starts with ${JSON.stringify(text.slice(0, 20))}): not a safetensors file`);
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    fail(file, `header is not valid JSON (${(e as Error).message})`);
-  }
+  const json = parseJsonText(text, file, 'header', MAX_HEADER_VALUES);
   if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(file, 'header JSON is not an object');
   const dataStart = 8 + n;
   const dataSize = f.size - dataStart;
   const tensors: TensorInfo[] = [];
   const metadata: Record<string, string> = {};
   const warnings: string[] = [];
-  for (const [name, v] of Object.entries(json as Record<string, unknown>)) {
+  const entries = Object.entries(json as Record<string, unknown>);
+  if (entries.length > MAX_TENSORS + 1) fail(file, `header lists ${entries.length} entries, more than the ${MAX_TENSORS.toLocaleString('en-US')}-tensor limit`);
+  for (const [name, v] of entries) {
+    if (name.length > 4096) fail(file, `has a tensor name of ${name.length} characters (${JSON.stringify(name.slice(0, 40))}…; at most 4096)`);
     if (name === '__metadata__') {
       if (v === null) continue; // mlx-lm writes "__metadata__": null
       if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(file, '__metadata__ is not an object of strings');
-      for (const [k, mv] of Object.entries(v as Record<string, unknown>)) {
-        if (typeof mv === 'string') metadata[k] = mv;
+      const mEntries = Object.entries(v as Record<string, unknown>);
+      if (mEntries.length > MAX_METADATA_ENTRIES) fail(file, `__metadata__ has ${mEntries.length} entries, more than the ${MAX_METADATA_ENTRIES}-entry limit`);
+      for (const [k, mv] of mEntries) {
+        if (typeof mv === 'string') setOwn(metadata, k, mv);
         else {
-          metadata[k] = JSON.stringify(mv);
+          setOwn(metadata, k, shortJson(mv, 4096));
           warnings.push(`__metadata__["${k}"] is not a string (kept as JSON text)`);
         }
       }
@@ -98,11 +112,12 @@ export function parseHeaderFrom(f: RangeFile): SafetensorsHeader {
     }
     if (typeof v !== 'object' || v === null) fail(file, `entry "${name}" is not an object`);
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (!isDType(e.dtype)) fail(file, `tensor "${name}" has unsupported dtype ${JSON.stringify(e.dtype)}`);
+    if (!isDType(e.dtype)) fail(file, `tensor "${name}" has unsupported dtype ${shortJson(e.dtype)}`);
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(file, `tensor "${name}" has an invalid shape ${JSON.stringify(e.shape)}`);
+      fail(file, `tensor "${name}" has an invalid shape ${shortJson(e.shape)}`);
     }
     const shape = e.shape as number[];
+    if (shape.length > 8) fail(file, `tensor "${name}" has ${shape.length} dimensions (at most 8 are accepted)`);
     let numel = 1;
     for (const d of shape) {
       numel *= d;
@@ -110,7 +125,7 @@ export function parseHeaderFrom(f: RangeFile): SafetensorsHeader {
     }
     const off = e.data_offsets;
     if (!Array.isArray(off) || off.length !== 2 || !off.every((x) => Number.isSafeInteger(x) && x >= 0)) {
-      fail(file, `tensor "${name}" has invalid data_offsets ${JSON.stringify(off)}`);
+      fail(file, `tensor "${name}" has invalid data_offsets ${shortJson(off)}`);
     }
     const [begin, end] = off as [number, number];
     if (end < begin) fail(file, `tensor "${name}" has data_offsets [${begin}, ${end}] with end before begin`);
@@ -166,41 +181,49 @@ export class SafetensorsStore implements TensorStore {
       const text = Buffer.from(f.read(0, f.size)).toString('utf8');
       const placeholder = sniffPlaceholder(Buffer.from(text.slice(0, 512), 'latin1'), f.size);
       if (placeholder && !text.trimStart().startsWith('{')) throw new FormatError(indexFile, placeholder);
-      try {
-        index = JSON.parse(text);
-      } catch (e) {
-        throw new FormatError(indexFile, `is not valid JSON (${(e as Error).message})`);
-      }
+      index = parseJsonText(text, indexFile, 'index', MAX_HEADER_VALUES) as typeof index;
     } finally {
       f.close();
     }
     if (typeof index !== 'object' || index === null || Array.isArray(index)) throw new FormatError(indexFile, 'is not a JSON object');
-    if (!index.weight_map || typeof index.weight_map !== 'object') throw new FormatError(indexFile, 'has no "weight_map" object');
+    if (!index.weight_map || typeof index.weight_map !== 'object' || Array.isArray(index.weight_map)) throw new FormatError(indexFile, 'has no "weight_map" object');
     const dir = path.dirname(indexFile);
-    const shards = new Map<string, SafetensorsHeader>();
+    // One Map per shard: each weight_map entry is an O(1) lookup (a 300k-entry index stays linear).
+    const shards = new Map<string, { h: SafetensorsHeader; byName: Map<string, TensorInfo> }>();
     const tensors = new Map<string, TensorInfo>();
     const warnings: string[] = [];
     let total = 0;
-    for (const [name, shard] of Object.entries(index.weight_map)) {
+    const wm = Object.entries(index.weight_map);
+    if (wm.length > MAX_TENSORS) throw new FormatError(indexFile, `weight_map lists ${wm.length} tensors, more than the ${MAX_TENSORS.toLocaleString('en-US')}-tensor limit`);
+    for (const [name, shard] of wm) {
       if (typeof shard !== 'string' || shard.includes('..') || path.isAbsolute(shard)) {
-        throw new FormatError(indexFile, `weight_map["${name}"] = ${JSON.stringify(shard)} is not a file name in the same folder`);
+        throw new FormatError(indexFile, `weight_map["${name.slice(0, 200)}"] = ${shortJson(shard)} is not a file name in the same folder`);
       }
-      let h = shards.get(shard);
-      if (!h) {
-        h = readSafetensorsHeader(path.join(dir, shard));
-        shards.set(shard, h);
+      let s = shards.get(shard);
+      if (!s) {
+        const h = readSafetensorsHeader(path.join(dir, shard));
+        s = { h, byName: new Map(h.tensors.map((t) => [t.name, t])) };
+        shards.set(shard, s);
         total += h.fileSize;
-        warnings.push(...h.warnings.map((w) => `${shard}: ${w}`));
+        for (const w of h.warnings) warnings.push(`${shard}: ${w}`);
       }
-      const t = h.tensors.find((x) => x.name === name);
-      if (!t) throw new FormatError(indexFile, `weight_map says "${name}" is in ${shard}, but that shard has no such tensor`);
+      const t = s.byName.get(name);
+      if (!t) throw new FormatError(indexFile, `weight_map says "${name.slice(0, 200)}" is in ${shard}, but that shard has no such tensor`);
       tensors.set(name, t);
     }
-    for (const [shard, h] of shards) {
-      for (const t of h.tensors) if (!tensors.has(t.name)) warnings.push(`${shard} holds "${t.name}", which the index does not list`);
+    let unlisted = 0;
+    for (const [shard, { h }] of shards) {
+      for (const t of h.tensors) {
+        if (tensors.has(t.name)) continue;
+        if (unlisted++ < 20) warnings.push(`${shard} holds "${t.name}", which the index does not list`);
+      }
     }
+    if (unlisted > 20) warnings.push(`… and ${unlisted - 20} more tensors the index does not list`);
     const md: Record<string, string> = {};
-    for (const [k, v] of Object.entries(index.metadata ?? {})) md[k] = typeof v === 'string' ? v : JSON.stringify(v);
+    const imd = index.metadata;
+    if (typeof imd === 'object' && imd !== null && !Array.isArray(imd)) {
+      for (const [k, v] of Object.entries(imd)) setOwn(md, k, typeof v === 'string' ? v : shortJson(v, 4096));
+    }
     return new SafetensorsStore(indexFile, tensors, md, warnings, total);
   }
 
@@ -250,10 +273,12 @@ export function encodeSafetensors(
   tensors: { name: string; dtype: DType; shape: number[]; data: Uint8Array }[],
   metadata?: Record<string, string>,
 ): Buffer {
-  const header: Record<string, unknown> = {};
+  // Null prototype: a tensor named "__proto__" or "constructor" is an ordinary key (never dropped).
+  const header = record<unknown>();
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
   let pos = 0;
   for (const t of tensors) {
+    if (t.name === '__metadata__' || Object.prototype.hasOwnProperty.call(header, t.name)) throw new Error(`encodeSafetensors: tensor name "${t.name}" is used twice or reserved`);
     const numel = t.shape.reduce((a, b) => a * b, 1);
     if (numel * DTYPE_SIZE[t.dtype] !== t.data.byteLength) {
       throw new Error(`encodeSafetensors: "${t.name}" has ${t.data.byteLength} bytes, shape ${JSON.stringify(t.shape)} ${t.dtype} needs ${numel * DTYPE_SIZE[t.dtype]}`);

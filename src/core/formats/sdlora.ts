@@ -22,6 +22,7 @@ import { pairFactors, stripPeftPrefix } from './peft';
 import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
 import { isZip, openTorchCheckpoint } from './torchzip';
 import { RangeFile } from './fileio';
+import { parseJsonText, shortJson } from './safejson';
 
 export interface LoraKeyParts { module: string; role: 'A' | 'B' | 'M' }
 
@@ -213,7 +214,11 @@ export function sdSummary(md: Record<string, string>, modules: LoraModule[], fla
   if (flavour === 'cloneofsimo') {
     const t: string[] = [];
     for (const k of ['unet', 'text_encoder']) {
-      try { const v = JSON.parse(md[k] ?? '[]'); if (Array.isArray(v)) t.push(...v.map((x) => `${k}:${String(x)}`)); } catch { /* not JSON */ }
+      // Hostile metadata: any JSON (capped depth), any element type; never call an element's toString.
+      try {
+        const v = parseJsonText(md[k] ?? '[]', 'metadata', k);
+        if (Array.isArray(v)) for (const x of v.slice(0, 10_000)) t.push(`${k}:${typeof x === 'object' && x !== null ? shortJson(x, 40) : String(x)}`);
+      } catch { /* not JSON */ }
     }
     if (t.length) targets = t;
   }

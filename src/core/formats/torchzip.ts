@@ -22,7 +22,8 @@ export interface ZipEntry {
   method: number;
 }
 
-const MAX_ZIP_ENTRIES = 10_000_000;
+/** torch.save writes one entry per storage (+ data.pkl, version, byteorder): 250k covers any state dict we accept. */
+const MAX_ZIP_ENTRIES = 250_000;
 
 /** Reads the central directory of a zip file. Only stored entries are usable; the method is reported. */
 export function readZipDirectory(f: RangeFile): ZipEntry[] {
@@ -56,7 +57,8 @@ export function readZipDirectory(f: RangeFile): ZipEntry[] {
   if (!Number.isSafeInteger(cdOffset) || !Number.isSafeInteger(cdSize) || cdOffset + cdSize > f.size) {
     fail(`zip central directory (offset ${cdOffset}, ${cdSize} bytes) lies outside the file (${f.size} bytes): truncated?`);
   }
-  if (count > MAX_ZIP_ENTRIES || count * 46 > cdSize) fail(`zip central directory claims ${count} entries but holds only ${cdSize} bytes`);
+  if (count > MAX_ZIP_ENTRIES) fail(`zip central directory claims ${count} entries, more than the ${MAX_ZIP_ENTRIES} a torch checkpoint needs`);
+  if (count * 46 > cdSize) fail(`zip central directory claims ${count} entries but holds only ${cdSize} bytes`);
   const cd = f.read(cdOffset, cdSize);
   const cv = new DataView(cd.buffer, cd.byteOffset, cd.byteLength);
   const entries: ZipEntry[] = [];

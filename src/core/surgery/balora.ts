@@ -27,7 +27,7 @@ import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import { matmul64 } from '../engine/products';
 import { CHOLESKY_KAPPA_LIMIT } from '../analysis/lora';
-import { OutTensor, assertNotInput, removeOutput, writeAdapterFolder, writeNewFileAtomic } from './writer';
+import { OutTensor, assertNotInput, collectSideFiles, outputWeightsName, removeOutput, verifyTensorNames, writeAdapterFolder, writeFailure, writeNewFileAtomic } from './writer';
 import { encodeSafetensors } from '../formats/safetensors';
 
 // ---------------------------------------------------------------------------------------------
@@ -321,6 +321,8 @@ export interface RebalanceResult {
   weightsFile: string;
   perModule: RebalanceModule[];
   verification: Verification;
+  /** Side files of the input folder that were not copied (links, folders, big files), with the reason. */
+  skippedSideFiles?: string[];
 }
 
 /** Provenance metadata written into `__metadata__`. */
@@ -331,36 +333,46 @@ export function provenance(operation: string, source: string, extra: Record<stri
 }
 
 /** Writes `tensors` in the input's layout: PEFT/mlx folder (config copied) or a single file. Returns the weights file. */
-export function writeLike(adapter: Adapter, out: string, tensors: OutTensor[], metadata: Record<string, string>, config?: Record<string, unknown>): { out: string; weightsFile: string } {
+export function writeLike(adapter: Adapter, out: string, tensors: OutTensor[], metadata: Record<string, string>, config?: Record<string, unknown>): { out: string; weightsFile: string; skipped: string[] } {
   assertNotInput(out, adapter.path, adapter.weightsFile);
   const md = { ...adapter.store.metadata, ...metadata };
   const isDir = fs.statSync(adapter.path).isDirectory();
+  // What we write is always safetensors: a legacy adapter_model.bin input gives adapter_model.safetensors.
+  const weightsName = outputWeightsName(adapter.weightsFile);
   if (isDir) {
-    const extra: { name: string; bytes: Uint8Array }[] = [];
-    // Copy small side files (README, tokenizer files are not touched by surgery) except config/weights.
-    for (const n of fs.readdirSync(adapter.path)) {
-      const p = path.join(adapter.path, n);
-      if (n === PEFT_CONFIG || p === adapter.weightsFile || !fs.statSync(p).isFile() || /\.(safetensors|bin|pt|pth|gguf)$/i.test(n)) continue;
-      if (fs.statSync(p).size < 16 * 1024 * 1024) extra.push({ name: n, bytes: fs.readFileSync(p) });
-    }
+    // Side files (README, tokenizer files...): regular files inside the folder only, links never followed.
+    const side = collectSideFiles(adapter.path, [PEFT_CONFIG, path.basename(adapter.weightsFile)]);
+    const extra = side.files;
+    const cfgFile = path.join(adapter.path, PEFT_CONFIG);
+    const cfgIsPlainFile = ((): boolean => { try { return fs.lstatSync(cfgFile).isFile(); } catch { return false; } })();
     const cfg = config ?? adapter.config;
     let cfgOut = cfg;
-    if (!cfg && fs.existsSync(path.join(adapter.path, PEFT_CONFIG))) extra.push({ name: PEFT_CONFIG, bytes: fs.readFileSync(path.join(adapter.path, PEFT_CONFIG)) });
-    if (cfg && !config) {
-      // Keep the input config byte-for-byte when we do not change it.
-      extra.push({ name: PEFT_CONFIG, bytes: fs.readFileSync(path.join(adapter.path, PEFT_CONFIG)) });
+    if (cfg && !config && cfgIsPlainFile) {
+      // Keep the input config byte-for-byte when we do not change it (and it is not a link).
+      extra.push({ name: PEFT_CONFIG, bytes: fs.readFileSync(cfgFile) });
       cfgOut = undefined;
     }
-    const r = writeAdapterFolder(out, cfgOut, tensors, md, { weightsName: path.basename(adapter.weightsFile), extraFiles: extra });
-    return { out: r.dir, weightsFile: r.weightsFile };
+    if (side.skipped.length) md['lora-lens.skipped-side-files'] = side.skipped.join('; ');
+    const r = writeAdapterFolder(out, cfgOut, tensors, md, { weightsName, extraFiles: extra });
+    return { out: r.dir, weightsFile: r.weightsFile, skipped: side.skipped };
   }
-  const target = out.endsWith('.safetensors') ? out : path.join(out, path.basename(adapter.weightsFile));
+  const target = out.endsWith('.safetensors') ? out : path.join(out, weightsName);
+  let made = false;
   if (!out.endsWith('.safetensors')) {
     if (fs.existsSync(out)) throw new Error(`${out}: already exists; choose a new output folder`);
-    fs.mkdirSync(out, { recursive: true });
+    try { fs.mkdirSync(out, { recursive: true }); } catch (e) { throw writeFailure(out, e); }
+    made = true;
   }
-  writeNewFileAtomic(target, encodeSafetensors(tensors, md));
-  return { out, weightsFile: target };
+  let wrote = false;
+  try {
+    writeNewFileAtomic(target, encodeSafetensors(tensors, md));
+    wrote = true;
+    verifyTensorNames(target, tensors.map((t) => t.name));
+  } catch (e) {
+    if (made) fs.rmSync(out, { recursive: true, force: true }); else if (wrote) fs.rmSync(target, { force: true });
+    throw e;
+  }
+  return { out, weightsFile: target, skipped: [] };
 }
 
 /** Raw copies of every non-factor tensor, in file order. */
@@ -409,7 +421,8 @@ export async function rebalanceAdapter(adapter: Adapter, engine: Engine, outDir:
         if (!b) throw new Error(`verification: module ${m2.name} is not in the input`);
         const f2 = readPair(re, m2);
         const d = await lowRankDiff(engine, { A: b.f.A, B: b.f.B, r: b.f.r, s: 1 }, { A: f2.A, B: f2.B, r: f2.r, s: 1 }, f2.outF, f2.inF);
-        const dt = m2.A.tensor.dtype;
+        // Mixed-precision factors (a legacy .bin with F32 A and F16 B): the coarser dtype sets the tolerance.
+        const dt = dtypeEpsilon(m2.B.tensor.dtype) > dtypeEpsilon(m2.A.tensor.dtype) ? m2.B.tensor.dtype : m2.A.tensor.dtype;
         const tol = d.refMax > 0 ? productTolerance(d, dt) / d.refMax : 0;
         const rel = d.refMax > 0 ? d.errMax / d.refMax : d.errMax;
         if (!(rel <= tol) && !(d.refMax === 0 && d.errMax === 0)) {
@@ -428,7 +441,7 @@ export async function rebalanceAdapter(adapter: Adapter, engine: Engine, outDir:
         opts.onProgress?.(++done, mods.length * 2, `verified ${m2.name}`);
       }
       if (perModule.length !== mods.length) throw new Error(`verification: ${perModule.length} modules written, ${mods.length} expected`);
-      return { outDir: written.out, weightsFile: written.weightsFile, perModule, verification: ver };
+      return { outDir: written.out, weightsFile: written.weightsFile, perModule, verification: ver, skippedSideFiles: written.skipped };
     } finally {
       re.store.close();
     }

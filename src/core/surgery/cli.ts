@@ -8,6 +8,7 @@
  *   hessian-demo
  * Every command writes a new file/folder and refuses to overwrite. Returns the exit code.
  */
+import { UsageError } from '../cli/args';
 import { Engine } from '../engine/ort';
 import { openAdapter } from '../formats/open';
 import { rebalanceAdapter } from './balora';
@@ -28,15 +29,20 @@ function flag(args: string[], name: string): string | undefined {
   if (i < 0) return undefined;
   const v = args[i + 1];
   args.splice(i, 2);
-  if (v === undefined) throw new Error(`${name} needs a value`);
+  if (v === undefined) throw new UsageError(`${name} needs a value`);
   return v;
 }
 
 function num(v: string, what: string): number {
   const x = Number(v);
-  if (!Number.isFinite(x)) throw new Error(`${what}: "${v}" is not a number`);
+  if (!Number.isFinite(x)) throw new UsageError(`${what}: "${v}" is not a finite number`);
   return x;
 }
+
+/** Tells the user which side files of the input folder were not copied (links are never followed). */
+const noteSkipped = (r: { skippedSideFiles?: string[] }): void => {
+  if (r.skippedSideFiles?.length) process.stderr.write(`note: not copied from the input folder: ${r.skippedSideFiles.join('; ')}\n`);
+};
 
 const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
 
@@ -68,6 +74,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         engine = new Engine();
         try {
           const r = await rebalanceAdapter(a, engine, o);
+          noteSkipped(r);
           out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: gap ${fmt(m.gapBefore)} → ${fmt(m.gapAfter)}, κA ${m.kappaABefore.toFixed(1)} → ${m.kappaAAfter.toFixed(1)}, κB ${m.kappaBBefore.toFixed(1)} → ${m.kappaBAfter.toFixed(1)}, max rel err ${fmt(m.maxRelErr)}`), verifiedLine(r.verification)].join('\n'));
         } finally { a.store.close(); }
         return 0;
@@ -82,11 +89,12 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         else if (ratio) rule = { kind: 'sv_ratio', value: num(ratio, '--sv-ratio'), maxRank };
         else if (fro) rule = { kind: 'sv_fro', value: num(fro, '--sv-fro'), maxRank };
         else if (cum) rule = { kind: 'sv_cumulative', value: num(cum, '--sv-cumulative'), maxRank };
-        else throw new Error('reduce needs one of --rank, --sv-ratio, --sv-fro, --sv-cumulative');
+        else throw new UsageError('reduce needs one of --rank, --sv-ratio, --sv-fro, --sv-cumulative');
         const a = openAdapter(p);
         engine = new Engine();
         try {
           const r = await reduceRankAdapter(a, engine, o, rule);
+          noteSkipped(r);
           out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: r ${m.r} → ${m.k}, fro kept ${(100 * m.froKept).toFixed(2)}%, sum(S) kept ${(100 * m.sumKept).toFixed(2)}%, rel err vs truncation ${fmt(m.relErrVsTruncated)}`), verifiedLine(r.verification)].join('\n'));
         } finally { a.store.close(); }
         return 0;
@@ -108,6 +116,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         const rk = flag(args, '--rank');
         const [p1, w1, p2, w2, o] = args;
         if (!p1 || !w1 || !p2 || !w2 || !o) break;
+        if (rk !== undefined && !(Number.isSafeInteger(Number(rk)) && Number(rk) >= 1)) throw new UsageError(`--rank must be a positive integer, got ${rk}`);
         const a1 = openAdapter(p1), a2 = openAdapter(p2);
         engine = new Engine();
         try {
@@ -122,6 +131,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         const a = openAdapter(p);
         try {
           const r = rescaleAdapter(a, num(f, 'FACTOR'), o);
+          noteSkipped(r);
           out(r, () => [`wrote ${r.outDir} (lora_alpha ${String(r.config.lora_alpha)})`, verifiedLine(r.verification)].join('\n'));
         } finally { a.store.close(); }
         return 0;
@@ -132,6 +142,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
     process.stderr.write(USAGE + '\n');
     return 2;
   } catch (e) {
+    if (e instanceof UsageError) throw e; // main prints it with the usage line, exit 2
     process.stderr.write(`error: ${(e as Error).message}\n`);
     return 1;
   } finally {

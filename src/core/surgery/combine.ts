@@ -253,6 +253,8 @@ function catPairs(parts: { f: FactorPair; c: number }[]): FactorPair {
  */
 export async function combineAdapters(engine: Engine, a1: Adapter, w1: number, a2: Adapter, w2: number, outDir: string, opts: CombineOptions): Promise<CombineResult> {
   for (const a of [a1, a2]) if (a.format !== 'peft') throw new Error(`${a.path}: combining needs PEFT adapters (this is ${a.format})`);
+  if (!Number.isFinite(w1) || !Number.isFinite(w2)) throw new Error(`combine weights must be finite numbers, got ${w1} and ${w2}`);
+  if (opts.rank !== undefined && !(Number.isSafeInteger(opts.rank) && opts.rank >= 1)) throw new Error(`--rank must be a positive integer, got ${opts.rank}`);
   assertNotInput(outDir, a1.path, a1.weightsFile, a2.path, a2.weightsFile);
   const warnings = checkCombinable(a1, a2, { force: opts.force });
   const names = [...new Set([...a1.modules, ...a2.modules].map((m) => m.name))];
@@ -338,45 +340,60 @@ export async function combineAdapters(engine: Engine, a1: Adapter, w1: number, a
  * reopening: factor bytes identical and s' = factor·s, so max|ΔW' − factor·ΔW| = |s' − factor·s|·max|BA|
  * (0 when the scales agree exactly; otherwise max|BA| is bounded by max‖row of B‖·max‖column of A‖).
  */
-export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string): { outDir: string; config: Record<string, unknown>; verification: Verification } {
+export function rescaleAdapter(adapter: Adapter, factor: number, outDir: string): { outDir: string; config: Record<string, unknown>; verification: Verification; skippedSideFiles: string[] } {
   if (adapter.format !== 'peft' || !adapter.config) throw new Error(`${adapter.path}: rescaling edits adapter_config.json; this ${adapter.format} adapter has none`);
   if (!Number.isFinite(factor) || factor === 0) throw new Error(`rescale factor must be a finite non-zero number, got ${factor}`);
   const cfg = { ...adapter.config };
-  const alpha = typeof cfg.lora_alpha === 'number' ? cfg.lora_alpha : 8;
-  cfg.lora_alpha = Number((alpha * factor).toPrecision(12));
-  const ap = (cfg.alpha_pattern ?? {}) as Record<string, unknown>;
-  cfg.alpha_pattern = Object.fromEntries(Object.entries(ap).map(([k, v]) => [k, typeof v === 'number' ? Number((v * factor).toPrecision(12)) : v]));
+  const alpha = typeof cfg.lora_alpha === 'number' && Number.isFinite(cfg.lora_alpha) ? cfg.lora_alpha : 8;
+  // Validate every new alpha: finite, non-zero (1e308 × 10 is Infinity, 1e-320 × 1e-10 underflows to 0).
+  const scaled = (v: number, what: string): number => {
+    const x = Number((v * factor).toPrecision(12));
+    // Subnormal results (|x| < 2^-1022) are refused too: they lose precision and round to 0 in float32.
+    if (!Number.isFinite(x) || (v !== 0 && Math.abs(x) < 2.2250738585072014e-308)) throw new Error(`${path.join(adapter.path, 'adapter_config.json')}: rescaling ${what} ${v} by ${factor} gives ${x}, not a finite non-zero alpha; nothing written to ${outDir}`);
+    return x;
+  };
+  cfg.lora_alpha = scaled(alpha, 'lora_alpha');
+  const ap = (typeof cfg.alpha_pattern === 'object' && cfg.alpha_pattern !== null && !Array.isArray(cfg.alpha_pattern) ? cfg.alpha_pattern : {}) as Record<string, unknown>;
+  cfg.alpha_pattern = Object.fromEntries(Object.entries(ap).map(([k, v]) => [k, typeof v === 'number' && Number.isFinite(v) ? scaled(v, `alpha_pattern["${k}"]`) : v]));
+  for (const m of adapter.modules) {
+    const s2 = factor * m.scale;
+    if (!Number.isFinite(s2) || (m.scale !== 0 && Math.abs(s2) < 2.2250738585072014e-308)) throw new Error(`${adapter.weightsFile}: rescaling ${m.name} (scale ${m.scale}) by ${factor} gives scale ${s2}, not a finite non-zero scale; nothing written to ${outDir}`);
+  }
   const tensors = [...adapter.store.tensors.values()].sort((a, b) => a.offset - b.offset)
     .map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: adapter.store.readRaw(t.name) }));
   const written = writeLike(adapter, outDir, tensors, provenance('rescale', adapter.path, { factor }), peftLoraConfig(cfg));
-  const re = openAdapter(written.out);
   let maxAbs = 0, maxRel = 0;
   const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
   try {
-    for (const m of adapter.modules) {
-      const m2 = re.modules.find((x) => x.name === m.name);
-      const want = factor * m.scale;
-      const fail = (why: string) => new Error(`verification failed for ${m.name}: ${why}`);
-      if (!m2 || Math.abs(m2.scale - want) > 1e-9 * Math.abs(want)) throw fail(`scale ${m2?.scale} ≠ ${factor}·${m.scale}`);
-      if (!sameBytes(adapter.store.readRaw(m.A.tensor.name), re.store.readRaw(m2.A.tensor.name)) || !sameBytes(adapter.store.readRaw(m.B.tensor.name), re.store.readRaw(m2.B.tensor.name))) throw fail('factor bytes changed');
-      const ds = Math.abs(m2.scale - want);
-      maxRel = Math.max(maxRel, ds / Math.abs(want));
-      if (ds > 0) {
-        const f = readPair(re, m2);
-        let bRow = 0, aCol = 0;
-        for (let i = 0; i < f.outF; i++) { let q = 0; for (let j = 0; j < f.r; j++) q += f.B[i * f.r + j] ** 2; bRow = Math.max(bRow, q); }
-        for (let c = 0; c < f.inF; c++) { let q = 0; for (let j = 0; j < f.r; j++) q += f.A[j * f.inF + c] ** 2; aCol = Math.max(aCol, q); }
-        maxAbs = Math.max(maxAbs, ds * Math.sqrt(bRow * aCol));
+    const re = openAdapter(written.out);
+    try {
+      const byName = new Map(re.modules.map((x) => [x.name, x]));
+      if (re.modules.length !== adapter.modules.length) throw new Error(`verification failed: ${re.modules.length} modules written, ${adapter.modules.length} expected`);
+      for (const m of adapter.modules) {
+        const m2 = byName.get(m.name);
+        const want = factor * m.scale;
+        const fail = (why: string) => new Error(`verification failed for ${m.name}: ${why}`);
+        if (!m2 || !Number.isFinite(m2.scale) || !(Math.abs(m2.scale - want) <= 1e-9 * Math.abs(want))) throw fail(`scale ${m2?.scale} ≠ ${factor}·${m.scale}`);
+        if (!sameBytes(adapter.store.readRaw(m.A.tensor.name), re.store.readRaw(m2.A.tensor.name)) || !sameBytes(adapter.store.readRaw(m.B.tensor.name), re.store.readRaw(m2.B.tensor.name))) throw fail('factor bytes changed');
+        const ds = Math.abs(m2.scale - want);
+        maxRel = Math.max(maxRel, ds / Math.abs(want));
+        if (ds > 0) {
+          const f = readPair(re, m2);
+          let bRow = 0, aCol = 0;
+          for (let i = 0; i < f.outF; i++) { let q = 0; for (let j = 0; j < f.r; j++) q += f.B[i * f.r + j] ** 2; bRow = Math.max(bRow, q); }
+          for (let c = 0; c < f.inF; c++) { let q = 0; for (let j = 0; j < f.r; j++) q += f.A[j * f.inF + c] ** 2; aCol = Math.max(aCol, q); }
+          maxAbs = Math.max(maxAbs, ds * Math.sqrt(bRow * aCol));
+        }
       }
+    } finally {
+      re.store.close();
     }
   } catch (e) {
-    re.store.close();
     removeOutput(written.out);
     throw e;
   }
-  re.store.close();
   return {
-    outDir: written.out, config: cfg,
+    outDir: written.out, config: cfg, skippedSideFiles: written.skipped,
     verification: { maxAbsError: maxAbs, maxRelError: maxRel, tolerance: 1e-9, checked: adapter.modules.length, what: "reopened; factor bytes identical and every module's scale s' = factor·s (maxAbsError = |s' − factor·s|·max|BA|, bounded by Cauchy–Schwarz when nonzero)" },
   };
 }

@@ -16,6 +16,7 @@
 import { peftLoraConfig } from './peftConfig';
 import * as fs from 'node:fs';
 import type { Adapter } from '../formats/adapter';
+import { dtypeEpsilon } from '../formats/dtype';
 import { throwIfCancelled } from '../formats/errors';
 import { openAdapter } from '../formats/open';
 import type { Engine } from '../engine/ort';
@@ -123,6 +124,8 @@ export interface ReduceResult {
   config: Record<string, unknown>;
   /** Written s'·B'A' against the fp64 rank-k truncation ΔW_k (the truncation error itself is tailFro). */
   verification: Verification;
+  /** Side files of the input folder that were not copied, with the reason. */
+  skippedSideFiles?: string[];
 }
 
 /** Most frequent value (ties: the larger). */
@@ -201,8 +204,10 @@ export async function reduceRankAdapter(adapter: Adapter, engine: Engine, outDir
         const dK = await lowRankDiff(engine, { A: kp.A, B: kp.B, r: kp.k, s: kp.scale }, { A: f2.A, B: f2.B, r: f2.r, s: m2.scale }, f2.outF, f2.inF);
         const dW = await lowRankDiff(engine, { A: kp.f.A, B: kp.f.B, r: kp.f.r, s: kp.scale }, { A: f2.A, B: f2.B, r: f2.r, s: m2.scale }, f2.outF, f2.inF);
         const rel = dK.refFro > 0 ? dK.errFro / dK.refFro : dK.errFro;
-        const tol = dK.refMax > 0 ? productTolerance(dK, m2.A.tensor.dtype) / dK.refMax * Math.sqrt(f2.r + 1) : 1e-12;
-        if (!(dK.errMax <= productTolerance(dK, m2.A.tensor.dtype)) && !(dK.refMax === 0 && dK.errMax === 0)) {
+        // Mixed-precision factors (legacy .bin: F32 A, F16 B): the coarser dtype sets the tolerance.
+        const dt = dtypeEpsilon(m2.B.tensor.dtype) > dtypeEpsilon(m2.A.tensor.dtype) ? m2.B.tensor.dtype : m2.A.tensor.dtype;
+        const tol = dK.refMax > 0 ? productTolerance(dK, dt) / dK.refMax * Math.sqrt(f2.r + 1) : 1e-12;
+        if (!(dK.errMax <= productTolerance(dK, dt)) && !(dK.refMax === 0 && dK.errMax === 0)) {
           throw new Error(`verification failed for ${m2.name}: ‖ΔW' − ΔW_k‖/‖ΔW_k‖ = ${rel.toExponential(3)} (max-abs tolerance ${tol.toExponential(2)})`);
         }
         ver.maxAbsError = Math.max(ver.maxAbsError, dK.errMax);
@@ -214,7 +219,7 @@ export async function reduceRankAdapter(adapter: Adapter, engine: Engine, outDir
         const p = plan.modules.find((x) => x.name === m2.name)!;
         per.push({ ...p, tailFro: p.tailFro * Math.abs(kp.scale), scale: m2.scale, relErrVsTruncated: rel, errVsOriginal: dW.errFro });
       }
-      return { outDir: written.out, weightsFile: written.weightsFile, perModule: per, config, verification: ver };
+      return { outDir: written.out, weightsFile: written.weightsFile, perModule: per, config, verification: ver, skippedSideFiles: written.skipped };
     } finally {
       re.store.close();
     }

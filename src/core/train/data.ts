@@ -12,6 +12,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng } from '../util/rng';
+import { FormatError } from '../formats/errors';
+import { missingProblem } from '../formats/fileio';
+import { parseJsonText } from '../formats/safejson';
 
 export interface TextExample {
   text?: string;
@@ -19,31 +22,71 @@ export interface TextExample {
   completion?: string;
 }
 
+/** Largest dataset file read for training (the whole file is held in memory as text). */
+export const MAX_DATASET_BYTES = 64 * 1024 * 1024;
+/** Most JSON values in one dataset line or .json dataset (8× for tokenizer.json: large vocabularies + merges). */
+export const MAX_JSON_VALUES = 1_500_000;
+/** Largest tokenizer.json / tokenizer_config.json. */
+export const MAX_TOKENIZER_BYTES = 128 * 1024 * 1024;
+
+/**
+ * Reads a small text file we did not write: it must be a regular file (a link to a FIFO or an
+ * endless device such as /dev/zero is refused before reading), at most `max` bytes, read through
+ * one descriptor so that it cannot grow past the cap while being read.
+ */
+export function readCappedText(file: string, max: number, what: string): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    let link: string | undefined;
+    try { if (fs.lstatSync(file).isSymbolicLink()) link = fs.readlinkSync(file); } catch { /* none */ }
+    throw new FormatError(file, missingProblem(file, (e as NodeJS.ErrnoException).code, link, e));
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new FormatError(file, `is not a regular file (${st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a pipe' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'a special file'}); the ${what} must be a regular file`);
+    if (st.size > max) throw new FormatError(file, `is ${st.size} bytes, larger than the ${max}-byte limit for a ${what}`);
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const k = fs.readSync(fd, buf, off, buf.length - off, off);
+      if (k === 0) break;
+      off += k;
+    }
+    const text = buf.subarray(0, off).toString('utf8');
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Reads a .jsonl / .json-lines dataset or a plain text file (documents split on blank lines). */
 export function readTextDataset(file: string): TextExample[] {
-  const raw = fs.readFileSync(file, 'utf8');
+  const raw = readCappedText(file, MAX_DATASET_BYTES, 'training dataset');
   const ext = path.extname(file).toLowerCase();
   if (ext === '.jsonl' || ext === '.ndjson' || (ext === '.json' && !raw.trimStart().startsWith('['))) {
     const out: TextExample[] = [];
     raw.split(/\r?\n/).forEach((line, i) => {
       if (!line.trim()) return;
-      let o: unknown;
-      try {
-        o = JSON.parse(line);
-      } catch (e) {
-        throw new Error(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
-      }
+      const o = parseJsonText(line, file, `line ${i + 1}`, MAX_JSON_VALUES);
+      if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new FormatError(file, `line ${i + 1}: expected {"text": ...} or {"prompt": ..., "completion": ...}`);
       const r = o as Record<string, unknown>;
       if (typeof r.text === 'string') out.push({ text: r.text });
       else if (typeof r.prompt === 'string' && typeof r.completion === 'string') out.push({ prompt: r.prompt, completion: r.completion });
-      else throw new Error(`${file}:${i + 1}: expected {"text": ...} or {"prompt": ..., "completion": ...}`);
+      else throw new FormatError(file, `line ${i + 1}: expected {"text": ...} or {"prompt": ..., "completion": ...}`);
     });
     return out;
   }
   if (ext === '.json') {
-    const arr = JSON.parse(raw) as TextExample[];
-    if (!Array.isArray(arr)) throw new Error(`${file}: expected a JSON array of examples`);
-    return arr;
+    const arr = parseJsonText(raw, file, 'the dataset', MAX_JSON_VALUES);
+    if (!Array.isArray(arr)) throw new FormatError(file, 'expected a JSON array of examples');
+    return arr.map((o, i) => {
+      const r = (typeof o === 'object' && o !== null ? o : {}) as Record<string, unknown>;
+      if (typeof r.text === 'string') return { text: r.text };
+      if (typeof r.prompt === 'string' && typeof r.completion === 'string') return { prompt: r.prompt, completion: r.completion };
+      throw new FormatError(file, `example ${i}: expected {"text": ...} or {"prompt": ..., "completion": ...}`);
+    });
   }
   return raw.split(/\r?\n\s*\r?\n/).map((s) => s.trim()).filter(Boolean).map((text) => ({ text }));
 }
@@ -76,9 +119,11 @@ function tokenString(v: unknown): string | undefined {
 export function loadTokenizer(dirOrFile: string): TextTokenizer {
   const file = dirOrFile.endsWith('.json') ? dirOrFile : path.join(dirOrFile, 'tokenizer.json');
   if (!fs.existsSync(file)) throw new Error(`${path.dirname(file)} has no tokenizer.json`);
-  const json = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const json = parseJsonText(readCappedText(file, MAX_TOKENIZER_BYTES, 'tokenizer'), file, 'the tokenizer', 8 * MAX_JSON_VALUES) as Record<string, unknown>;
   const cfgFile = path.join(path.dirname(file), 'tokenizer_config.json');
-  const config = fs.existsSync(cfgFile) ? (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>) : {};
+  const config = fs.existsSync(cfgFile) ? (parseJsonText(readCappedText(cfgFile, MAX_TOKENIZER_BYTES, 'tokenizer config'), cfgFile, 'the tokenizer config', MAX_JSON_VALUES) as Record<string, unknown>) : {};
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(file, 'is not a JSON object');
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new FormatError(cfgFile, 'is not a JSON object');
   // the package is ESM with a CJS build; required lazily so that importing this module stays cheap
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Tokenizer } = require('@huggingface/tokenizers') as { Tokenizer: new (t: object, c: object) => HfTokenizerLike };

@@ -23,6 +23,9 @@ import type { Tape, V, FloatType } from './autodiff';
 import type { Float, ParamSet } from './models';
 import { Rng } from '../util/rng';
 import { openBaseModel } from '../base/basemodel';
+import * as path from 'node:path';
+import { FormatError } from '../formats/errors';
+import { shortJson } from '../formats/safejson';
 
 export type HfKind = 'llama' | 'gpt2';
 
@@ -46,41 +49,65 @@ export const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj
 export const GPT2_TARGETS = ['c_attn', 'c_proj', 'c_fc'];
 const LLAMA_TYPES = ['llama', 'mistral', 'qwen2'];
 
-const num = (c: Record<string, unknown>, k: string, d?: number): number => {
-  const v = c[k];
-  if (typeof v === 'number') return v;
-  if (d === undefined) throw new Error(`config.json has no numeric "${k}"`);
-  return d;
-};
+/** Largest sizes accepted from a config.json (far above any model trainable here; they bound allocations). */
+export const HF_CONFIG_LIMITS = { hidden: 65_536, vocab: 4_194_304, layers: 1024, intermediate: 1_048_576, positions: 1_048_576 } as const;
 
-/** Architecture from a config.json object. @throws for unsupported model types / options. */
-export function hfArchFromConfig(cfg: Record<string, unknown>): HfArch {
-  const mt = String(cfg.model_type ?? '');
+/**
+ * Architecture from a config.json object. `file` names the config in errors.
+ * @throws FormatError for missing, non-numeric, zero, fractional or out-of-range sizes; Error for
+ * unsupported model types / options.
+ */
+export function hfArchFromConfig(cfg: Record<string, unknown>, file = 'config.json'): HfArch {
+  const bad = (k: string, v: unknown, why: string): never => {
+    throw new FormatError(file, `"${k}" is ${typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : v === undefined ? 'missing' : shortJson(v, 40)}: ${why}`);
+  };
+  /** A positive integer size, at most `max`. */
+  const size = (k: string, max: number, d?: number): number => {
+    const v = cfg[k] ?? d;
+    if (v === undefined) throw new FormatError(file, `has no numeric "${k}"`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) bad(k, v, 'expected a positive integer');
+    if ((v as number) > max) bad(k, v, `larger than the ${max} this trainer accepts`);
+    return v as number;
+  };
+  /** A finite positive real (eps, rope theta). */
+  const real = (k: string, d: number): number => {
+    const v = cfg[k] ?? d;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) bad(k, v, 'expected a finite positive number');
+    return v as number;
+  };
+  const L = HF_CONFIG_LIMITS;
+  const mt = typeof cfg.model_type === 'string' ? cfg.model_type : '';
   if (mt === 'gpt2') {
-    const n = num(cfg, 'n_embd'), h = num(cfg, 'n_head');
+    const n = size('n_embd', L.hidden), h = size('n_head', n);
+    if (n % h !== 0) bad('n_head', h, `does not divide n_embd ${n}`);
     const act = cfg.activation_function ?? 'gelu_new';
-    if (act !== 'gelu_new') throw new Error(`GPT-2 activation_function "${String(act)}" is not supported (gelu_new only)`);
+    if (act !== 'gelu_new') throw new Error(`GPT-2 activation_function ${shortJson(act, 40)} is not supported (gelu_new only)`);
     if (cfg.scale_attn_by_inverse_layer_idx === true || cfg.reorder_and_upcast_attn === true) throw new Error('GPT-2 scale_attn_by_inverse_layer_idx / reorder_and_upcast_attn are not supported');
     return {
-      kind: 'gpt2', modelType: mt, vocab: num(cfg, 'vocab_size'), hidden: n, layers: num(cfg, 'n_layer'), heads: h, kvHeads: h, headDim: n / h,
-      intermediate: typeof cfg.n_inner === 'number' ? cfg.n_inner : 4 * n, eps: num(cfg, 'layer_norm_epsilon', 1e-5), ropeTheta: 0, tie: true,
-      maxPositions: num(cfg, 'n_positions', 1024),
+      kind: 'gpt2', modelType: mt, vocab: size('vocab_size', L.vocab), hidden: n, layers: size('n_layer', L.layers), heads: h, kvHeads: h, headDim: n / h,
+      intermediate: cfg.n_inner === null || cfg.n_inner === undefined ? 4 * n : size('n_inner', L.intermediate), eps: real('layer_norm_epsilon', 1e-5), ropeTheta: 0, tie: true,
+      maxPositions: size('n_positions', L.positions, 1024),
     };
   }
-  const archs = Array.isArray(cfg.architectures) ? (cfg.architectures as string[]) : [];
+  const archs = Array.isArray(cfg.architectures) ? cfg.architectures.filter((a): a is string => typeof a === 'string') : [];
   if (!LLAMA_TYPES.includes(mt) && !archs.some((a) => /^(Llama|Mistral|Qwen2)ForCausalLM$/.test(a))) {
-    throw new Error(`model_type "${mt}" is not supported for training (llama, mistral, qwen2, gpt2)`);
+    throw new Error(`model_type ${shortJson(cfg.model_type ?? '', 40)} is not supported for training (llama, mistral, qwen2, gpt2)`);
   }
   const rs = cfg.rope_scaling as Record<string, unknown> | null | undefined;
-  if (rs && (rs.rope_type ?? rs.type) !== 'default') throw new Error(`rope_scaling ${JSON.stringify(rs)} is not supported`);
+  if (rs && (typeof rs !== 'object' || (rs.rope_type ?? rs.type) !== 'default')) throw new Error(`rope_scaling ${shortJson(rs)} is not supported`);
   const act = cfg.hidden_act ?? 'silu';
-  if (act !== 'silu') throw new Error(`hidden_act "${String(act)}" is not supported (silu only)`);
-  const hidden = num(cfg, 'hidden_size'), heads = num(cfg, 'num_attention_heads');
+  if (act !== 'silu') throw new Error(`hidden_act ${shortJson(act, 40)} is not supported (silu only)`);
+  const hidden = size('hidden_size', L.hidden), heads = size('num_attention_heads', hidden);
+  const kvHeads = size('num_key_value_heads', heads, heads);
+  if (heads % kvHeads !== 0) bad('num_key_value_heads', kvHeads, `does not divide num_attention_heads ${heads}`);
+  if (cfg.head_dim === undefined && hidden % heads !== 0) bad('num_attention_heads', heads, `does not divide hidden_size ${hidden}`);
+  const headDim = size('head_dim', L.hidden, hidden / heads);
+  if (headDim % 2 !== 0) bad('head_dim', headDim, 'must be even for rotary embeddings');
   return {
-    kind: 'llama', modelType: mt, vocab: num(cfg, 'vocab_size'), hidden, layers: num(cfg, 'num_hidden_layers'), heads,
-    kvHeads: num(cfg, 'num_key_value_heads', heads), headDim: num(cfg, 'head_dim', hidden / heads), intermediate: num(cfg, 'intermediate_size'),
-    eps: num(cfg, 'rms_norm_eps', 1e-6), ropeTheta: num(cfg, 'rope_theta', 10000), tie: cfg.tie_word_embeddings === true,
-    maxPositions: num(cfg, 'max_position_embeddings', 2048),
+    kind: 'llama', modelType: mt, vocab: size('vocab_size', L.vocab), hidden, layers: size('num_hidden_layers', L.layers), heads,
+    kvHeads, headDim, intermediate: size('intermediate_size', L.intermediate),
+    eps: real('rms_norm_eps', 1e-6), ropeTheta: real('rope_theta', 10000), tie: cfg.tie_word_embeddings === true,
+    maxPositions: size('max_position_embeddings', L.positions, 2048),
   };
 }
 
@@ -173,7 +200,7 @@ function transposeInto(src: Float, rows: number, cols: number, dtype: FloatType)
 /** Loads config.json + safetensors (single or sharded) of a Llama-family or GPT-2 folder. */
 export function loadHfModel(dir: string, dtype: FloatType = 'float32'): HfModel {
   const bm = openBaseModel(dir);
-  const arch = hfArchFromConfig(bm.config);
+  const arch = hfArchFromConfig(bm.config, path.join(dir, 'config.json'));
   const store = bm.store;
   const params: ParamSet = {};
   try {

@@ -1,6 +1,8 @@
 /** Small JSON config files (adapter_config.json, config.json): size cap, placeholder detection, FormatError naming the file. */
 import { FormatError } from '../formats/errors';
 import { RangeFile, sniffPlaceholder } from '../formats/fileio';
+import { parseJsonText } from '../formats/safejson';
+import { MAX_HEADER_VALUES } from '../formats/safetensors';
 
 /** Reads a small JSON file with size cap and placeholder detection. */
 export function readJsonFile(file: string, maxBytes = 16_000_000): Record<string, unknown> {
@@ -17,11 +19,8 @@ export function readJsonFile(file: string, maxBytes = 16_000_000): Record<string
   } finally {
     f.close();
   }
-  try {
-    const v = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    return v as Record<string, unknown>;
-  } catch (e) {
-    throw new FormatError(file, `is not valid JSON (${(e as Error).message})`);
-  }
+  // depth/value-capped parse (formats/safejson.ts): hostile nesting is a FormatError, never a stack overflow
+  const v = parseJsonText(text, file, 'the file', MAX_HEADER_VALUES);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FormatError(file, 'is not valid JSON (not an object)');
+  return v as Record<string, unknown>;
 }
