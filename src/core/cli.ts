@@ -12,6 +12,7 @@ import { surgeryCli } from './surgery/cli';
 import { trainHfAdapter } from './train/hfTrainer';
 import { CONVERT_USAGE, convertCli } from './convert/cli';
 import { bool, CliCommand, flag, UsageError } from './cli/args';
+import { trainDemoCommand } from './cli/train-demo';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
 import './formats/register';
@@ -36,6 +37,7 @@ const COMMANDS: CliCommand[] = [
   ...SURGERY.map((name): CliCommand => ({ name, usage: SURGERY_USAGE[name], run: (a) => surgeryCli([name, ...a]) })),
   { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
   { name: 'train', usage: 'lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]\n      LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)', run: (a) => legacyMain(['train', ...a]) },
+  trainDemoCommand,
 ];
 
 function usage(): string {
