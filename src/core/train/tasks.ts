@@ -8,8 +8,8 @@
  * - `second-operand` (DEFAULT): the base is pre-trained to answer the FIRST number of "x + y ="
  *   (300 steps; it reaches 100 %); the adapters must make it answer the SECOND. The frozen base is at
  *   chance (1/p) on the new task; the change is a low-rank re-routing of attention (Q/K) from
- *   position 0 to position 2, so LoRA and BaLoRA reach ~100 % held-out accuracy within ~100 of the
- *   200 default steps. Chosen because it learns reliably: fine-tuning a modular-ADDITION base of this
+ *   position 0 to position 2, so LoRA (within ~100 steps) and BaLoRA (~150: its projection starts
+ *   from the B = 0 saddle) reach 100 % held-out accuracy within the 300 default steps. Chosen because it learns reliably: fine-tuning a modular-ADDITION base of this
  *   size proved chaotic (its own accuracy varied 92–99.8 % with the pre-training schedule's rounding).
  * - `modular-subtraction` (research preset, papers.md §5.3): a base pre-trained on (x + y) mod p
  *   fine-tuned to (x − y) mod p with a new operator token. Caveat: an attention-only model cannot
@@ -51,7 +51,7 @@ export const TRAIN_TASKS: Record<TrainTaskId, TrainTaskPreset> = {
     research: false,
     model: MODEL,
     pretrain: { what: 'x + y = → x', label: (x) => x, steps: 300, lr: 1e-2 },
-    defaults: { r: 4, alpha: 8, lr: 1e-2, steps: 200, seed: 1 },
+    defaults: { r: 4, alpha: 8, lr: 1e-2, steps: 300, seed: 1 },
     data: (seed) => {
       const t = modTokens(MODEL.p);
       return modularTaskData(MODEL.p, { op: t.plus, eq: t.eq, label: (_x, y) => y }, TRAIN_FRAC, seed);
@@ -61,7 +61,7 @@ export const TRAIN_TASKS: Record<TrainTaskId, TrainTaskPreset> = {
     id: 'modular-subtraction',
     title: 'Research: addition → subtraction (paper §5.3)',
     description: `The paper's experiment: the addition base fine-tuned to (x − y) mod ${MODEL.p} with a new operator token.`,
-    caveat: 'Expect held-out accuracy near chance for both LoRA and BaLoRA: an attention-only model cannot turn its addition circuit into subtraction by low-rank changes of Q, K, V and O (y would have to be negated at its position only). The adapters fit the training pairs; the experiment compares how LoRA and BaLoRA get there (loss, balance gap, κ), not whether the task generalises.',
+    caveat: 'Expect accuracy near chance (1/23) for both LoRA and BaLoRA, on training and held-out pairs alike: an attention-only model cannot turn its addition circuit into subtraction by low-rank changes of Q, K, V and O (y would have to be negated at its position only). The experiment reproduces the paper\'s set-up to compare how the two optimisers behave (loss, balance gap, κ), not a task LoRA can learn.',
     research: true,
     model: MODEL,
     pretrain: { what: 'x + y = → (x + y) mod p', label: (x, y) => (x + y) % MODEL.p, steps: 1000, lr: 1e-2 },
@@ -155,7 +155,7 @@ export async function runTrainTask(id: TrainTaskId, o: RunOptions & { steps?: nu
   let base = o.base;
   if (!base) {
     const tp = performance.now();
-    const b = await pretrainBase(preset, o);
+    const b = await pretrainBase(preset, { provider: o.provider, signal: o.signal, onProgress: o.onProgress });
     base = b.params;
     pre = { steps: preset.pretrain.steps, trainAccuracy: b.trainAccuracy, seconds: (performance.now() - tp) / 1000 };
   }
