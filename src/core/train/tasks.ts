@@ -9,9 +9,9 @@
  *   (300 steps; it reaches 100 %); the adapters must make it answer the SECOND. The frozen base is at
  *   chance (1/p) on the new task; the change is a low-rank re-routing of attention (Q/K) from
  *   position 0 to position 2, so LoRA (within ~100 steps) and BaLoRA (~150: its projection starts
- *   from the B = 0 saddle) reach 100 % held-out accuracy within the 400 default steps (seeds 1–7
- *   checked; 300 steps left BaLoRA at 97 % for seed 3). Chosen because it learns reliably: fine-tuning a modular-ADDITION base of this
- *   size proved chaotic (its own accuracy varied 92–99.8 % with the pre-training schedule's rounding).
+ *   from the B = 0 saddle) reach 100 % held-out accuracy within the 400 default steps (seeds 1–5
+ *   and 7 checked; 300 steps left BaLoRA at 97 % for seed 3). Chosen because it learns reliably:
+ *   fine-tuning a modular-ADDITION base of this size proved chaotic (its own accuracy varied 92–99.8 % with the pre-training schedule's rounding).
  * - `modular-subtraction` (research preset, papers.md §5.3): a base pre-trained on (x + y) mod p
  *   fine-tuned to (x − y) mod p with a new operator token. Caveat: an attention-only model cannot
  *   turn its addition circuit into subtraction through low-rank updates of Q/K/V/O (y would have to
