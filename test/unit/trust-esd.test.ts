@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { esdMetrics } from '../../src/core/base/esd';
+import { after } from 'node:test';
+import { esdMetrics, frobeniusSquared } from '../../src/core/base/esd';
+import { Engine } from '../../src/core/engine/ort';
 import { relErr } from './tolerance';
 
 interface C { sv: number[]; N: number; M: number; matrix_rank: number; entropy: number; frobeniusSq: number; log_norm: number; log_spectral_norm: number; stable_rank: number; fittable: boolean; rank_fp32_rule: number }
@@ -49,4 +51,15 @@ test('truncated spectrum (top 64 of 200): no alpha/entropy/rank; log_norm and st
   const u = esdMetrics(top, c.N, c.M);
   assert.ok(Number.isNaN(u.log_norm));
   assert.ok(top.reduce((a, s) => a + s * s, 0) < 0.99 * c.frobeniusSq);
+});
+
+test('frobeniusSquared (ORT, fp64 accumulation) = explicit Σ w² of the float32 values', async () => {
+  const engine = new Engine();
+  after(() => engine.dispose());
+  const m = 37, n = 29;
+  const W = Float32Array.from({ length: m * n }, (_, i) => Math.sin(0.37 * i) * (1 + (i % 7)));
+  let want = 0;
+  for (const w of W) want += w * w;
+  const got = await frobeniusSquared(engine, W, m, n);
+  assert.ok(relErr(got, want) < 1e-14, `${got} vs ${want}`);
 });

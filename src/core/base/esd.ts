@@ -57,6 +57,9 @@ export interface EsdMetrics {
   warnings: string[];
 }
 
+import type { Engine } from '../engine/ort';
+import { GraphBuilder } from '../engine/graph';
+
 export const EVALS_THRESH = 1e-5;
 /** WeightWatcher's DEFAULT_MIN_EVALS: no power-law fit on fewer eigenvalues. */
 export const MIN_EVALS = 50;
@@ -161,6 +164,22 @@ export function esdMetrics(singularValues: ArrayLike<number>, rows: number, cols
     num_pl_spikes: fit.n, entropy: ent, matrix_rank: rank, sigma_mp: Math.sqrt(sigma2), bulk_max: bulkMax,
     mp_softrank: bulkMax / lmax, num_spikes: numSpikes, full_spectrum: full, alpha_status: status, warnings,
   };
+}
+
+function frobeniusGraph(): Uint8Array {
+  const g = new GraphBuilder('esd_frobenius_sq');
+  g.input('W', 'float32', ['m', 'n']);
+  g.op('ReduceSumSquare', [g.op('Cast', ['W'], { to: 11 })], { keepdims: 0 }, 'f');
+  g.output('f', 'float64', []);
+  return g.build();
+}
+
+/** ‖W‖_F² of a float32 matrix, accumulated in fp64 by onnxruntime (pass it as EsdOptions.frobeniusSq). */
+export async function frobeniusSquared(engine: Engine, W: Float32Array, m: number, n: number): Promise<number> {
+  if (W.length !== m * n) throw new Error(`frobeniusSquared: ${W.length} values for ${m}×${n}`);
+  const s = await engine.session('esd_frobenius_sq', frobeniusGraph);
+  const out = await engine.run(s, { W: engine.tensor('float32', W, [m, n]) });
+  return (out.f.data as Float64Array)[0];
 }
 
 export interface Histogram {
