@@ -7,7 +7,7 @@
  *   (src/worker) — never on the extension host thread.
  */
 import type * as ortTypes from 'onnxruntime-node';
-import { graphUsesFloat64 } from './precision';
+import { FP64_DISABLED_OPTIMIZERS, graphUsesFloat64 } from './precision';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 
@@ -42,14 +42,17 @@ export class Engine {
     this.provider = opts.provider ?? 'cpu';
   }
 
-  /** fp64 graphs get level 'basic': 'all' fuses MatMul·Mul into FusedMatMul with an fp32 scale (precision.ts). */
+  /** fp64 graphs: MatMulScaleFusion off (it folds an fp64 scale into FusedMatMul's fp32 alpha; precision.ts). */
   private sessionOptions(provider: ExecutionProvider, fp64 = false): ortTypes.InferenceSession.SessionOptions {
     return {
       executionProviders: provider === 'cpu' ? ['cpu'] : [provider, 'cpu'],
       intraOpNumThreads: this.opts.intraOpThreads ?? 2,
       interOpNumThreads: 1,
-      graphOptimizationLevel: fp64 ? 'basic' : 'all',
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+      graphOptimizationLevel: 'all',
+      extra: {
+        session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } },
+        ...(fp64 ? { optimization: { disable_specified_optimizers: FP64_DISABLED_OPTIMIZERS } } : {}),
+      },
     } as ortTypes.InferenceSession.SessionOptions;
   }
 
