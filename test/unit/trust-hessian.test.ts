@@ -17,6 +17,7 @@ import { mat, matmul } from '../../src/core/linalg/dense';
 import { encodeSafetensors } from '../../src/core/formats/safetensors';
 import { fromFloats } from '../../src/core/formats/dtype';
 import { relErr } from './tolerance';
+import { execFileSync } from 'node:child_process';
 
 interface Case { out: number; inF: number; r: number; s: number; B: number[]; A: number[]; kappaBefore: number; kappaBalanced: number; balancedClosedForm: number; oldFormula: number }
 const FIX = path.resolve(__dirname, '../../../test/fixtures/trust');
@@ -85,4 +86,15 @@ test('rebalance result carries hessianKappaBefore/After per module = explicit He
   } finally {
     a.store.close();
   }
+});
+
+test('`lora-lens rebalance PATH OUT --json` reports perModule[].hessianKappaBefore/After (exact key names)', async () => {
+  const c = ref.cases[1];
+  const dir = path.join(root, 'cli-in');
+  writeAdapter(dir, [{ name: 'model.layers.0.self_attn.v_proj', B: c.B, A: c.A, out: c.out, inF: c.inF }], c.r, c.s * c.r);
+  // the CLI in a child process (its stdout is the JSON; the test runner owns this process's stdout)
+  const stdout = execFileSync(process.execPath, [path.join(__dirname, '../../src/core/cli.js'), 'rebalance', dir, path.join(root, 'cli-out'), '--json'], { encoding: 'utf8' });
+  const j = JSON.parse(stdout) as { perModule: { hessianKappaBefore: number; hessianKappaAfter: number }[] };
+  assert.ok(relErr(j.perModule[0].hessianKappaBefore, c.kappaBefore) < 1e-6, `${j.perModule[0].hessianKappaBefore} vs ${c.kappaBefore}`);
+  assert.ok(relErr(j.perModule[0].hessianKappaAfter, c.kappaBalanced) < 1e-6);
 });
