@@ -146,11 +146,14 @@ export interface TaskRunResult {
  * Runs a preset headless: pre-trains its base (unless `base` is given), then LoRA and BaLoRA for
  * `steps` (default: the preset's) on the same data and init, and evaluates on the held-out pairs.
  */
-export async function runTrainTask(id: TrainTaskId, o: RunOptions & { steps?: number; seed?: number; base?: ParamSet; onStep?: (mode: 'lora' | 'balora', s: StepInfo) => void } = {}): Promise<TaskRunResult> {
+export async function runTrainTask(
+  id: TrainTaskId,
+  o: RunOptions & { steps?: number; seed?: number; r?: number; alpha?: number; lr?: number; base?: ParamSet; onStep?: (mode: 'lora' | 'balora', s: StepInfo) => void } = {},
+): Promise<TaskRunResult> {
   const preset = TRAIN_TASKS[id];
   if (!preset) throw new Error(`unknown training task "${id}" (known: ${Object.keys(TRAIN_TASKS).join(', ')})`);
   const t0 = performance.now();
-  const d = preset.defaults;
+  const d = { ...preset.defaults, ...Object.fromEntries(Object.entries({ r: o.r, alpha: o.alpha, lr: o.lr }).filter(([, v]) => v !== undefined)) };
   const steps = o.steps ?? d.steps, seed = o.seed ?? d.seed;
   let pre = { steps: 0, trainAccuracy: NaN, seconds: 0 };
   let base = o.base;
