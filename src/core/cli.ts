@@ -18,6 +18,7 @@ import { doctorCommand } from './cli/doctor';
 import { analyzeCommand } from './cli/analyze';
 import { similarityCommand } from './cli/similarity';
 import { reportCommand } from './cli/report';
+import { trainDemoCommand } from './cli/train-demo';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount } from './formats/open';
 import './formats/register';
@@ -48,6 +49,7 @@ const COMMANDS: CliCommand[] = [
   similarityCommand,
   reportCommand,
   { name: 'train', usage: 'lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]\n      LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)', run: (a) => legacyMain(['train', ...a]) },
+  trainDemoCommand,
 ];
 
 function usage(): string {

@@ -277,7 +277,7 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
     reports.push({
       ...base, ...metrics,
       sigmaA: Array.from(a.sigma), sigmaB: Array.from(b.sigma),
-      kappaA: conditionNumber(a.sigma), kappaB: conditionNumber(b.sigma),
+      kappaA: factorKappa(a.sigma), kappaB: factorKappa(b.sigma),
       method: a.method === 'householder' || b.method === 'householder' ? 'householder' : 'cholesky-qr',
     });
   });
@@ -295,8 +295,25 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
     engine: { provider: opts.engine.provider, fallbackReason: opts.engine.fallbackReason },
     timings: { readMs, computeMs, totalMs: performance.now() - t0 },
     modules: reports,
-    warnings: [...adapter.warnings],
+    warnings: [...adapter.warnings, ...zeroFactorWarnings(reports)],
   };
+}
+
+/** κ of a factor from its singular values (descending): an all-zero factor has κ = ∞, not NaN. */
+export function factorKappa(s: ArrayLike<number>): number {
+  if (s.length > 0 && s[0] === 0) return Infinity;
+  return conditionNumber(s);
+}
+
+/** One warning per module with an all-zero factor (κ = ∞): "B = 0: untrained module". */
+export function zeroFactorWarnings(reports: { name: string; sigmaA: number[]; sigmaB: number[]; error?: string }[]): string[] {
+  const out: string[] = [];
+  for (const m of reports) {
+    if (m.error) continue;
+    if (m.sigmaB.length && m.sigmaB[0] === 0) out.push(`${m.name}: B = 0: untrained module (κ(B) = ∞, ΔW = 0)`);
+    else if (m.sigmaA.length && m.sigmaA[0] === 0) out.push(`${m.name}: A = 0: the module adds nothing (κ(A) = ∞, ΔW = 0)`);
+  }
+  return out;
 }
 
 /** Bytes read by an analysis (both factors of every module). */

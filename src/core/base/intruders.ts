@@ -8,17 +8,23 @@
  *     y_j is an intruder iff m_j < ε (default 0.5).
  *
  * Modes
+ * - auto (default) is EXACT at every size: dense route up to exactMaxDim (1024) output dims, the
+ *   'exact-large' tridiagonal route above (issue 8: the former rsvd route labelled false intruders
+ *   "certain" on random 1100² matrices).
  * - exact (out ≤ 1024): U0 (all min(m, n) left vectors) = eigenvectors of the fp64 Gram W0·W0ᵀ
  *   (ORT) by the TS tridiagonal eigen solver; W_tuned's top-k likewise. U0 is cached on disk
  *   (cache.ts) per (file, tensor, mtime, size). Note max_i |⟨y, x_i⟩| is the largest coordinate of
  *   y in the U0 basis; it is not 1 in general.
- * - approx (large out): top-K0 (default 256) left vectors of W0 and top-k of W_tuned by rsvd.
- *   Only the coordinates c_i = ⟨y, x_i⟩, i < K0, are known. With ρ = ‖P⊥y‖ = √(1 − Σ_{i<K0} c_i²)
- *   (the part of y outside span(U0_K0)) every unseen coordinate satisfies |c_i| ≤ ρ, so
- *       max(max_{i<K0}|c_i|, ρ/√(d − K0)) ≤ m_j ≤ max(max_{i<K0}|c_i|, ρ).
- *   Sound (conservative) rule: 'intruder' only when the UPPER bound < ε (certain); 'ok' when the
- *   LOWER bound ≥ ε (certain); otherwise 'possible' (reported separately, not in `count`). rsvd
- *   vectors are approximate (q = 2 power iterations), so both bounds carry that error as well.
+ * - approx (only on request): top-K0 (default 256) left vectors of W0 and top-k of W_tuned by rsvd.
+ *   It never reports a CERTAIN intruder. Only the coordinates c̃_i = ⟨ỹ, x̃_i⟩, i < K0, of the
+ *   approximate vectors are known. A-posteriori bounds: for a computed unit vector x̃ with Rayleigh
+ *   quotient θ and residual r = G·x̃ − θ·x̃ (G = W·Wᵀ, computed in fp64 by ORT), the angle to the
+ *   true eigenvector obeys sin∠ ≤ ‖r‖/δ (Davis–Kahan), δ = the gap from θ to the neighbouring Ritz
+ *   values less their residuals; so ‖y − x̃‖ ≤ √2·‖r‖/δ after a sign choice. Then the true
+ *   m_j ≥ |c̃_bi| − √2(sinθ_y + sinθ_x_bi), and a vector is 'ok' only when that lower bound ≥ ε;
+ *   everything else is 'possible' (not in `count`). δ is estimated from the computed Ritz values
+ *   (top k+1 of W_tuned, all K0 of W0): the bound is a posteriori, not a proof against eigenvalues
+ *   the subspace missed, hence never 'intruder'. ρ = ‖P⊥ỹ‖ gives the `upperBound` shown.
  *
  * Mitigation (HF PEFT `reduce_intruder_dimension`, PR #2999, papers.md §2.5): intruder singular
  * values of W_tuned are scaled by λ (default 0.75); ΔW_mit/s is re-factored to rank r with the
@@ -54,9 +60,10 @@ export interface IntruderOptions {
   k?: number;
   epsilon?: number;
   /**
-   * 'auto' (default): exact when out ≤ exactMaxDim, approx otherwise. 'exact-large': exact for any
-   * size without forming U0 (tridiag.ts exactBaseProjector: blocked ORT tridiagonalisation of
-   * W0·W0ᵀ, cached; W_tuned's top-k by Lanczos on Qᵀ·W_tuned·W_tunedᵀ·Q = T + low rank).
+   * 'auto' (default) = 'exact': dense exact when out ≤ exactMaxDim, 'exact-large' above. 'exact-large':
+   * exact for any size without forming U0 (tridiag.ts exactBaseProjector: blocked ORT
+   * tridiagonalisation of W0·W0ᵀ, cached; W_tuned's top-k by Lanczos on Qᵀ·W_tuned·W_tunedᵀ·Q = T +
+   * low rank). 'approx': rsvd with a-posteriori bounds, never a certain intruder.
    */
   mode?: 'auto' | 'exact' | 'approx' | 'exact-large';
   exactMaxDim?: number;
@@ -207,30 +214,80 @@ async function analyse(engine: Engine, W0: Float32Array, m: number, n: number, d
   const d = Math.min(m, n);
   const k = Math.min(opts.k ?? 10, d);
   const maxDim = opts.exactMaxDim ?? FULL_SPECTRUM_MAX_DIM;
-  // 'exact' is exact at every size: above the dense-eigen limit it takes the tridiagonal route.
-  if (opts.mode === 'exact-large' || (opts.mode === 'exact' && m > maxDim)) return analyseLarge(engine, W0, m, n, delta, opts, eps, k);
-  const mode = opts.mode === 'exact' || opts.mode === 'approx' ? opts.mode : m <= maxDim ? 'exact' : 'approx';
+  const mode: 'exact' | 'approx' = opts.mode === 'approx' ? 'approx' : 'exact';
+  // 'auto' and 'exact' are exact at every size: above the dense-eigen limit the tridiagonal route.
+  if (opts.mode === 'exact-large' || (mode === 'exact' && m > maxDim)) return analyseLarge(engine, W0, m, n, delta, opts, eps, k);
   const notes: string[] = [];
   const base = await baseLeftBasis(engine, W0, m, n, { ...opts, exact: mode === 'exact' });
   let Ut: Float64Array, St: Float64Array;
+  let vectors: IntruderVector[];
   if (mode === 'exact') {
     const r = await runGraph(engine, 'intr_merged_gram', mergedGramGraph, deltaFeeds(engine, W0, m, n, delta, true));
     const t = topFromGram(r.G.data as Float64Array, m, k);
     Ut = t.rows;
     St = t.S;
+    vectors = await classifyAgainstBase(engine, base, Ut, St, m, k, eps, mode, d);
   } else {
     const r = await runGraph(engine, 'intr_merge', mergeGraph, deltaFeeds(engine, W0, m, n, delta, false));
-    const sv = await rsvd(engine, r.W.data as Float32Array, m, n, k, { oversample: opts.oversample ?? 10, powerIters: opts.powerIters ?? 2, seed: (opts.seed ?? 1234) + 1 });
-    Ut = transposeToRows(sv.U, m, k);
-    St = sv.S;
-    notes.push(`approximate: compared with the top ${base.count} of ${d} base left singular vectors (rsvd); 'possible' marks vectors whose max|cos| bound straddles ε`);
+    const Wt = r.W.data as Float32Array;
+    // k + 1 vectors so that the k-th has a lower neighbour for its gap
+    const kk = Math.min(k + 1, d);
+    const sv = await rsvd(engine, Wt, m, n, kk, { oversample: opts.oversample ?? 10, powerIters: opts.powerIters ?? 2, seed: (opts.seed ?? 1234) + 1 });
+    const rowsAll = transposeToRows(sv.U, m, kk);
+    Ut = rowsAll.slice(0, k * m);
+    St = sv.S.slice(0, k);
+    const ty = await ritzErrors(engine, Wt, m, n, rowsAll, kk);
+    const errY = Array.from({ length: k }, (_, j) => ty.sin[j]);
+    const errBase = await baseRitzErrors(engine, W0, m, n, base);
+    vectors = await classifyAgainstBase(engine, base, Ut, St, m, k, eps, mode, d, { y: errY, x: errBase });
+    notes.push(`approximate (rsvd): compared with the top ${base.count} of ${d} base left singular vectors; no intruder is certain here — 'possible' marks every vector not proven 'ok' by the a-posteriori bound (residual / spectral gap). Use mode exact for certain counts.`);
   }
-  const vectors = await classifyAgainstBase(engine, base, Ut, St, m, k, eps, mode, d);
   const intruders = vectors.filter((v) => v.status === 'intruder');
   return {
     mode, k, epsilon: eps, m, n, baseVectors: base.count, count: intruders.length,
     possible: vectors.filter((v) => v.status === 'possible').length, intruders, vectors, baseCached: base.cached, notes, Ut, St,
   };
+}
+
+function ritzResidualGraph(): Uint8Array {
+  // X (m×k fp64, unit columns): Z = Wᵀ·X, θ = ‖Z_j‖², R = W·Z − X·diag(θ); outputs θ and ‖R_j‖ (fp64)
+  const g = new GraphBuilder('intr_ritz_residual');
+  g.input('W', 'float32', ['m', 'n']);
+  g.input('X', 'float64', ['m', 'k']);
+  const Wd = g.op('Cast', ['W'], { to: DOUBLE });
+  const Z = g.op('MatMul', [g.op('Transpose', [Wd], { perm: [1, 0] }), 'X']);
+  const th = g.op('ReduceSumSquare', [Z], { axes: [0], keepdims: 1 }, 'theta');
+  const R = g.op('Sub', [g.op('MatMul', [Wd, Z]), g.op('Mul', ['X', th])]);
+  g.op('Sqrt', [g.op('ReduceSumSquare', [R], { axes: [0], keepdims: 1 })], {}, 'res');
+  g.output('theta', 'float64', [1, 'k']);
+  g.output('res', 'float64', [1, 'k']);
+  return g.build();
+}
+
+/**
+ * A-posteriori angle bounds of approximate left singular vectors (rows, count×m) of W: θ_j, ‖r_j‖
+ * from ORT (fp64), gap δ_j = min_{i≠j} |θ_j − θ_i| − ‖r_j‖ − ‖r_i‖ over the computed set, and
+ * sin∠_j ≤ min(1, ‖r_j‖/δ_j). The last vector has no lower neighbour in the set: its bound is 1.
+ */
+export async function ritzErrors(engine: Engine, W: Float32Array, m: number, n: number, rows: Float64Array, count: number): Promise<{ theta: Float64Array; res: Float64Array; sin: Float64Array }> {
+  const X = new Float64Array(m * count);
+  for (let j = 0; j < count; j++) for (let i = 0; i < m; i++) X[i * count + j] = rows[j * m + i];
+  const out = await runGraph(engine, 'intr_ritz_residual', ritzResidualGraph, { W: engine.tensor('float32', W, [m, n]), X: engine.tensor('float64', X, [m, count]) });
+  const theta = Float64Array.from(out.theta.data as Float64Array), res = Float64Array.from(out.res.data as Float64Array);
+  const sin = new Float64Array(count);
+  for (let j = 0; j < count; j++) {
+    if (j === count - 1 && count < m) { sin[j] = 1; continue; }
+    let gap = Infinity;
+    for (let i = 0; i < count; i++) if (i !== j) gap = Math.min(gap, Math.abs(theta[j] - theta[i]) - res[j] - res[i]);
+    sin[j] = gap > 0 ? Math.min(1, res[j] / gap) : 1;
+  }
+  return { theta, res, sin };
+}
+
+/** sin∠ bounds of the approximate base vectors (1 for an exact basis is not needed: 0). */
+async function baseRitzErrors(engine: Engine, W0: Float32Array, m: number, n: number, base: BaseBasis): Promise<Float64Array> {
+  if (base.exact) return new Float64Array(base.count);
+  return (await ritzErrors(engine, W0, m, n, base.rows, base.count)).sin;
 }
 
 function w0TimesAtGraph(): Uint8Array {
@@ -301,17 +358,22 @@ async function analyseLarge(engine: Engine, W0: Float32Array, m: number, n: numb
 /**
  * Compares the top-k left singular vectors of a tuned matrix (rows of `Ut`, k×m) with the base's
  * left singular vectors (`base.rows`, count×m): max |cos| per vector via one ORT product, and the
- * intruder status. In 'approx' mode (base has only its top `count` of `d` vectors) the status is
- * decided from sound bounds: with ρ = ‖P⊥u‖, the true max lies in [max(c, ρ/√(d−count)), max(c, ρ)].
+ * intruder status. In 'approx' mode (base has only its top `count` of `d` vectors, vectors are
+ * approximate) no status is certain-intruder: a vector is 'ok' when the lower bound
+ * |c̃_bi| − √2(err.y[j] + err.x[bi]) ≥ ε (err = sin∠ bounds, see ritzErrors), else 'possible'.
+ * Without `err` every approx vector is 'possible'. `upperBound` = max(max|c̃|, ρ) + √2(err.y + max err.x),
+ * ρ = ‖P⊥ỹ‖ (the part of ỹ outside the computed base span).
  */
 export async function classifyAgainstBase(
   engine: Engine, base: { rows: Float64Array; count: number }, Ut: Float64Array, St: ArrayLike<number>,
-  m: number, k: number, eps: number, mode: 'exact' | 'approx', d: number,
+  m: number, k: number, eps: number, mode: 'exact' | 'approx', d: number, err?: { y: ArrayLike<number>; x: ArrayLike<number> },
 ): Promise<IntruderVector[]> {
   // C = U0rows (count×m) · Utᵀ (m×k) → count×k
   const UtCols = new Float64Array(m * k);
   for (let j = 0; j < k; j++) for (let i = 0; i < m; i++) UtCols[i * k + j] = Ut[j * m + i];
   const C = await matmul64(engine, base.rows, base.count, m, UtCols, k);
+  let maxErrX = 0;
+  if (err) for (let i = 0; i < base.count; i++) maxErrX = Math.max(maxErrX, err.x[i]);
   const vectors: IntruderVector[] = [];
   for (let j = 0; j < k; j++) {
     let best = -1, bi = 0, sq = 0;
@@ -323,11 +385,11 @@ export async function classifyAgainstBase(
     const v: IntruderVector = { index: j, sigma: St[j], maxCos: best, baseIndex: bi, status: best < eps ? 'intruder' : 'ok' };
     if (mode === 'approx') {
       const rho = Math.sqrt(Math.max(0, 1 - sq));
-      const upper = Math.max(best, rho);
-      const lower = d > base.count ? Math.max(best, rho / Math.sqrt(d - base.count)) : best;
+      const slack = err ? Math.SQRT2 * (err.y[j] + maxErrX) : Infinity;
+      const lower = err ? best - Math.SQRT2 * (err.y[j] + err.x[bi]) : -Infinity;
       v.residual = rho;
-      v.upperBound = upper;
-      v.status = upper < eps ? 'intruder' : lower >= eps ? 'ok' : 'possible';
+      v.upperBound = Math.min(1, Math.max(best, rho) + slack);
+      v.status = lower >= eps ? 'ok' : 'possible';
     }
     vectors.push(v);
   }

@@ -7,6 +7,7 @@
  *   (src/worker) — never on the extension host thread.
  */
 import type * as ortTypes from 'onnxruntime-node';
+import { FP64_DISABLED_OPTIMIZERS, graphUsesFloat64 } from './precision';
 
 import type { Provider } from '../../shared/provider';
 
@@ -43,13 +44,17 @@ export class Engine {
     this.provider = opts.provider ?? 'cpu';
   }
 
-  private sessionOptions(provider: ExecutionProvider): ortTypes.InferenceSession.SessionOptions {
+  /** fp64 graphs: MatMulScaleFusion off (it folds an fp64 scale into FusedMatMul's fp32 alpha; precision.ts). */
+  private sessionOptions(provider: ExecutionProvider, fp64 = false): ortTypes.InferenceSession.SessionOptions {
     return {
       executionProviders: provider === 'cpu' ? ['cpu'] : [provider, 'cpu'],
       intraOpNumThreads: this.opts.intraOpThreads ?? 2,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+      extra: {
+        session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } },
+        ...(fp64 ? { optimization: { disable_specified_optimizers: FP64_DISABLED_OPTIMIZERS } } : {}),
+      },
     } as ortTypes.InferenceSession.SessionOptions;
   }
 
@@ -59,11 +64,12 @@ export class Engine {
     if (!s) {
       const ort = loadOrt();
       const bytes = build();
-      s = ort.InferenceSession.create(bytes, this.sessionOptions(this.provider)).catch(async (e: Error) => {
+      const fp64 = graphUsesFloat64(bytes);
+      s = ort.InferenceSession.create(bytes, this.sessionOptions(this.provider, fp64)).catch(async (e: Error) => {
         if (this.provider === 'cpu') throw e;
         this.fallbackReason = `${this.provider} execution provider unavailable (${e.message.split('\n')[0]}); using CPU`;
         this.provider = 'cpu';
-        return ort.InferenceSession.create(bytes, this.sessionOptions('cpu'));
+        return ort.InferenceSession.create(bytes, this.sessionOptions('cpu', fp64));
       });
       this.sessions.set(key, s);
     }

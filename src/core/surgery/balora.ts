@@ -27,6 +27,7 @@ import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import { matmul64 } from '../engine/products';
 import { CHOLESKY_KAPPA_LIMIT } from '../analysis/lora';
+import { factorHessianKappa } from './hessian';
 import { OutTensor, assertNotInput, collectSideFiles, outputWeightsName, removeOutput, verifyTensorNames, writeAdapterFolder, writeFailure, writeNewFileAtomic } from './writer';
 import { encodeSafetensors } from '../formats/safetensors';
 
@@ -308,6 +309,12 @@ export interface RebalanceModule {
   kappaBBefore: number;
   kappaAAfter: number;
   kappaBAfter: number;
+  /**
+   * Condition number of the Hessian of ½‖s·B·A − ΔW‖² at the input factors and at the written ones
+   * (hessian.ts factorHessianKappa: (σ₁(B)² + σ₁(A)²)/min(σ_r(B)², σ_r(A)²); ∞ for a rank-deficient factor).
+   */
+  hessianKappaBefore: number;
+  hessianKappaAfter: number;
   /** Singular values of the raw product BA (unscaled). */
   sigma: number[];
   method: 'cholesky-qr' | 'householder';
@@ -394,14 +401,14 @@ export function inFileOrder(adapter: Adapter, ts: OutTensor[]): OutTensor[] {
 export async function rebalanceAdapter(adapter: Adapter, engine: Engine, outDir: string, opts: SurgeryOptions = {}): Promise<RebalanceResult> {
   const mods = adapter.modules;
   const tensors: OutTensor[] = [];
-  const before = new Map<string, { f: FactorPair; res: LowRankResult; gap: number }>();
+  const before = new Map<string, { f: FactorPair; res: LowRankResult; gap: number; hessianKappa: number }>();
   let done = 0;
   for (const m of mods) {
     throwIfCancelled(opts.token);
     const f = readPair(adapter, m);
     const { a, b } = await factorRs(engine, f);
     const res = await balancedLowRank(engine, f, f.r, 1);
-    before.set(m.name, { f, res, gap: relativeGap(a.G, b.G) });
+    before.set(m.name, { f, res, gap: relativeGap(a.G, b.G), hessianKappa: factorHessianKappa(b.sigma, a.sigma, f.outF, f.inF) });
     // DoRA/conv: the stored shape is kept (conv kernels are flattened views of the same data).
     tensors.push(encodeFactor(res.A, f.r, f.inF, m.A, m.A.tensor.shape));
     tensors.push(encodeFactor(res.B, f.outF, f.r, m.B, m.B.tensor.shape));
@@ -436,6 +443,7 @@ export async function rebalanceAdapter(adapter: Adapter, engine: Engine, outDir:
         perModule.push({
           name: m2.name, rank: f2.r, maxRelErr: rel, tolerance: tol, gapBefore: b.gap, gapAfter: relativeGap(after.a.G, after.b.G),
           kappaABefore: b.res.kappaA, kappaBBefore: b.res.kappaB, kappaAAfter: after.a.kappa, kappaBAfter: after.b.kappa,
+          hessianKappaBefore: b.hessianKappa, hessianKappaAfter: factorHessianKappa(after.b.sigma, after.a.sigma, f2.outF, f2.inF),
           sigma: Array.from(b.res.sigma), method: b.res.method,
         });
         opts.onProgress?.(++done, mods.length * 2, `verified ${m2.name}`);

@@ -76,9 +76,10 @@ export function balancedHessianKappa(sigma: ArrayLike<number>): number {
 }
 
 /**
- * Closed form for the rescaled minimiser (cU, V/c) of a balanced one: σ₁(c⁴+1)/σ_r (c and 1/c give
- * the same κ; c = 1 is the balanced value 2σ₁/σ_r). Matches the explicit Hessian for exact-rank
- * targets (κ = 8, 68, 1028, 16388 for σ = (4, 1), c = 1, 2, 4, 8).
+ * Closed form for the UNIFORMLY rescaled minimiser (cU, V/c) of a balanced one: σ₁(c⁴+1)/σ_r (c and
+ * 1/c give the same κ; c = 1 is the balanced value 2σ₁/σ_r). Matches the explicit Hessian for
+ * exact-rank targets (κ = 8, 68, 1028, 16388 for σ = (4, 1), c = 1, 2, 4, 8). Only valid for a
+ * uniform imbalance c·I: for real factors use factorHessianKappa.
  */
 export function scaledHessianKappa(sigma: ArrayLike<number>, c: number): number {
   const C = Math.max(Math.abs(c), 1 / Math.abs(c));
@@ -89,9 +90,41 @@ export function scaledHessianKappa(sigma: ArrayLike<number>, c: number): number 
 /**
  * Effective scale imbalance c of factors (B, A) relative to the balanced factorisation of the
  * same product: c = (‖B‖_F/‖A‖_F)^{1/2} (c = 1 when ‖A‖ = ‖B‖, e.g. after rebalancing).
+ * Descriptive only: κ_H depends on the whole imbalance, not on c (see factorHessianKappa).
  */
 export function factorScaleImbalance(normA: number, normB: number): number {
   return normA > 0 && normB > 0 ? Math.sqrt(normB / normA) : NaN;
+}
+
+/**
+ * Hessian condition number of L(B, A) = ½‖s·B·A − M‖²_F at a minimiser (s·B·A = M), from the
+ * singular values of the factors alone, for ANY (non-uniform) imbalance.
+ *
+ * Derivation: at zero residual the Hessian is JᵀJ with J(dB, dA) = s·(dB·A + B·dA). Its nonzero
+ * eigenvalues are those of J·Jᵀ: X ↦ s²·(B·Bᵀ·X + X·Aᵀ·A) on out×in matrices, i.e.
+ * s²·(β_i + α_j) with β = eig(B·Bᵀ) (σ_i(B)², padded with out − r zeros) and α = eig(Aᵀ·A)
+ * (σ_j(A)², padded with in − r zeros), excluding the (0, 0) pairs. The r² GL(r) null directions
+ * (B·R, R⁻¹·A) are the remaining zeros. s² cancels in the ratio:
+ *     κ_H = (σ₁(B)² + σ₁(A)²) / min over nonzero pairs,
+ * which is (σ₁(B)² + σ₁(A)²) / min(σ_r(B)², σ_r(A)²) when out > r and in > r (every real LoRA
+ * module), 2σ₁/σ_r of s·B·A/s when balanced, σ₁(c⁴+1)/σ_r for the uniform (cU, V/c).
+ * A rank-deficient factor (σ_r = 0, e.g. B = 0 before training) leaves more than r² zero
+ * eigenvalues: κ_H = ∞.
+ *
+ * @param sigmaB singular values of B (out×r), any order; @param sigmaA of A (r×in).
+ */
+export function factorHessianKappa(sigmaB: ArrayLike<number>, sigmaA: ArrayLike<number>, outF: number, inF: number): number {
+  const b = Array.from(sigmaB, (x) => x * x).sort((x, y) => y - x);
+  const a = Array.from(sigmaA, (x) => x * x).sort((x, y) => y - x);
+  const r = b.length;
+  if (r === 0 || a.length !== r) return NaN;
+  if (!(b[r - 1] > 0) || !(a[r - 1] > 0)) return Infinity;
+  const max = b[0] + a[0];
+  // smallest nonzero β_i + α_j: a pure β (paired with a zero α) exists when in > r, a pure α when out > r.
+  let min = b[r - 1] + a[r - 1];
+  if (inF > r) min = Math.min(min, b[r - 1]);
+  if (outF > r) min = Math.min(min, a[r - 1]);
+  return max / min;
 }
 
 function smallestPositive(s: ArrayLike<number>): number {

@@ -131,8 +131,20 @@ export interface ModData {
   n: number;
 }
 
-/** All p² prompts of `x op y =`, shuffled with `seed`, split into train (fraction) and test. */
-export function modularData(p: number, op: '+' | '-', trainFrac: number, seed = 0): { train: ModData; test: ModData } {
+/** Token ids of the prompt [x, op, y, eq] and the label of a modular task. */
+export interface ModularPrompt {
+  /** Operator token (default '+' = p + 1). */
+  op: number;
+  /** Token at the last (read-out) position (default '=' = p). */
+  eq: number;
+  label: (x: number, y: number) => number;
+}
+
+/** Token ids: '=' p, '+' p+1, '−' p+2 (vocab p+3). */
+export const modTokens = (p: number) => ({ eq: p, plus: p + 1, minus: p + 2 });
+
+/** All p² prompts [x, op, y, eq] of a modular task, shuffled with `seed`, split into train (fraction) and test. */
+export function modularTaskData(p: number, prompt: ModularPrompt, trainFrac: number, seed = 0): { train: ModData; test: ModData } {
   const idx = Array.from({ length: p * p }, (_, i) => i);
   const rng = new Rng(seed + 31);
   for (let i = idx.length - 1; i > 0; i--) {
@@ -143,13 +155,22 @@ export function modularData(p: number, op: '+' | '-', trainFrac: number, seed = 
     const tokens = new BigInt64Array(ids.length * SEQ_LEN), labels = new BigInt64Array(ids.length);
     ids.forEach((id, i) => {
       const x = Math.floor(id / p), y = id % p;
-      tokens.set([BigInt(x), BigInt(op === '+' ? p + 1 : p + 2), BigInt(y), BigInt(p)], i * SEQ_LEN);
-      labels[i] = BigInt(op === '+' ? (x + y) % p : (((x - y) % p) + p) % p);
+      tokens.set([BigInt(x), BigInt(prompt.op), BigInt(y), BigInt(prompt.eq)], i * SEQ_LEN);
+      labels[i] = BigInt(prompt.label(x, y));
     });
     return { tokens, labels, n: ids.length };
   };
   const nTrain = Math.round(trainFrac * idx.length);
   return { train: make(idx.slice(0, nTrain)), test: make(idx.slice(nTrain)) };
+}
+
+/** All p² prompts of `x op y =`, shuffled with `seed`, split into train (fraction) and test. */
+export function modularData(p: number, op: '+' | '-', trainFrac: number, seed = 0): { train: ModData; test: ModData } {
+  const t = modTokens(p);
+  return modularTaskData(p, {
+    op: op === '+' ? t.plus : t.minus, eq: t.eq,
+    label: op === '+' ? (x, y) => (x + y) % p : (x, y) => (((x - y) % p) + p) % p,
+  }, trainFrac, seed);
 }
 
 /** W + (α/r)·B·A for every LoRA target (returns a new ParamSet, fp64 accumulation). */

@@ -5,8 +5,13 @@
  * B r×m ("right", init N(0,1)). Update: sign-like g/(|g|+1e-8) (no momentum) or plain GD.
  * BaLoRA: after each step, (A, B) ← canonical balanced factorisation of A·B
  * (A = U√Σ, B = √Σ Vᵀ from the rank-r SVD) — equal to the §1.2 projection.
- * For each trajectory the lr is picked from linspace(1e-5, 0.3, 50) by lowest final loss; the
- * result is the median over trajectories of loss − opt, opt = ½ Σ_{i>r} s_i(T − W0)².
+ * As the authors' synthetic_loss.py: the target T and the frozen W0 are drawn ONCE (per seed) and
+ * shared by every trajectory; only the LoRA init B0 changes from one trajectory to the next. For
+ * each trajectory the lr is picked from linspace(1e-5, 0.3, 50) by lowest final loss; the result is
+ * the median over trajectories of loss − opt, opt = ½ Σ_{i>r} s_i(T − W0)².
+ *
+ * Random draws (Rng(seed), mulberry32 + Box–Muller): T (n·m normals), W0 (n·m), then B0 (r·m) per
+ * trajectory, all row-major (test/fixtures/trust/gen_synthetic.py replays the same stream in numpy).
  */
 import { Rng } from '../util/rng';
 import { singularValues } from '../linalg/decomp';
@@ -99,12 +104,14 @@ export function runSynthetic(o: SyntheticOptions = {}): SyntheticResult {
   const rng = new Rng(o.seed ?? 44);
   const res: Record<'lora' | 'balora', Float64Array[]> = { lora: [], balora: [] };
   const bestLr = { lora: [] as number[], balora: [] as number[] };
+  // T and W0 fixed for the whole experiment; only B0 varies per trajectory.
+  const T = rng.normals(n * m), W0 = rng.normals(n * m);
+  const E = mat(n, m, T.map((x, i) => x - W0[i]));
+  const sv = singularValues(E);
+  let opt = 0;
+  for (let i = r; i < sv.length; i++) opt += 0.5 * sv[i] * sv[i];
   for (let k = 0; k < K; k++) {
-    const T = rng.normals(n * m), W0 = rng.normals(n * m), B0 = rng.normals(r * m);
-    const E = mat(n, m, T.map((x, i) => x - W0[i]));
-    const s = singularValues(E);
-    let opt = 0;
-    for (let i = r; i < s.length; i++) opt += 0.5 * s[i] * s[i];
+    const B0 = rng.normals(r * m);
     for (const kind of ['lora', 'balora'] as const) {
       let best: Float64Array | undefined, bestL = 0;
       for (const lr of lrs) {
