@@ -12,18 +12,19 @@ import { surgeryCli } from './surgery/cli';
 import { trainHfAdapter } from './train/hfTrainer';
 import { CONVERT_USAGE, convertCli } from './convert/cli';
 import { bool, CliCommand, flag, UsageError } from './cli/args';
+import { combineCommand } from './cli/combine';
+import { extractCommand } from './cli/extract';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount, openAdapter } from './formats/open';
 import './formats/register';
 import { fmt4, reportToCsv } from '../shared/report';
 
-const SURGERY = ['rebalance', 'reduce', 'merge', 'combine', 'rescale', 'hessian-demo'];
+const SURGERY = ['rebalance', 'reduce', 'merge', 'rescale', 'hessian-demo'];
 
 const SURGERY_USAGE: Record<string, string> = {
   rebalance: 'lora-lens rebalance PATH OUT [--json]   BaLoRA projection (BᵀB = AAᵀ, BA kept), new adapter',
   reduce: 'lora-lens reduce PATH OUT --rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x [--max-rank k] [--json]',
   merge: 'lora-lens merge ADAPTER BASE OUT [--json]   W0 + s·B·A into a new safetensors file',
-  combine: 'lora-lens combine A1 W1 A2 W2 OUT [--svd --rank k] [--json]   concatenate (exact) or SVD-truncate two adapters',
   rescale: 'lora-lens rescale PATH FACTOR OUT [--json]   multiply the adapter\'s scale',
   'hessian-demo': 'lora-lens hessian-demo   Hessian condition numbers of balanced vs scaled factors',
 };
@@ -34,6 +35,8 @@ const COMMANDS: CliCommand[] = [
   { name: 'inspect', usage: 'lora-lens inspect FILE [--json]', run: (a) => legacyMain(['inspect', ...a]) },
   { name: 'demo', usage: 'lora-lens demo DIR [--no-train]  write the deterministic demo workspace (with two adapters trained by LoRA Lens)', run: (a) => legacyMain(['demo', ...a]) },
   ...SURGERY.map((name): CliCommand => ({ name, usage: SURGERY_USAGE[name], run: (a) => surgeryCli([name, ...a]) })),
+  combineCommand,
+  extractCommand,
   { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
   { name: 'train', usage: 'lora-lens train MODEL_DIR DATA OUT [--balora] [--steps n] [--r n] [--alpha a] [--lr x] [--targets q_proj,v_proj]\n      LoRA/BaLoRA training on onnxruntime (Llama/GPT-2 HF folders, JSONL/text)', run: (a) => legacyMain(['train', ...a]) },
 ];

@@ -3,7 +3,6 @@
  *   rebalance PATH OUT
  *   reduce PATH OUT (--rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x) [--max-rank k]
  *   merge ADAPTER BASE OUT
- *   combine A1 W1 A2 W2 OUT [--svd [--rank k]]
  *   rescale PATH FACTOR OUT
  *   hessian-demo
  * Every command writes a new file/folder and refuses to overwrite. Returns the exit code.
@@ -12,14 +11,13 @@ import { Engine } from '../engine/ort';
 import { openAdapter, openStore } from '../formats/open';
 import { rebalanceAdapter } from './balora';
 import { RankRule, reduceRankAdapter } from './rank';
-import { combineAdapters, mergeIntoBase, rescaleAdapter } from './combine';
+import { mergeIntoBase, rescaleAdapter } from './combine';
 import { hessianDemoCases } from './hessian';
 
 const USAGE = `usage:
   lora-lens rebalance PATH OUT
   lora-lens reduce PATH OUT (--rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x) [--max-rank k]
   lora-lens merge ADAPTER BASE OUT.safetensors
-  lora-lens combine A1 W1 A2 W2 OUT [--svd [--rank k]]
   lora-lens rescale PATH FACTOR OUT
   lora-lens hessian-demo`;
 
@@ -94,20 +92,6 @@ export async function surgeryCli(argv: string[]): Promise<number> {
           const r = await mergeIntoBase(base, a, engine, o);
           out(r, () => `wrote ${r.outFile}: ${r.merged.length} weights merged, ${r.copied} copied`);
         } finally { a.store.close(); base.close(); }
-        return 0;
-      }
-      case 'combine': {
-        const svdMode = args.includes('--svd');
-        if (svdMode) args.splice(args.indexOf('--svd'), 1);
-        const rk = flag(args, '--rank');
-        const [p1, w1, p2, w2, o] = args;
-        if (!p1 || !w1 || !p2 || !w2 || !o) break;
-        const a1 = openAdapter(p1), a2 = openAdapter(p2);
-        engine = new Engine();
-        try {
-          const r = await combineAdapters(engine, a1, num(w1, 'W1'), a2, num(w2, 'W2'), o, { mode: svdMode ? 'svd' : 'cat', rank: rk ? num(rk, '--rank') : undefined });
-          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: rank ${m.rank}, rel err ${fmt(m.relErr)}`)].join('\n'));
-        } finally { a1.store.close(); a2.store.close(); }
         return 0;
       }
       case 'rescale': {
