@@ -298,6 +298,8 @@ export interface MergeOptions extends SurgeryOptions {
   majoritySign?: 'total' | 'frequency';
   /** Densities of the preview's energy curve. */
   previewDensities?: number[];
+  /** DARE keep-masks by key `<adapter index>:<module>:<A|B|delta>` (tests; default: seeded generator). */
+  maskFor?: (key: string, n: number) => Uint8Array | undefined;
 }
 
 export interface MergePreviewModule {
@@ -407,7 +409,7 @@ async function previewModule(engine: Engine, mp: ModuleParts, o: MergeOptions): 
     const sameSize = g.every((t) => t.length === g[0].length);
     if (sameSize) {
       const keys = mp.parts.map((p) => `${p.idx}:${mp.name}:${groups.length > 1 ? (gi ? 'B' : 'A') : 'delta'}`);
-      const { stats } = mergeTaskTensors(kernel === 'linear' ? 'magnitude_prune' : kernel, g, mp.parts.map(() => 1), { density, majoritySign: o.majoritySign, seed: o.seed, keys });
+      const { stats } = mergeTaskTensors(kernel === 'linear' ? 'magnitude_prune' : kernel, g, mp.parts.map(() => 1), { density, majoritySign: o.majoritySign, seed: o.seed, keys, masks: masksOf(o, keys, g.map((t) => t.length)) });
       overlap += stats.overlap / groups.length;
       conflict += stats.signConflict / groups.length;
       stats.retainedEnergy.forEach((e, i) => { per[i] += e / groups.length; });
@@ -445,6 +447,12 @@ export async function previewMerge(engine: Engine, inputs: MergeInput[], o: Merg
   const out: MergePreviewModule[] = [];
   for (const mp of mods) { throwIfCancelled(o.token); out.push(await previewModule(engine, mp, o)); }
   return { method: o.method, density: o.density, modules: out };
+}
+
+function masksOf(o: MergeOptions, keys: string[], sizes: number[]): Uint8Array[] | undefined {
+  if (!o.maskFor) return undefined;
+  const ms = keys.map((k, i) => o.maskFor!(k, sizes[i]));
+  return ms.every((m) => m !== undefined) ? (ms as Uint8Array[]) : undefined;
 }
 
 function peftKey(name: string, role: 'A' | 'B'): string {
@@ -491,13 +499,15 @@ export async function mergeAdapters(engine: Engine, inputs: MergeInput[], outDir
         return Math.sqrt(c);
       });
       const common = { density: o.density ?? 1, majoritySign: o.majoritySign, seed: o.seed };
-      A = mergeTaskTensors(kernel!, mp.parts.map((p) => p.f.A), w, { ...common, keys: mp.parts.map((p) => `${p.idx}:${mp.name}:A`) }).merged;
-      B = mergeTaskTensors(kernel!, mp.parts.map((p) => p.f.B), w, { ...common, keys: mp.parts.map((p) => `${p.idx}:${mp.name}:B`) }).merged;
+      const ka = mp.parts.map((p) => `${p.idx}:${mp.name}:A`), kb = mp.parts.map((p) => `${p.idx}:${mp.name}:B`);
+      A = mergeTaskTensors(kernel!, mp.parts.map((p) => p.f.A), w, { ...common, keys: ka, masks: masksOf(o, ka, mp.parts.map((p) => p.f.A.length)) }).merged;
+      B = mergeTaskTensors(kernel!, mp.parts.map((p) => p.f.B), w, { ...common, keys: kb, masks: masksOf(o, kb, mp.parts.map((p) => p.f.B.length)) }).merged;
       k = r0;
     } else {
       const deltas = await Promise.all(mp.parts.map((p) => deltaOf(engine, p)));
+      const kd = mp.parts.map((p) => `${p.idx}:${mp.name}:delta`);
       dense = mergeTaskTensors(kernel!, deltas, mp.parts.map((p) => p.w), {
-        density: o.density ?? 1, majoritySign: o.majoritySign, seed: o.seed, keys: mp.parts.map((p) => `${p.idx}:${mp.name}:delta`),
+        density: o.density ?? 1, majoritySign: o.majoritySign, seed: o.seed, keys: kd, masks: masksOf(o, kd, deltas.map((d) => d.length)),
       }).merged;
       const res = await truncatedFactors(engine, dense, lin.outF, lin.inF, o.rank ?? kDefault);
       A = res.A; B = res.B; k = res.k; sigma = res.sigma;
