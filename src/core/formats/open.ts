@@ -2,6 +2,7 @@
  * Entry points used by the extension, the CLI and the tests: find checkpoints in a folder tree,
  * open any adapter path, and describe a weights file from its header alone.
  */
+import { isVeraConfig, openVeraAdapter } from './lycoris';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Adapter } from './adapter';
@@ -120,6 +121,7 @@ export function openAdapter(p: string): Adapter {
     }
     const json = readJsonFile(cfg);
     if (isMlxConfig(json)) return openMlxAdapter(p);
+    if (isVeraConfig(json)) return openVeraAdapter(p);
     if (!fs.existsSync(path.join(p, PEFT_WEIGHTS)) && fs.existsSync(path.join(p, PEFT_LEGACY_WEIGHTS))) {
       if (!readers.openPeftBin) throw new FormatError(path.join(p, PEFT_LEGACY_WEIGHTS), 'legacy pickle weights are not supported in this build');
       return readers.openPeftBin(p);

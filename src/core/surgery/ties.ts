@@ -321,6 +321,8 @@ export interface MergeModuleResult {
   rank: number;
   /** ‖ΔW_out − Σ wᵢsᵢΔWᵢ‖_F / ‖Σ wᵢsᵢΔWᵢ‖_F: distance from the plain weighted sum (0 for cat). */
   relErrToLinear: number;
+  /** Same as relErrToLinear (the key of the two-adapter combine's JSON). */
+  relErr: number;
   /** *_svd / svd: ‖ΔW_out − D_merged‖_F / ‖D_merged‖_F (the truncation error). */
   relErrToMerged?: number;
   /** max |written s·B·A − fp64 reference| (reference = the merge's own result before rounding). */
@@ -551,7 +553,8 @@ export async function mergeAdapters(engine: Engine, inputs: MergeInput[], outDir
         maxAbs = Math.max(maxAbs, d.errMax);
         if (d.refMax > 0) maxRel = Math.max(maxRel, d.errMax / d.refMax);
         const l = await lowRankDiff(engine, { A: ref.lin.A, B: ref.lin.B, r: ref.lin.r, s: 1 }, got, f2.outF, f2.inF);
-        const row: MergeModuleResult = { name: m2.name, rank: f2.r, relErrToLinear: l.refFro > 0 ? l.errFro / l.refFro : l.errFro, maxAbsError: d.errMax };
+        const rl = l.refFro > 0 ? l.errFro / l.refFro : l.errFro;
+        const row: MergeModuleResult = { name: m2.name, rank: f2.r, relErrToLinear: rl, relErr: rl, maxAbsError: d.errMax };
         if (ref.dense) {
           const t = await denseLowRankDiff(engine, ref.dense, f2.outF, f2.inF, Float64Array.from(f2.A), Float64Array.from(f2.B.map((v) => v * m2.scale)), f2.r);
           row.relErrToMerged = t.refFro > 0 ? t.errFro / t.refFro : t.errFro;

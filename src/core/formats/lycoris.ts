@@ -1,0 +1,161 @@
+/**
+ * Readers for adapters whose ΔW is a structured product rather than s·B·A:
+ *
+ *   LyCORIS LoHa (kohya-style files)  `<m>.hada_w1_a` [out,r], `.hada_w1_b` [r,in], `.hada_w2_a`, `.hada_w2_b`,
+ *                                     optional CP cores `.hada_t1`/`.hada_t2`, `<m>.alpha`;
+ *                                     ΔW = (w1a·w1b) ⊙ (w2a·w2b) · alpha/r, r = w1b.shape[0].
+ *   LyCORIS LoKr                      `<m>.lokr_w1` [a,c] or `.lokr_w1_a`·`.lokr_w1_b`, `.lokr_w2` [b,d(,kh,kw)] or
+ *                                     `.lokr_w2_a`·`.lokr_w2_b`, optional `.lokr_t2`, `<m>.alpha`;
+ *                                     ΔW = W1 ⊗ W2 · alpha/dim with dim the rank of the decomposed factor
+ *                                     (w2's if both are decomposed) and scale 1 when neither is or alpha is
+ *                                     missing — the rule of ComfyUI's LyCORIS loader (comfy/lora.py).
+ *   PEFT VeRA folders                 `base_model.vera_A` [r, in_max], `base_model.vera_B` [out_max, r] (shared,
+ *                                     saved with save_projection), per module `…<m>.vera_lambda_b` [out],
+ *                                     `.vera_lambda_d` [r]; ΔW = diag(λ_b)·B[:out]·diag(λ_d)·A[:, :in]
+ *                                     (PEFT VeRA get_delta_weight; no alpha).
+ *
+ * Conv kernels are analysed as matrices: trailing kernel dims are flattened into the input side.
+ */
+import * as path from 'node:path';
+import type { Adapter, StructuredModule } from './adapter';
+import { kindOf, layerOf } from './adapter';
+import { FormatError } from './errors';
+import { readJsonFile, PEFT_CONFIG, PEFT_WEIGHTS } from './peft';
+import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
+
+const LYCO_RE = /^(.+)\.(hada_w1_a|hada_w1_b|hada_w2_a|hada_w2_b|hada_t1|hada_t2|lokr_w1|lokr_w1_a|lokr_w1_b|lokr_w2|lokr_w2_a|lokr_w2_b|lokr_t2)$/;
+
+const ROLE: Record<string, string> = {
+  hada_w1_a: 'w1a', hada_w1_b: 'w1b', hada_w2_a: 'w2a', hada_w2_b: 'w2b', hada_t1: 't1', hada_t2: 't2',
+  lokr_w1: 'w1', lokr_w1_a: 'w1a', lokr_w1_b: 'w1b', lokr_w2: 'w2', lokr_w2_a: 'w2a', lokr_w2_b: 'w2b', lokr_t2: 't2',
+};
+
+/** True when a tensor name is a LyCORIS LoHa/LoKr key. */
+export function isLycorisKey(name: string): boolean {
+  return LYCO_RE.test(name);
+}
+
+const rows = (t: TensorInfo): number => t.shape[0] ?? 1;
+const cols = (t: TensorInfo): number => t.shape.slice(1).reduce((a, b) => a * b, 1);
+
+function scalar(store: TensorStore, t: TensorInfo, file: string): number {
+  if (t.numel !== 1) throw new FormatError(file, `alpha tensor "${t.name}" has shape ${JSON.stringify(t.shape)}; expected a scalar`);
+  const v = store.readF64(t.name)[0];
+  if (!Number.isFinite(v)) throw new FormatError(file, `alpha tensor "${t.name}" is ${v}`);
+  return v;
+}
+
+/**
+ * Collects the LoHa / LoKr modules among `tensors` (kohya-style names). Returns the modules and the
+ * names of the tensors they consumed (factors and their `.alpha`). Shapes are validated; a module
+ * with an inconsistent set of keys is a FormatError naming the file and the tensor.
+ */
+export function collectLycoris(file: string, store: TensorStore, tensors: TensorInfo[]): { modules: StructuredModule[]; consumed: Set<string>; warnings: string[] } {
+  const groups = new Map<string, { type: 'loha' | 'lokr'; t: Record<string, TensorInfo> }>();
+  for (const t of tensors) {
+    const m = LYCO_RE.exec(t.name);
+    if (!m) continue;
+    const type = m[2].startsWith('hada') ? 'loha' : 'lokr';
+    const g = groups.get(m[1]) ?? { type, t: {} };
+    if (g.type !== type) throw new FormatError(file, `module "${m[1]}" mixes LoHa (hada_*) and LoKr (lokr_*) tensors`);
+    g.t[ROLE[m[2]]] = t;
+    groups.set(m[1], g);
+  }
+  const modules: StructuredModule[] = [];
+  const consumed = new Set<string>();
+  const warnings: string[] = [];
+  for (const [raw, g] of groups) {
+    const t = g.t;
+    const alphaT = store.tensors.get(`${raw}.alpha`);
+    const alpha = alphaT ? scalar(store, alphaT, file) : undefined;
+    let out: number, inF: number, rank: number, scale: number, source: string;
+    if (g.type === 'loha') {
+      for (const r of ['w1a', 'w1b', 'w2a', 'w2b']) if (!t[r]) throw new FormatError(file, `LoHa module "${raw}" has no "${raw}.hada_${r.slice(0, 2)}_${r[2]}" tensor`);
+      const r1 = rows(t.w1b), r2 = rows(t.w2b);
+      if (cols(t.w1a) !== r1 || cols(t.w2a) !== r2) throw new FormatError(file, `LoHa module "${raw}": hada_w1_a ${JSON.stringify(t.w1a.shape)} / hada_w1_b ${JSON.stringify(t.w1b.shape)} or hada_w2_a / hada_w2_b ranks disagree`);
+      out = rows(t.w1a); inF = cols(t.w1b);
+      if (rows(t.w2a) !== out || cols(t.w2b) !== inF) throw new FormatError(file, `LoHa module "${raw}": (w1a·w1b) is ${out}×${inF} but (w2a·w2b) is ${rows(t.w2a)}×${cols(t.w2b)}`);
+      rank = r1;
+      scale = alpha !== undefined ? alpha / r1 : 1;
+      source = alpha !== undefined ? `alpha/r = ${alpha}/${r1} (${alphaT!.name})` : 'alpha missing: scale 1';
+    } else {
+      const w1 = t.w1 ? [rows(t.w1), cols(t.w1)] : t.w1a && t.w1b ? [rows(t.w1a), cols(t.w1b)] : undefined;
+      const w2 = t.w2 ? [rows(t.w2), cols(t.w2)] : t.w2a && t.w2b ? [rows(t.w2a), cols(t.w2b)] : undefined;
+      if (!w1) throw new FormatError(file, `LoKr module "${raw}" has neither "${raw}.lokr_w1" nor "${raw}.lokr_w1_a"/"lokr_w1_b"`);
+      if (!w2) throw new FormatError(file, `LoKr module "${raw}" has neither "${raw}.lokr_w2" nor "${raw}.lokr_w2_a"/"lokr_w2_b"`);
+      if (!t.w1 && cols(t.w1a) !== rows(t.w1b)) throw new FormatError(file, `LoKr module "${raw}": lokr_w1_a ${JSON.stringify(t.w1a.shape)} and lokr_w1_b ${JSON.stringify(t.w1b.shape)} do not multiply`);
+      if (!t.w2 && cols(t.w2a) !== rows(t.w2b)) throw new FormatError(file, `LoKr module "${raw}": lokr_w2_a ${JSON.stringify(t.w2a.shape)} and lokr_w2_b ${JSON.stringify(t.w2b.shape)} do not multiply`);
+      out = w1[0] * w2[0]; inF = w1[1] * w2[1];
+      let dim: number | undefined;
+      if (!t.w1) dim = rows(t.w1b);
+      if (!t.w2) dim = rows(t.w2b);
+      rank = dim ?? Math.min(out, inF);
+      scale = alpha !== undefined && dim !== undefined ? alpha / dim : 1;
+      source = alpha !== undefined && dim !== undefined ? `alpha/dim = ${alpha}/${dim} (${alphaT!.name})` : dim === undefined ? 'both Kronecker factors full: scale 1' : 'alpha missing: scale 1';
+    }
+    for (const x of Object.values(t)) consumed.add(x.name);
+    if (alphaT) consumed.add(alphaT.name);
+    if (t.t1 || t.t2) warnings.push(`module "${raw}" uses a CP/Tucker core (${g.type === 'loha' ? 'hada_t1/hada_t2' : 'lokr_t2'}): listed, spectrum not analysed`);
+    modules.push({ name: raw, layer: layerOf(raw), kind: kindOf(raw), type: g.type, tensors: t, outFeatures: out, inFeatures: inF, rank, alpha, scale, scaleSource: source });
+  }
+  return { modules, consumed, warnings };
+}
+
+/** True when an adapter_config.json describes a VeRA adapter. */
+export function isVeraConfig(cfg: Record<string, unknown>): boolean {
+  return typeof cfg.peft_type === 'string' && cfg.peft_type.toUpperCase() === 'VERA';
+}
+
+/**
+ * Opens a PEFT VeRA adapter folder. Modules are `structured` (type 'vera'); `modules` is empty.
+ * @throws FormatError when the shared projections were not saved (save_projection=False) or shapes disagree.
+ */
+export function openVeraAdapter(dir: string): Adapter {
+  const cfg = readJsonFile(path.join(dir, PEFT_CONFIG));
+  const file = path.join(dir, PEFT_WEIGHTS);
+  const store = SafetensorsStore.openFile(file);
+  try {
+    const find = (re: RegExp) => [...store.tensors.values()].find((t) => re.test(t.name));
+    const A = find(/(^|\.)vera_A(\.[A-Za-z0-9_-]+)?(\.weight)?$/);
+    const B = find(/(^|\.)vera_B(\.[A-Za-z0-9_-]+)?(\.weight)?$/);
+    if (!A || !B) throw new FormatError(file, 'VeRA adapter without the shared vera_A / vera_B projections (saved with save_projection=False: they are regenerated from projection_prng_key by PEFT and cannot be analysed here)');
+    if (A.shape.length !== 2 || B.shape.length !== 2 || A.shape[0] !== B.shape[1]) throw new FormatError(file, `vera_A ${JSON.stringify(A.shape)} and vera_B ${JSON.stringify(B.shape)} are not [r, in] and [out, r]`);
+    const r = A.shape[0];
+    const parts = new Map<string, { b?: TensorInfo; d?: TensorInfo }>();
+    for (const t of store.tensors.values()) {
+      const m = /^(?:base_model\.model\.)?(.+)\.vera_lambda_(b|d)(?:\.[A-Za-z0-9_-]+)?(?:\.weight)?$/.exec(t.name);
+      if (!m) continue;
+      const e = parts.get(m[1]) ?? {};
+      e[m[2] as 'b' | 'd'] = t;
+      parts.set(m[1], e);
+    }
+    const structured: StructuredModule[] = [];
+    const warnings: string[] = [...store.warnings];
+    for (const [name, e] of parts) {
+      if (!e.b || !e.d) { warnings.push(`VeRA module "${name}" lacks vera_lambda_${e.b ? 'd' : 'b'}; skipped`); continue; }
+      if (e.d.numel !== r) throw new FormatError(file, `"${e.d.name}" has ${e.d.numel} entries; vera_A has rank ${r}`);
+      const out = e.b.numel;
+      if (out > B.shape[0]) throw new FormatError(file, `"${e.b.name}" has ${out} entries but vera_B has only ${B.shape[0]} rows`);
+      structured.push({
+        name, layer: layerOf(name), kind: kindOf(name), type: 'vera', tensors: { lambda_b: e.b, lambda_d: e.d, A, B },
+        // in_features is not stored per module: PEFT slices vera_A[:, :in]; the config's largest in is used.
+        outFeatures: out, inFeatures: A.shape[1], rank: r, scale: 1, scaleSource: 'VeRA: no alpha (λ_b, λ_d carry the scale)',
+      });
+    }
+    if (structured.length === 0) throw new FormatError(file, 'VeRA adapter without vera_lambda_b / vera_lambda_d pairs');
+    warnings.push('VeRA: per-module in_features are not stored in the adapter; every module is analysed with the full vera_A width (exact when all targets share one input size)');
+    const tm = cfg.target_modules;
+    return {
+      format: 'peft', path: dir, weightsFile: file, name: path.basename(dir), config: cfg,
+      summary: {
+        rank: r, targetModules: Array.isArray(tm) ? tm.map(String) : typeof tm === 'string' ? [tm] : [], useRslora: false, useDora: false,
+        fanInFanOut: cfg.fan_in_fan_out === true, baseModel: typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : undefined,
+        peftType: 'VERA', hasRankPattern: false, hasAlphaPattern: false, modulesToSave: [],
+      },
+      modules: [], otherTensors: [], store, warnings, structured,
+    };
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}
