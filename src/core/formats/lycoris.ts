@@ -47,8 +47,8 @@ function scalar(store: TensorStore, t: TensorInfo, file: string): number {
 
 /**
  * Collects the LoHa / LoKr modules among `tensors` (kohya-style names). Returns the modules and the
- * names of the tensors they consumed (factors and their `.alpha`). Shapes are validated; a module
- * with an inconsistent set of keys is a FormatError naming the file and the tensor.
+ * names of the tensors they consumed (factors and their `.alpha`). A module missing a key is skipped
+ * with a warning; factors whose shapes do not multiply are a FormatError naming the file and tensor.
  */
 export function collectLycoris(file: string, store: TensorStore, tensors: TensorInfo[]): { modules: StructuredModule[]; consumed: Set<string>; warnings: string[] } {
   const groups = new Map<string, { type: 'loha' | 'lokr'; t: Record<string, TensorInfo> }>();
@@ -70,7 +70,8 @@ export function collectLycoris(file: string, store: TensorStore, tensors: Tensor
     const alpha = alphaT ? scalar(store, alphaT, file) : undefined;
     let out: number, inF: number, rank: number, scale: number, source: string;
     if (g.type === 'loha') {
-      for (const r of ['w1a', 'w1b', 'w2a', 'w2b']) if (!t[r]) throw new FormatError(file, `LoHa module "${raw}" has no "${raw}.hada_${r.slice(0, 2)}_${r[2]}" tensor`);
+      const missing = ['w1a', 'w1b', 'w2a', 'w2b'].find((r) => !t[r]);
+      if (missing) { warnings.push(`LoHa module "${raw}" has no "${raw}.hada_${missing.slice(0, 2)}_${missing[2]}" tensor; skipped`); continue; }
       const r1 = rows(t.w1b), r2 = rows(t.w2b);
       if (cols(t.w1a) !== r1 || cols(t.w2a) !== r2) throw new FormatError(file, `LoHa module "${raw}": hada_w1_a ${JSON.stringify(t.w1a.shape)} / hada_w1_b ${JSON.stringify(t.w1b.shape)} or hada_w2_a / hada_w2_b ranks disagree`);
       out = rows(t.w1a); inF = cols(t.w1b);
@@ -81,8 +82,7 @@ export function collectLycoris(file: string, store: TensorStore, tensors: Tensor
     } else {
       const w1 = t.w1 ? [rows(t.w1), cols(t.w1)] : t.w1a && t.w1b ? [rows(t.w1a), cols(t.w1b)] : undefined;
       const w2 = t.w2 ? [rows(t.w2), cols(t.w2)] : t.w2a && t.w2b ? [rows(t.w2a), cols(t.w2b)] : undefined;
-      if (!w1) throw new FormatError(file, `LoKr module "${raw}" has neither "${raw}.lokr_w1" nor "${raw}.lokr_w1_a"/"lokr_w1_b"`);
-      if (!w2) throw new FormatError(file, `LoKr module "${raw}" has neither "${raw}.lokr_w2" nor "${raw}.lokr_w2_a"/"lokr_w2_b"`);
+      if (!w1 || !w2) { warnings.push(`LoKr module "${raw}" has neither "${raw}.lokr_w${w1 ? 2 : 1}" nor "${raw}.lokr_w${w1 ? 2 : 1}_a"/"lokr_w${w1 ? 2 : 1}_b"; skipped`); continue; }
       if (!t.w1 && cols(t.w1a) !== rows(t.w1b)) throw new FormatError(file, `LoKr module "${raw}": lokr_w1_a ${JSON.stringify(t.w1a.shape)} and lokr_w1_b ${JSON.stringify(t.w1b.shape)} do not multiply`);
       if (!t.w2 && cols(t.w2a) !== rows(t.w2b)) throw new FormatError(file, `LoKr module "${raw}": lokr_w2_a ${JSON.stringify(t.w2a.shape)} and lokr_w2_b ${JSON.stringify(t.w2b.shape)} do not multiply`);
       out = w1[0] * w2[0]; inF = w1[1] * w2[1];

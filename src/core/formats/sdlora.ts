@@ -169,6 +169,7 @@ export function adapterFromStore(file: string, store: TensorStore, flavour: SdFl
   const lycoMods = flavour === 'kohya' ? collectLycoris(file, store, other) : undefined;
   if (lycoMods) {
     warnings.push(...lycoMods.warnings);
+    if (modules.length === 0 && lycoMods.modules.length === 0) w.unshift(...lycoMods.warnings);
     for (const m of lycoMods.modules) Object.assign(m, kohyaKindLayer(m.name));
   }
   if (missingAlpha > 0) {
