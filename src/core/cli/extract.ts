@@ -8,7 +8,7 @@ import type { DType } from '../formats/dtype';
 import { bool, CliCommand, flag, num, toJson, UsageError } from './args';
 import { ExtractRule, extractLora } from '../extract/extract';
 
-const USAGE = `lora-lens extract BASE TUNED OUT (--rank k | --sv-fro x) [--max-rank k] [--targets q_proj,v_proj] [--dtype f32|f16|bf16] [--json]
+const USAGE = `lora-lens extract BASE TUNED OUT (--rank k | --sv-fro x) [--max-rank k] [--targets q_proj,v_proj] [--dtype f32|f16|bf16 (default f32)] [--json]
       best rank-k LoRA of W_tuned − W0 per module (randomized SVD, checked), as a NEW PEFT adapter; BASE/TUNED: HF model folders or safetensors files`;
 
 async function run(argv: string[]): Promise<number> {

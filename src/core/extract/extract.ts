@@ -39,7 +39,7 @@ export type ExtractRule = { kind: 'rank'; k: number } | { kind: 'sv_fro'; value:
 
 export interface ExtractOptions extends SurgeryOptions {
   rule: ExtractRule;
-  /** Output dtype (default: the tuned weight's dtype when it is F32/F16/BF16, else F32). */
+  /** Output dtype (default F32: the reported error is then the truncation's, not BF16 rounding's). */
   dtype?: DType;
   /** Only modules whose last name component is listed (e.g. q_proj, v_proj). */
   targets?: string[];
@@ -266,7 +266,7 @@ export async function extractLora(engine: Engine, basePath: string, tunedPath: s
       const [m, n] = t.shape;
       const dmin = Math.min(m, n);
       const kMax = rule.kind === 'rank' ? Math.min(rule.k, dmin) : Math.min(rule.maxRank ?? 128, dmin);
-      const dt: DType = o.dtype ?? (FLOAT.has(t.dtype) && t.dtype !== 'F64' ? (t.dtype as DType) : 'F32');
+      const dt: DType = o.dtype ?? 'F32';
       let q = o.powerIters ?? 2;
       let best: { mod: ExtractModule; A: Uint8Array; B: Uint8Array } | undefined;
       for (let attempt = 0; attempt < 2; attempt++) {
