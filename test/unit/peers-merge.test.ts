@@ -144,11 +144,13 @@ test('combine cat: exact weighted sum of three adapters; preview sign statistics
   }
 });
 
-test('combine errors: ranks/weights/density are checked, nothing written', async () => {
+test('combine errors: density is checked, nothing written; negative weights fall back to the ΔW level', async () => {
   const ins = inputs();
   try {
     const out = path.join(tmp, 'neg');
-    await assert.rejects(mergeAdapters(engine, [ins[0], { ...ins[1], weight: -1 }], out, { method: 'ties', density: 0.5 }), /w·s ≥ 0/);
+    const neg = await mergeAdapters(engine, [ins[0], { ...ins[1], weight: -1 }], path.join(tmp, 'neg-ok'), { method: 'ties', density: 0.5 });
+    assert.equal(neg.method, 'ties_svd', 'negative weights: the ΔW-level variant runs');
+    assert.ok(neg.warnings.some((w) => /negative weight/.test(w)));
     await assert.rejects(mergeAdapters(engine, ins, out, { method: 'dare_linear' }), /needs --density/);
     await assert.rejects(mergeAdapters(engine, ins, out, { method: 'ties', density: 1.5 }), /density must be in/);
     assert.equal(fs.existsSync(out), false);
@@ -178,6 +180,14 @@ test('CLI combine: N adapters, --method ties --density, JSON verification; old t
   const bad = spawnSync(process.execPath, [CLI, 'combine', a[0], '1', a[1], '1', path.join(tmp, 'y'), '--method', 'ties'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /needs --density/);
+  // different ranks (4 and 3·4 from the cat above): PEFT's factor-level ties cannot run, ties_svd does
+  const cat = path.join(tmp, 'cli-cat');
+  assert.equal(spawnSync(process.execPath, [CLI, 'combine', a[0], '1', a[1], '1', a[2], '1', cat], { encoding: 'utf8' }).status, 0);
+  const mixed = spawnSync(process.execPath, [CLI, 'combine', a[0], '1', cat, '0.5', path.join(tmp, 'cli-mixed'), '--method', 'ties', '--density', '0.5', '--json'], { encoding: 'utf8' });
+  assert.equal(mixed.status, 0, mixed.stderr);
+  const jm = JSON.parse(mixed.stdout);
+  assert.equal(jm.method, 'ties_svd');
+  assert.ok(jm.perModule.every((m: { rank: number }) => m.rank === 12), 'default rank = max rᵢ');
   const pv = spawnSync(process.execPath, [CLI, 'combine', a[0], '1', a[1], '1', '--preview', '--method', 'ties', '--density', '0.3', '--json'], { encoding: 'utf8' });
   assert.equal(pv.status, 0, pv.stderr);
   assert.equal(JSON.parse(pv.stdout).modules.length, 2);

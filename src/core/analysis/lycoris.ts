@@ -218,7 +218,8 @@ export async function analyzeStructured(adapter: Adapter, engine: Engine, token?
       for (const s of sigma) { fro2 += s * s; nuc += s; }
       const s1 = sigma[0] ?? 0;
       const keep = Array.from(sigma.subarray(0, Math.min(sigma.length, MAX_STRUCTURED_RANK)));
-      rows.push({ ...base, sigma: keep, fro: Math.sqrt(fro2), spectral: s1, nuclear: nuc, stableRank: s1 > 0 ? fro2 / (s1 * s1) : 0, effectiveRank: effectiveRank(sigma), structure });
+      const rank = sm.type === 'lokr' && !sm.tensors.w1a && !sm.tensors.w2a ? structure.maxRank : sm.rank; // both Kronecker factors full: no 'dim'
+      rows.push({ ...base, rank, sigma: keep, fro: Math.sqrt(fro2), spectral: s1, nuclear: nuc, stableRank: s1 > 0 ? fro2 / (s1 * s1) : 0, effectiveRank: effectiveRank(sigma), structure });
     } catch (e) {
       rows.push({
         ...base, sigma: [], fro: NaN, spectral: NaN, nuclear: NaN, stableRank: NaN, effectiveRank: NaN, error: `${sm.type}: ${(e as Error).message}`,

@@ -59,6 +59,8 @@ export interface ExtractModule {
   rank: number;
   /** ‖D − s·B·A‖_F / ‖D‖_F of the written factors. */
   relError: number;
+  /** Same value as relError (the key used by combine/reduce reports). */
+  relErr: number;
   /** ‖D‖_F */
   deltaFro: number;
   /** Retained Frobenius fraction √(Σ_{i≤k}σ̃ᵢ²)/‖D‖_F (sv_fro's criterion). */
@@ -303,7 +305,7 @@ export async function extractLora(engine: Engine, basePath: string, tunedPath: s
         let kept = 0;
         for (let j = 0; j < k; j++) kept += r.S[j] * r.S[j];
         const mod: ExtractModule = {
-          name, tensor: t.name, outFeatures: outF, inFeatures: inF, rank: k, relError: fr.ref > 0 ? fr.err / fr.ref : 0, deltaFro: Math.sqrt(fro2),
+          name, tensor: t.name, outFeatures: outF, inFeatures: inF, rank: k, relError: fr.ref > 0 ? fr.err / fr.ref : 0, relErr: fr.ref > 0 ? fr.err / fr.ref : 0, deltaFro: Math.sqrt(fro2),
           froKept: Math.sqrt(Math.min(1, kept / fro2)), sigma: Array.from(r.S), sigmaNext, residualSpectral: spec, optimality, powerIters: q,
           reachedTarget: reached, layout: transposed ? 'in,out' : 'out,in',
         };

@@ -430,6 +430,21 @@ async function previewModule(engine: Engine, mp: ModuleParts, o: MergeOptions): 
   };
 }
 
+/**
+ * PEFT refuses its factor-level variants when ranks differ (and takes √(w·s), NaN for w·s < 0).
+ * Rather than fail, such merges run as the ΔW-level variant (`ties` → `ties_svd`, `linear` → `svd`)
+ * with a warning; the result's `method` says which ran.
+ */
+function deltaFallback(mods: ModuleParts[], method: Combination, warnings: string[]): Combination {
+  if (taskKernel(method) === undefined || isDeltaLevel(method)) return method;
+  const unequal = mods.find((mp) => mp.parts.some((p) => p.f.r !== mp.parts[0].f.r));
+  const negative = mods.find((mp) => mp.parts.some((p) => p.w * p.s < 0));
+  if (!unequal && !negative) return method;
+  const to = (method === 'linear' ? 'svd' : `${method}_svd`) as Combination;
+  warnings.push(`${method} merges the A and B stacks separately with weights √(w·s) (PEFT), which needs equal ranks and w·s ≥ 0; ${unequal ? `module ${unequal.name} has ranks ${unequal.parts.map((p) => p.f.r).join(', ')}` : `module ${negative!.name} has a negative weight·scale`}: ran ${to} (the same pruning on ΔW, then rank truncation) instead`);
+  return to;
+}
+
 function checkOptions(inputs: MergeInput[], o: MergeOptions): void {
   if (inputs.length < 1) throw new Error('merging needs at least one adapter');
   for (const { weight } of inputs) if (!Number.isFinite(weight)) throw new Error(`weight ${weight} is not a finite number`);
@@ -443,12 +458,14 @@ function checkOptions(inputs: MergeInput[], o: MergeOptions): void {
 }
 
 /** Preview only (nothing written): per-module sign conflicts and retained energy against density. */
-export async function previewMerge(engine: Engine, inputs: MergeInput[], o: MergeOptions): Promise<{ method: Combination; density?: number; modules: MergePreviewModule[] }> {
-  checkOptions(inputs, o);
+export async function previewMerge(engine: Engine, inputs: MergeInput[], opts: MergeOptions): Promise<{ method: Combination; density?: number; modules: MergePreviewModule[]; warnings: string[] }> {
+  checkOptions(inputs, opts);
   const mods = collectModules(inputs);
+  const warnings: string[] = [];
+  const o = { ...opts, method: deltaFallback(mods, opts.method, warnings) };
   const out: MergePreviewModule[] = [];
   for (const mp of mods) { throwIfCancelled(o.token); out.push(await previewModule(engine, mp, o)); }
-  return { method: o.method, density: o.density, modules: out };
+  return { method: o.method, density: o.density, modules: out, warnings };
 }
 
 function masksOf(o: MergeOptions, keys: string[], sizes: number[]): Uint8Array[] | undefined {
@@ -469,11 +486,12 @@ const WRITABLE = ['F64', 'F32', 'F16', 'BF16'];
  * the merge's fp64 result (max abs error, rounding tolerance of the output dtype). On failure the
  * output is removed and an error is thrown.
  */
-export async function mergeAdapters(engine: Engine, inputs: MergeInput[], outDir: string, o: MergeOptions): Promise<MergeResult> {
-  checkOptions(inputs, o);
+export async function mergeAdapters(engine: Engine, inputs: MergeInput[], outDir: string, opts: MergeOptions): Promise<MergeResult> {
+  checkOptions(inputs, opts);
   assertNotInput(outDir, ...inputs.flatMap((i) => [i.adapter.path, i.adapter.weightsFile]));
   const warnings: string[] = [];
   const mods = collectModules(inputs);
+  const o = { ...opts, method: deltaFallback(mods, opts.method, warnings) };
   const kernel = taskKernel(o.method);
   const factorLevel = kernel !== undefined && !isDeltaLevel(o.method);
   const tensors: OutTensor[] = [];
