@@ -2,10 +2,10 @@
  * Entry points used by the extension, the CLI and the tests: find checkpoints in a folder tree,
  * open any adapter path, and describe a weights file from its header alone.
  */
-import { isVeraConfig, openVeraAdapter } from './lycoris';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Adapter } from './adapter';
+import { isVeraConfig, openVeraAdapter } from './lycoris';
 import { FormatError } from './errors';
 import {
   isMlxConfig, MLX_WEIGHTS, openMlxAdapter, openPeftAdapter, pairFactors, parsePeftKey, PEFT_CONFIG, PEFT_LEGACY_WEIGHTS,
