@@ -34,8 +34,8 @@ for name, info in ht.items():
     R = D - (U[:, :k] * S[:k]) @ V[:, :k].T
     rel[name[:-len('.weight')]] = float(torch.linalg.norm(R) / torch.linalg.norm(D))
 secs = time.perf_counter() - t0
-try:
-    blas = torch.__config__.parallel_info().split('\n')[0] + '; ' + ('MKL' if torch.backends.mkl.is_available() else 'no MKL')
-except Exception:
-    blas = 'unknown'
+import re
+cfg = torch.__config__.show()
+m = re.search(r'BLAS_INFO=([^,\s]+)', cfg)
+blas = f"torch BLAS {m.group(1) if m else 'unknown'}, {torch.get_num_threads()} threads
 print(json.dumps({'seconds': secs, 'rel': rel, 'maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'blas': blas}))

@@ -240,6 +240,7 @@ export async function extractLora(engine: Engine, basePath: string, tunedPath: s
     const cands = [...tuned.store.tensors.values()].filter((t) => t.name.endsWith('.weight') && t.shape.length === 2);
     for (const t of tuned.store.tensors.values()) {
       if (!base.store.tensors.has(t.name) && t.name.endsWith('.weight')) skipped.push({ tensor: t.name, reason: 'not in BASE' });
+      else if (t.name.endsWith('.weight') && t.shape.length > 2) skipped.push({ tensor: t.name, reason: `${t.shape.length}-D weight (conv kernels are not extracted)` });
     }
     const sorted = cands.sort((a, b) => (a.file === b.file ? a.offset - b.offset : a.file.localeCompare(b.file)));
     let done = 0;
