@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { Engine } from '../../src/core/engine/ort';
 import { openAdapter } from '../../src/core/formats/open';
 import { readPair } from '../../src/core/surgery/balora';
-import { dareMask, magnitudeMask, mergeAdapters, mergeTaskTensors, previewMerge, resolveCombination, Combination } from '../../src/core/surgery/ties';
+import { dareMask, energyCurve, kthSmallest, magnitudeMask, mergeAdapters, mergeTaskTensors, previewMerge, resolveCombination, Combination } from '../../src/core/surgery/ties';
 import { extractLora, svFroRank } from '../../src/core/extract/extract';
 import { mat, matmul } from '../../src/core/linalg/dense';
 
@@ -59,6 +59,14 @@ test('kernels: magnitude mask keeps ⌊d·n⌋ largest |x|; DARE masks are repro
   const t = Float64Array.of(0.1, -3, 2, -0.5, 0, 4, -1);
   assert.deepEqual([...magnitudeMask(t, 0.5)], [0, 1, 1, 0, 0, 1, 0]);
   assert.deepEqual([...magnitudeMask(t, 1)], [1, 1, 1, 1, 1, 1, 1]);
+  assert.deepEqual([...magnitudeMask(Float64Array.of(1, -1, 1, 2), 0.5)], [1, 0, 0, 1], 'ties at the threshold: lower index first');
+  // energy kept by magnitude pruning at density d: largest ⌊d·n⌋ squares over the total (9+4+1+0.25 = 14.25)
+  assert.deepEqual(energyCurve(Float64Array.of(3, -1, 2, 0.5), [0.25, 0.5, 0.75, 1]).map((x) => x.toFixed(12)), [9 / 14.25, 13 / 14.25, 14 / 14.25, 1].map((x) => x.toFixed(12)));
+  for (let trial = 0; trial < 20; trial++) {
+    const x = Float64Array.from({ length: 50 + trial * 13 }, (_, i) => Math.round(Math.sin(i * 7.3 + trial) * 20) || 0);
+    const sorted = Float64Array.from(x).sort();
+    for (const j of [0, 7, x.length >> 1, x.length - 1]) assert.equal(kthSmallest(Float64Array.from(x), j), sorted[j]);
+  }
   const a = dareMask(20000, 0.3, 7, 'k'), b = dareMask(20000, 0.3, 7, 'k'), c = dareMask(20000, 0.3, 8, 'k'), d = dareMask(20000, 0.3, 7, 'other');
   assert.deepEqual(a, b);
   assert.notDeepEqual(a, c);
