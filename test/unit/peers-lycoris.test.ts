@@ -55,7 +55,7 @@ test('kohya-style LyCORIS file: LoHa and LoKr rows in analyze with numpy spectra
     const r = await analyzeAdapter(a, { engine });
     assert.equal(r.modules.length, 7);
     for (const [name, e] of Object.entries(EXP)) {
-      if (name.includes(':')) continue;
+      if (name.includes(':')) continue; // vera:, dora:, peft_*: are checked below
       const row = r.modules.find((m) => m.name === name) as StructuredModuleReport | undefined;
       assert.ok(row, `row for ${name}`);
       assert.ok(!row.error, `${name}: ${row.error}`);
@@ -131,6 +131,26 @@ test('VeRA: shared projections with per-module λ scalings, spectra vs numpy', a
     a.store.close();
   }
 });
+
+for (const typ of ['loha', 'lokr']) {
+  test(`PEFT ${typ.toUpperCase()} folder: scale alpha/r from the config (rank_pattern), spectra vs numpy`, async () => {
+    const a = openAdapter(path.join(FIX, `peft_${typ}`));
+    try {
+      assert.equal(a.structured?.length, 2);
+      const r = await analyzeAdapter(a, { engine });
+      for (const m of r.modules as StructuredModuleReport[]) {
+        const e = EXP[`peft_${typ}:${m.name}`];
+        assert.ok(e, m.name);
+        assert.equal(m.structure.type, typ);
+        assert.equal(m.scale, e.scale);
+        assertSigma(m.sigma, e.sigma, m.name);
+        assert.ok(Math.abs(m.fro - e.fro) <= 1e-6 * e.fro);
+      }
+    } finally {
+      a.store.close();
+    }
+  });
+}
 
 test('DoRA: magnitude vs base row norms, direction change and the true ΔW vs numpy', async () => {
   const a = openAdapter(path.join(FIX, 'dora', 'adapter'));

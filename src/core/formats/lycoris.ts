@@ -20,10 +20,10 @@ import * as path from 'node:path';
 import type { Adapter, StructuredModule } from './adapter';
 import { kindOf, layerOf } from './adapter';
 import { FormatError } from './errors';
-import { readJsonFile, PEFT_CONFIG, PEFT_WEIGHTS } from './peft';
+import { matchPattern, readJsonFile, stripPeftPrefix, PEFT_CONFIG, PEFT_WEIGHTS } from './peft';
 import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
 
-const LYCO_RE = /^(.+)\.(hada_w1_a|hada_w1_b|hada_w2_a|hada_w2_b|hada_t1|hada_t2|lokr_w1|lokr_w1_a|lokr_w1_b|lokr_w2|lokr_w2_a|lokr_w2_b|lokr_t2)$/;
+const LYCO_RE = /^(.+)\.(hada_w1_a|hada_w1_b|hada_w2_a|hada_w2_b|hada_t1|hada_t2|lokr_w1|lokr_w1_a|lokr_w1_b|lokr_w2|lokr_w2_a|lokr_w2_b|lokr_t2)(?:\.weight)?$/;
 
 const ROLE: Record<string, string> = {
   hada_w1_a: 'w1a', hada_w1_b: 'w1b', hada_w2_a: 'w2a', hada_w2_b: 'w2b', hada_t1: 't1', hada_t2: 't2',
@@ -153,6 +153,54 @@ export function openVeraAdapter(dir: string): Adapter {
         peftType: 'VERA', hasRankPattern: false, hasAlphaPattern: false, modulesToSave: [],
       },
       modules: [], otherTensors: [], store, warnings, structured,
+    };
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+}
+
+/** True when an adapter_config.json describes a PEFT LoHa or LoKr adapter. */
+export function isPeftLycorisConfig(cfg: Record<string, unknown>): boolean {
+  return typeof cfg.peft_type === 'string' && ['LOHA', 'LOKR'].includes(cfg.peft_type.toUpperCase());
+}
+
+/**
+ * Opens a PEFT LoHa / LoKr adapter folder (peft_type LOHA / LOKR; same tensor shapes as LyCORIS, keys
+ * `base_model.model.<m>.hada_w1_a`, …). PEFT's scale is alpha / r with r and alpha from the config
+ * (rank_pattern / alpha_pattern per module; LoKr too, whatever its factors) — not ComfyUI's rule.
+ */
+export function openPeftLycorisAdapter(dir: string): Adapter {
+  const cfg = readJsonFile(path.join(dir, PEFT_CONFIG));
+  const file = path.join(dir, PEFT_WEIGHTS);
+  const store = SafetensorsStore.openFile(file);
+  try {
+    const { modules, consumed, warnings } = collectLycoris(file, store, [...store.tensors.values()]);
+    if (modules.length === 0) throw new FormatError(file, `${String(cfg.peft_type)} adapter without hada_* / lokr_* modules${warnings[0] ? ` (${warnings[0]})` : ''}`);
+    const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+    const r0 = num(cfg.r) ?? 8, a0 = num(cfg.alpha) ?? r0;
+    for (const m of modules) {
+      m.name = stripPeftPrefix(m.name);
+      m.layer = layerOf(m.name);
+      m.kind = kindOf(m.name);
+      const rp = cfg.rank_pattern as Record<string, unknown> | undefined, ap = cfg.alpha_pattern as Record<string, unknown> | undefined;
+      const rk = matchPattern(rp, m.name), ak = matchPattern(ap, m.name);
+      const r = (rk && num(rp![rk])) || r0, alpha = (ak !== undefined ? num(ap![ak]) : undefined) ?? a0;
+      m.alpha = alpha;
+      m.scale = alpha / r;
+      m.scaleSource = `alpha/r = ${alpha}/${r} (${String(cfg.peft_type).toUpperCase()} config${rk || ak ? ', pattern' : ''})`;
+      if (m.type === 'loha') m.rank = r;
+    }
+    const tm = cfg.target_modules;
+    return {
+      format: 'peft', path: dir, weightsFile: file, name: path.basename(dir), config: cfg,
+      summary: {
+        rank: r0, alpha: a0, targetModules: Array.isArray(tm) ? tm.map(String) : typeof tm === 'string' ? [tm] : [], useRslora: false, useDora: false,
+        fanInFanOut: false, baseModel: typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : undefined,
+        peftType: String(cfg.peft_type).toUpperCase(), hasRankPattern: !!cfg.rank_pattern && Object.keys(cfg.rank_pattern as object).length > 0,
+        hasAlphaPattern: !!cfg.alpha_pattern && Object.keys(cfg.alpha_pattern as object).length > 0, modulesToSave: [],
+      },
+      modules: [], otherTensors: [...store.tensors.values()].filter((t) => !consumed.has(t.name)), store, warnings: [...warnings, ...store.warnings], structured: modules,
     };
   } catch (e) {
     store.close();

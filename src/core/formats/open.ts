@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Adapter } from './adapter';
-import { isVeraConfig, openVeraAdapter } from './lycoris';
+import { isPeftLycorisConfig, isVeraConfig, openPeftLycorisAdapter, openVeraAdapter } from './lycoris';
 import { FormatError } from './errors';
 import {
   isMlxConfig, MLX_WEIGHTS, openMlxAdapter, openPeftAdapter, pairFactors, parsePeftKey, PEFT_CONFIG, PEFT_LEGACY_WEIGHTS,
@@ -122,6 +122,7 @@ export function openAdapter(p: string): Adapter {
     const json = readJsonFile(cfg);
     if (isMlxConfig(json)) return openMlxAdapter(p);
     if (isVeraConfig(json)) return openVeraAdapter(p);
+    if (isPeftLycorisConfig(json)) return openPeftLycorisAdapter(p);
     if (!fs.existsSync(path.join(p, PEFT_WEIGHTS)) && fs.existsSync(path.join(p, PEFT_LEGACY_WEIGHTS))) {
       if (!readers.openPeftBin) throw new FormatError(path.join(p, PEFT_LEGACY_WEIGHTS), 'legacy pickle weights are not supported in this build');
       return readers.openPeftBin(p);
