@@ -162,6 +162,12 @@ test('combine errors: density is checked, nothing written; negative weights fall
     await assert.rejects(mergeAdapters(engine, ins, out, { method: 'dare_linear' }), /needs --density/);
     await assert.rejects(mergeAdapters(engine, ins, out, { method: 'ties', density: 1.5 }), /density must be in/);
     assert.equal(fs.existsSync(out), false);
+    const a0 = path.join(FIX, 'merge', 'a0');
+    const before = fs.readFileSync(path.join(a0, 'adapter_model.safetensors'));
+    await assert.rejects(mergeAdapters(engine, ins, a0, { method: 'cat' }), /is the input/);
+    assert.deepEqual(fs.readFileSync(path.join(a0, 'adapter_model.safetensors')), before, 'input untouched');
+    const tuned = path.join(FIX, 'extract', 'tuned');
+    await assert.rejects(extractLora(engine, path.join(FIX, 'extract', 'base.safetensors'), tuned, tuned, { rule: { kind: 'rank', k: 2 } }), /is the input/);
   } finally {
     for (const i of ins) i.adapter.store.close();
   }
