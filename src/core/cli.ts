@@ -19,17 +19,18 @@ import { analyzeCommand } from './cli/analyze';
 import { similarityCommand } from './cli/similarity';
 import { reportCommand } from './cli/report';
 import { trainDemoCommand } from './cli/train-demo';
+import { combineCommand } from './cli/combine';
+import { extractCommand } from './cli/extract';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount } from './formats/open';
 import './formats/register';
 
-const SURGERY = ['rebalance', 'reduce', 'merge', 'combine', 'rescale', 'hessian-demo'];
+const SURGERY = ['rebalance', 'reduce', 'merge', 'rescale', 'hessian-demo'];
 
 const SURGERY_USAGE: Record<string, string> = {
   rebalance: 'lora-lens rebalance PATH OUT [--json]   BaLoRA projection (BᵀB = AAᵀ, BA kept), new adapter',
   reduce: 'lora-lens reduce PATH OUT --rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x [--max-rank k] [--json]',
   merge: 'lora-lens merge ADAPTER BASE OUT [--json]   W0 + s·B·A into a new safetensors file',
-  combine: 'lora-lens combine A1 W1 A2 W2 OUT [--svd --rank k] [--json]   concatenate (exact) or SVD-truncate two adapters',
   rescale: 'lora-lens rescale PATH FACTOR OUT [--json]   multiply the adapter\'s scale',
   'hessian-demo': 'lora-lens hessian-demo   Hessian condition numbers of balanced vs scaled factors',
 };
@@ -44,6 +45,8 @@ const COMMANDS: CliCommand[] = [
   spectraCommand,
   esdCommand,
   compareCommand,
+  combineCommand,
+  extractCommand,
   { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
   doctorCommand,
   similarityCommand,

@@ -20,6 +20,7 @@ import { Mat, mat, matmul, transpose, frobenius } from '../linalg/dense';
 import type { Engine } from '../engine/ort';
 import { batchedGram, GramSide, MAX_RUN_ELEMENTS } from '../engine/products';
 import type { AdapterReport, ModuleReport } from '../../shared/report';
+import { analyzeStructured } from './lycoris';
 
 /** Above this factor condition number the Cholesky-QR result is replaced by Householder QR. */
 export const CHOLESKY_KAPPA_LIMIT = 300;
@@ -281,6 +282,8 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
       method: a.method === 'householder' || b.method === 'householder' ? 'householder' : 'cholesky-qr',
     });
   });
+  // LoHa / LoKr / VeRA modules: spectra from their structure (analysis/lycoris.ts).
+  if (adapter.structured?.length) reports.push(...(await analyzeStructured({ ...adapter, structured: adapter.structured.filter((m) => { try { return !opts.filter || opts.filter(m as unknown as LoraModule); } catch { return true; } }) }, opts.engine, opts.token)));
   computeMs += performance.now() - tSmall;
   const s = adapter.summary;
   return {

@@ -43,6 +43,29 @@ export interface LoraModule {
   conv?: boolean;
 }
 
+/**
+ * A module whose ΔW is not s·B·A but a structured product (read by sdlora.ts / vera.ts, analysed by
+ * analysis/lycoris.ts without forming ΔW):
+ *   loha  ΔW = s·(W1a·W1b) ⊙ (W2a·W2b)       roles w1a [out,r1], w1b [r1,in], w2a [out,r2], w2b [r2,in]
+ *   lokr  ΔW = s·W1 ⊗ W2, W1 = w1 | w1a·w1b, W2 = w2 | w2a·w2b  (conv: trailing kernel dims flattened)
+ *   vera  ΔW = diag(λ_b)·B[:out]·diag(λ_d)·A[:, :in]   roles lambda_b, lambda_d, A (shared), B (shared)
+ */
+export interface StructuredModule {
+  name: string;
+  layer?: number;
+  kind: string;
+  type: 'loha' | 'lokr' | 'vera';
+  /** Role → tensor (loha: w1a w1b w2a w2b [t1 t2]; lokr: w1 | w1a w1b, w2 | w2a w2b [t2]; vera: lambda_b lambda_d A B). */
+  tensors: Record<string, TensorInfo>;
+  outFeatures: number;
+  inFeatures: number;
+  /** The dimension `alpha` is divided by (LoHa r, LoKr the decomposed factor's rank, VeRA r). */
+  rank: number;
+  alpha?: number;
+  scale: number;
+  scaleSource: string;
+}
+
 export interface AdapterSummary {
   rank?: number;
   alpha?: number;
@@ -74,6 +97,8 @@ export interface Adapter {
   otherTensors: TensorInfo[];
   store: TensorStore;
   warnings: string[];
+  /** LoHa / LoKr / VeRA modules (not s·B·A), when the file has any. */
+  structured?: StructuredModule[];
 }
 
 /**

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Adapter } from './adapter';
+import { isPeftLycorisConfig, isVeraConfig, openPeftLycorisAdapter, openVeraAdapter } from './lycoris';
 import { FormatError } from './errors';
 import { lexists, missingProblem } from './fileio';
 import {
@@ -121,7 +122,9 @@ export function openAdapter(p: string): Adapter {
     }
     const json = readJsonFile(cfg);
     if (isMlxConfig(json)) return openMlxAdapter(p);
-    if (!lexists(path.join(p, PEFT_WEIGHTS)) && lexists(path.join(p, PEFT_LEGACY_WEIGHTS))) {
+    if (isVeraConfig(json)) return openVeraAdapter(p);
+    if (isPeftLycorisConfig(json)) return openPeftLycorisAdapter(p);
+        if (!lexists(path.join(p, PEFT_WEIGHTS)) && lexists(path.join(p, PEFT_LEGACY_WEIGHTS))) {
       if (!readers.openPeftBin) throw new FormatError(path.join(p, PEFT_LEGACY_WEIGHTS), 'legacy pickle weights are not supported in this build');
       return readers.openPeftBin(p);
     }

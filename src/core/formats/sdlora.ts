@@ -23,6 +23,7 @@ import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
 import { isZip, openTorchCheckpoint } from './torchzip';
 import { RangeFile } from './fileio';
 import { parseJsonText, shortJson } from './safejson';
+import { collectLycoris, isLycorisKey } from './lycoris';
 
 export interface LoraKeyParts { module: string; role: 'A' | 'B' | 'M' }
 
@@ -165,6 +166,13 @@ export function adapterFromStore(file: string, store: TensorStore, flavour: SdFl
     fanInFanOut: false,
   });
   warnings.push(...w, ...store.warnings);
+  // LyCORIS LoHa / LoKr modules (hada_*, lokr_*) in kohya-style files: structured modules.
+  const lycoMods = flavour === 'kohya' ? collectLycoris(file, store, other) : undefined;
+  if (lycoMods) {
+    warnings.push(...lycoMods.warnings);
+    if (modules.length === 0 && lycoMods.modules.length === 0) w.unshift(...lycoMods.warnings);
+    for (const m of lycoMods.modules) Object.assign(m, kohyaKindLayer(m.name));
+  }
   if (missingAlpha > 0) {
     if (flavour === 'kohya') warnings.push(`${missingAlpha} module(s) have no alpha tensor: alpha = rank assumed (scale 1), as kohya does`);
     else if (flavour === 'diffusers-peft' || flavour === 'torchtune' || flavour === 'diffusers-new') {
@@ -172,7 +180,7 @@ export function adapterFromStore(file: string, store: TensorStore, flavour: SdFl
     }
   }
   const alphaNames = new Set(modules.map((m) => `${rawOf.get(m.name) ?? m.name}.alpha`));
-  const otherTensors = other.filter((t) => !alphaNames.has(t.name));
+  const otherTensors = other.filter((t) => !alphaNames.has(t.name) && !lycoMods?.consumed.has(t.name));
   const orphanAlpha = otherTensors.filter((t) => t.name.endsWith('.alpha'));
   if (orphanAlpha.length) warnings.push(`${orphanAlpha.length} alpha tensor(s) belong to no LoRA pair, e.g. "${orphanAlpha[0].name}"`);
   const lyco = otherTensors.filter((t) => /\.(hada_|lokr_|lora_mid|diff$|diff_b$)/.test(t.name));
@@ -196,13 +204,21 @@ export function adapterFromStore(file: string, store: TensorStore, flavour: SdFl
     const ti = otherTensors.filter((t) => md[t.name] === '<embed>');
     if (ti.length) warnings.push(`also holds ${ti.length} textual-inversion embedding(s): ${ti.map((t) => t.name).join(', ')}`);
   }
-  if (modules.length === 0) {
+  if (modules.length === 0 && !lycoMods?.modules.length) {
     throw new FormatError(file, `no complete LoRA factor pairs (${flavour} naming recognised, but every module lacks one half): ${w[0] ?? ''}`);
   }
   const summary = sdSummary(md, modules, flavour);
+  if (lycoMods?.modules.length) {
+    summary.targetModules = [...new Set([...summary.targetModules, ...lycoMods.modules.map((m) => m.kind)])];
+    if (!md.ss_network_module) summary.peftType = `LyCORIS ${[...new Set(lycoMods.modules.map((m) => (m.type === 'loha' ? 'LoHa' : 'LoKr')))].join('/')}${modules.length ? ' + LoRA' : ''}`;
+    if (summary.rank === undefined && modules.length === 0) {
+      const rs = new Set(lycoMods.modules.map((m) => m.rank));
+      if (rs.size === 1) summary.rank = [...rs][0];
+    }
+  }
   return {
     format: FORMAT_OF[flavour], path: file, weightsFile: file, name: path.basename(file),
-    summary, modules, otherTensors, store, warnings,
+    summary, modules, otherTensors, store, warnings, ...(lycoMods?.modules.length ? { structured: lycoMods.modules } : {}),
   };
 }
 
@@ -248,7 +264,7 @@ export function openLoraFile(file: string): Adapter {
   const store = openLoraStore(file);
   try {
     const names = [...store.tensors.keys()];
-    const flavour = detectSdFlavour(names);
+    const flavour = detectSdFlavour(names) ?? (names.some(isLycorisKey) ? 'kohya' : undefined);
     if (!flavour) {
       const eg = names.slice(0, 3).map((n) => `"${n}"`).join(', ');
       if (names.length > 0 && names.every((n) => /^w_[ab]_\d+$/.test(n))) {

@@ -3,7 +3,6 @@
  *   rebalance PATH OUT
  *   reduce PATH OUT (--rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x) [--max-rank k]
  *   merge ADAPTER BASE OUT
- *   combine A1 W1 A2 W2 OUT [--svd [--rank k]]
  *   rescale PATH FACTOR OUT
  *   hessian-demo
  * Every command writes a new file/folder and refuses to overwrite. Returns the exit code.
@@ -13,14 +12,13 @@ import { Engine } from '../engine/ort';
 import { openAdapter } from '../formats/open';
 import { rebalanceAdapter } from './balora';
 import { RankRule, reduceRankAdapter } from './rank';
-import { combineAdapters, mergeIntoModel, rescaleAdapter, type Verification } from './combine';
+import { mergeIntoModel, rescaleAdapter, type Verification } from './combine';
 import { hessianDemoCases } from './hessian';
 
 const USAGE = `usage:
   lora-lens rebalance PATH OUT
   lora-lens reduce PATH OUT (--rank k | --sv-ratio x | --sv-fro x | --sv-cumulative x) [--max-rank k]
   lora-lens merge ADAPTER BASE OUT [--force]   (BASE: weights file → OUT file; model folder → OUT folder)
-  lora-lens combine A1 W1 A2 W2 OUT [--svd [--rank k]]
   lora-lens rescale PATH FACTOR OUT
   lora-lens hessian-demo`;
 
@@ -108,21 +106,6 @@ export async function surgeryCli(argv: string[]): Promise<number> {
           const r = await mergeIntoModel(b, a, engine, o, { force });
           out(r, () => [`wrote ${r.outDir ?? r.outFile}: ${r.merged.length} weights merged, ${r.copied} copied`, verifiedLine(r.verification), ...r.warnings.map((w) => `warning: ${w}`)].join('\n'));
         } finally { a.store.close(); }
-        return 0;
-      }
-      case 'combine': {
-        const svdMode = args.includes('--svd');
-        if (svdMode) args.splice(args.indexOf('--svd'), 1);
-        const rk = flag(args, '--rank');
-        const [p1, w1, p2, w2, o] = args;
-        if (!p1 || !w1 || !p2 || !w2 || !o) break;
-        if (rk !== undefined && !(Number.isSafeInteger(Number(rk)) && Number(rk) >= 1)) throw new UsageError(`--rank must be a positive integer, got ${rk}`);
-        const a1 = openAdapter(p1), a2 = openAdapter(p2);
-        engine = new Engine();
-        try {
-          const r = await combineAdapters(engine, a1, num(w1, 'W1'), a2, num(w2, 'W2'), o, { mode: svdMode ? 'svd' : 'cat', rank: rk ? num(rk, '--rank') : undefined });
-          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: rank ${m.rank}, rel err ${fmt(m.relErr)}`)].join('\n'));
-        } finally { a1.store.close(); a2.store.close(); }
         return 0;
       }
       case 'rescale': {
