@@ -109,7 +109,7 @@ test('report from saved doctor / similarity JSON, similarity of several adapters
   assert.equal(spawnSync(process.execPath, [CLI, 'report', sj, '--format', 'pdf'], { encoding: 'utf8' }).status, 2);
   const noDir = spawnSync(process.execPath, [CLI, 'report', sj, '--out', path.join(tmp, 'no', 'such', 'r.md')], { encoding: 'utf8' });
   assert.equal(noDir.status, 1);
-  assert.match(noDir.stderr, /^error: .*r\.md: cannot be written/);
+  assert.match(noDir.stderr, /^error: .*r\.md: could not be written: its folder does not exist/);
   const notRes = path.join(tmp, 'other.json');
   fs.writeFileSync(notRes, '{"a": 1}');
   const nr = spawnSync(process.execPath, [CLI, 'report', notRes], { encoding: 'utf8' });

@@ -98,6 +98,7 @@ export const reportCommand: CliCommand = {
       try {
         writeNewFileAtomic(out, new TextEncoder().encode(text));
       } catch (e) {
+        if (e instanceof Error && e.name === 'WriteError') throw e; // already names the output and the cause
         const code = (e as NodeJS.ErrnoException).code;
         throw new FormatError(out, code === 'ENOENT' ? 'cannot be written: its folder does not exist' : code ? `cannot be written (${code})` : (e as Error).message);
       }

@@ -61,7 +61,7 @@ export function assertNotInput(output: string, ...inputs: (string | undefined)[]
 const ERRNO_WORDS: Record<string, string> = {
   ENOSPC: 'no space left on the device', EDQUOT: 'disk quota exceeded', EROFS: 'the file system is read-only',
   EACCES: 'permission denied', EPERM: 'operation not permitted', EIO: 'input/output error', EFBIG: 'file too large for the file system',
-  ENOTDIR: 'a part of the path is a file, not a folder', ENAMETOOLONG: 'the name is too long', EMFILE: 'too many open files',
+  ENOTDIR: 'a part of the path is a file, not a folder', ENOENT: 'its folder does not exist', ENAMETOOLONG: 'the name is too long', EMFILE: 'too many open files',
 };
 
 /**
