@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { cholesky, conditionNumber, householderQR, householderR, singularValues, svd, symEig } from '../../src/core/linalg/decomp';
 import { frobenius, mat, Mat, matmul, transpose } from '../../src/core/linalg/dense';
 import { assertClose } from './tolerance';
+import { symEigTridiag } from '../../src/core/linalg/eigen';
 
 const repoRoot = path.resolve(__dirname, '../../..');
 interface LinCase {
@@ -160,4 +161,22 @@ test('conditionNumber conventions (descending σ)', () => {
   // numpy's κ on the same matrix; σ_min is only accurate to ~ε·σ₁ in both, i.e. ~1e-8 relative → κ to ~1e-7
   assertClose(k, g.sv[0] / g.sv[g.sv.length - 1], { rel: 1e-6 }, 'κ graded');
   assert.ok(k > 5e7 && k < 2e8, `κ ${k}`);
+});
+
+test('symEigTridiag on an exactly rank-deficient matrix (all entries c): eigenvalues n·c and 0, orthonormal vectors, no NaN', () => {
+  for (const n of [2, 5, 32]) {
+    const c = Math.fround(1.28);
+    const { values, vectors } = symEigTridiag(new Float64Array(n * n).fill(c), n, true);
+    assert.ok(values.every(Number.isFinite), `n=${n}: ${values}`);
+    const sorted = [...values].sort((a, b) => b - a);
+    assert.ok(Math.abs(sorted[0] - n * c) <= 1e-12 * n * c, `n=${n}: λ₁ ${sorted[0]}`);
+    for (let i = 1; i < n; i++) assert.ok(Math.abs(sorted[i]) <= 1e-12 * n * c, `n=${n}: λ${i + 1} ${sorted[i]}`);
+    const V = vectors!;
+    assert.ok(V.every(Number.isFinite));
+    for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) {
+      let dot = 0;
+      for (let i = 0; i < n; i++) dot += V[i * n + a] * V[i * n + b];
+      assert.ok(Math.abs(dot - (a === b ? 1 : 0)) < 1e-12, `n=${n}: VᵀV[${a},${b}] = ${dot}`);
+    }
+  }
 });

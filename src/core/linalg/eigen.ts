@@ -141,8 +141,9 @@ export function tridiagQL(d0: ArrayLike<number>, e0: ArrayLike<number>, X?: Floa
           h = c * p;
           r = Math.sqrt(p * p + e[i] * e[i]);
           e[i + 1] = s * r;
-          s = e[i] / r;
-          c = p / r;
+          // r = 0 (p = e[i] = 0, exactly rank-deficient input): the identity rotation, not 0/0
+          s = r === 0 ? 0 : e[i] / r;
+          c = r === 0 ? 1 : p / r;
           p = c * d[i] - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]);
           if (M) {
@@ -154,7 +155,7 @@ export function tridiagQL(d0: ArrayLike<number>, e0: ArrayLike<number>, X?: Floa
             }
           }
         }
-        p = (-s * s2 * c3 * el1 * e[l]) / dl1;
+        p = dl1 === 0 ? 0 : (-s * s2 * c3 * el1 * e[l]) / dl1;
         e[l] = s * p;
         d[l] = c * p;
       } while (Math.abs(e[l]) > eps * tst1);
