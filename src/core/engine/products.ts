@@ -34,15 +34,49 @@ export async function batchedGram(engine: Engine, stacked: Float32Array | Float6
   const k = side === 'cols' ? q : p;
   const out = new Float64Array(L * k * k);
   const per = p * q;
-  const chunk = Math.max(1, Math.floor(MAX_RUN_ELEMENTS / per));
   const input = stacked instanceof Float64Array ? 'float64' : 'float32';
   const session = await engine.session(`gram_${side}_${input}`, () => gramGraph(side, input));
+  const tensor = (data: Float32Array | Float64Array, dims: number[]) =>
+    data instanceof Float64Array ? engine.tensor('float64', data, dims) : engine.tensor('float32', data, dims);
+  if (per > MAX_RUN_ELEMENTS) {
+    // One matrix larger than a run: sum the Grams of blocks along the long side (XᵀX = Σ XᵢᵀXᵢ over
+    // row blocks, XXᵀ = Σ X₍:,j₎X₍:,j₎ᵀ over column blocks), so onnxruntime's fp64 cast and
+    // transpose only ever hold one block — memory ≈ the input plus O(MAX_RUN_ELEMENTS) scratch,
+    // not 8× a large factor (a 128k-vocabulary lm_head factor).
+    const acc = new Float64Array(k * k);
+    const scratch = side === 'rows' ? (input === 'float64' ? new Float64Array(MAX_RUN_ELEMENTS) : new Float32Array(MAX_RUN_ELEMENTS)) : undefined;
+    for (let b = 0; b < L; b++) {
+      const X = stacked.subarray(b * per, (b + 1) * per);
+      acc.fill(0);
+      if (side === 'cols') {
+        const rows = Math.max(1, Math.floor(MAX_RUN_ELEMENTS / q));
+        for (let r0 = 0; r0 < p; r0 += rows) {
+          const n = Math.min(rows, p - r0);
+          const res = await engine.run(session, { x: tensor(X.subarray(r0 * q, (r0 + n) * q), [1, n, q]) });
+          const y = res.y.data as Float64Array;
+          for (let i = 0; i < acc.length; i++) acc[i] += y[i];
+          res.y.dispose?.();
+        }
+      } else {
+        const cols = Math.max(1, Math.floor(MAX_RUN_ELEMENTS / p));
+        for (let c0 = 0; c0 < q; c0 += cols) {
+          const n = Math.min(cols, q - c0);
+          const blk = scratch!.subarray(0, p * n);
+          for (let i = 0; i < p; i++) blk.set(X.subarray(i * q + c0, i * q + c0 + n), i * n);
+          const res = await engine.run(session, { x: tensor(blk, [1, p, n]) });
+          const y = res.y.data as Float64Array;
+          for (let i = 0; i < acc.length; i++) acc[i] += y[i];
+          res.y.dispose?.();
+        }
+      }
+      out.set(acc, b * k * k);
+    }
+    return out;
+  }
+  const chunk = Math.max(1, Math.floor(MAX_RUN_ELEMENTS / per));
   for (let start = 0; start < L; start += chunk) {
     const n = Math.min(chunk, L - start);
-    const x = stacked instanceof Float64Array
-      ? engine.tensor('float64', stacked.subarray(start * per, (start + n) * per), [n, p, q])
-      : engine.tensor('float32', stacked.subarray(start * per, (start + n) * per), [n, p, q]);
-    const res = await engine.run(session, { x });
+    const res = await engine.run(session, { x: tensor(stacked.subarray(start * per, (start + n) * per), [n, p, q]) });
     out.set(res.y.data as Float64Array, start * k * k);
     res.y.dispose?.();
   }
