@@ -16,6 +16,7 @@
  *         the learned m, cos∠(W₀ᵢ, Vᵢ) per row and the TRUE ΔW = W' − W₀ (its norms and leading
  *         singular values by randomized SVD, all products in onnxruntime) next to plain s·B·A.
  */
+import { gramMat } from '../engine/kernels';
 import type { Adapter, LoraModule, StructuredModule } from '../formats/adapter';
 import { groupOf } from '../formats/adapter';
 import { FormatError, throwIfCancelled, CancelToken } from '../formats/errors';
@@ -24,17 +25,10 @@ import { symEigTridiag } from '../linalg/eigen';
 import { mat, matmul } from '../linalg/dense';
 import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
-import { batchedGram } from '../engine/products';
 import { rsvd } from '../base/rsvd';
 import { baseWeightFor, readBaseWeight, type BaseModel } from '../base/basemodel';
 import type { TensorStore } from '../formats/safetensors';
 import type { ModuleReport } from '../../shared/report';
-
-/** XᵀX ('cols') or XXᵀ ('rows') in onnxruntime (fp64). */
-async function gram64(engine: Engine, x: Float64Array, p: number, q: number, side: 'rows' | 'cols'): Promise<{ rows: number; cols: number; data: Float64Array }> {
-  const k = side === 'cols' ? q : p;
-  return { rows: k, cols: k, data: await batchedGram(engine, x, 1, p, q, side) };
-}
 
 /** A module's factors in PEFT orientation (A r×in, B out×r), fp64, stored transposes undone. */
 function readFactors(adapter: Adapter, m: LoraModule): { A: Float64Array; B: Float64Array; r: number; inF: number; outF: number } {
@@ -57,8 +51,8 @@ export const MAX_STRUCTURED_RANK = 1024;
 /** Singular values (descending, all R of them) of P·Q from the two Grams. */
 export async function productSpectrum(engine: Engine, P: Float64Array, m: number, R: number, Q: Float64Array, n: number): Promise<Float64Array> {
   if (R > MAX_STRUCTURED_RANK) throw new Error(`inner dimension ${R} > ${MAX_STRUCTURED_RANK}`);
-  const GP = await gram64(engine, P, m, R, 'cols');
-  const GQ = await gram64(engine, Q, R, n, 'rows');
+  const GP = await gramMat(engine, P, m, R, 'cols');
+  const GQ = await gramMat(engine, Q, R, n, 'rows');
   const { values, vectors } = symEigTridiag(GP.data, R, true);
   // S = V Λ^½ Vᵀ
   const VL = new Float64Array(R * R);
@@ -111,7 +105,7 @@ async function factorSpectrum(engine: Engine, store: TensorStore, t: Record<stri
     if (d > MAX_STRUCTURED_RANK) throw new Error(`Kronecker factor w${which} is ${p}×${q}; spectra of factors with min side > ${MAX_STRUCTURED_RANK} are not computed`);
     const x = store.readF64(full.name);
     if (d <= 64) return singularValues(mat(p, q, x));
-    const G = await gram64(engine, x, p, q, p <= q ? 'rows' : 'cols');
+    const G = await gramMat(engine, x, p, q, p <= q ? 'rows' : 'cols');
     return symEigTridiag(G.data, d, false).values.map((v) => Math.sqrt(Math.max(v, 0)));
   }
   const a = t[`w${which}a`], b = t[`w${which}b`];

@@ -14,6 +14,7 @@
  * decompositions are cached on disk (DecompCache) per (file, tensor, mtime, size) when a cache
  * folder is given.
  */
+import { gramMat, lowRankMerge } from '../engine/kernels';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openBaseModel, baseWeightFor, readBaseWeight, type BaseModel, type BaseWeightRef } from './basemodel';
@@ -29,7 +30,7 @@ import { FormatError, throwIfCancelled, type CancelToken } from '../formats/erro
 import { openAdapter, openStore } from '../formats/open';
 import type { TensorStore } from '../formats/safetensors';
 import {
-  encodeFactor, gram64, inFileOrder, lowRankDiff, productTolerance, provenance, readPair, writeLike,
+  encodeFactor, inFileOrder, lowRankDiff, productTolerance, provenance, readPair, writeLike,
 } from '../surgery/balora';
 import { symEig } from '../linalg/decomp';
 import { removeOutput, type OutTensor } from '../surgery/writer';
@@ -237,19 +238,6 @@ export async function runMitigate(params: MitigateParams, ctx: AnalysisContext):
 // ---------------------------------------------------------------------------------------------
 // spectra
 
-function mergeAndDeltaGraph(): Uint8Array {
-  const g = new GraphBuilder('base_merge_delta');
-  g.input('W0', 'float32', ['m', 'n']);
-  g.input('B', 'float32', ['m', 'r']);
-  g.input('A', 'float32', ['r', 'n']);
-  g.input('s', 'float32', [1]);
-  const d = g.op('Mul', [g.op('MatMul', ['B', 'A']), 's'], {}, 'D');
-  g.op('Add', ['W0', d], {}, 'W');
-  g.output('W', 'float32', ['m', 'n']);
-  g.output('D', 'float32', ['m', 'n']);
-  return g.build();
-}
-
 function diffGraph(): Uint8Array {
   const g = new GraphBuilder('base_diff');
   g.input('W1', 'float32', ['m', 'n']);
@@ -261,14 +249,8 @@ function diffGraph(): Uint8Array {
 
 /** W0 + s·B·A and s·B·A (fp32, onnxruntime). */
 export async function mergeAndDelta(engine: Engine, W0: Float32Array, m: number, n: number, delta: { A: Float32Array; B: Float32Array; r: number; scale: number }): Promise<{ W: Float32Array; D: Float32Array }> {
-  const s = await engine.session('base_merge_delta', mergeAndDeltaGraph);
-  const out = await engine.run(s, {
-    W0: engine.tensor('float32', W0, [m, n]),
-    B: engine.tensor('float32', delta.B, [m, delta.r]),
-    A: engine.tensor('float32', delta.A, [delta.r, n]),
-    s: engine.tensor('float32', Float32Array.of(delta.scale), [1]),
-  });
-  return { W: out.W.data as Float32Array, D: out.D.data as Float32Array };
+  const { W, D } = await lowRankMerge(engine, 'float32', W0, delta.B, delta.A, m, delta.r, n, delta.scale, { withDelta: true });
+  return { W, D: D! };
 }
 
 /** W1 − W0 (fp32, onnxruntime). */
@@ -609,7 +591,7 @@ export async function esdRow(engine: Engine, W: Float32Array, m: number, n: numb
   // (small sides only); a NaN σ is never shown as a number.
   if (sv.some((x) => Number.isNaN(x))) {
     if (!full || d > JACOBI_FALLBACK_MAX_DIM) throw new Error('the eigen solver returned NaN for this matrix (rank-deficient Gram); no metrics');
-    const G = await gram64(engine, Float64Array.from(W), m, n, m <= n ? 'rows' : 'cols');
+    const G = await gramMat(engine, Float64Array.from(W), m, n, m <= n ? 'rows' : 'cols');
     sv = symEig(G).values.map((v) => Math.sqrt(Math.max(v, 0)));
     if (sv.some((x) => Number.isNaN(x))) throw new Error('no finite spectrum for this matrix; no metrics');
   }

@@ -32,6 +32,7 @@
  * truncated SVD is computed from the factors (Grams in ORT, (r+|I|)² decompositions in TS), which
  * equals PEFT's svd(dWmit)[:r] without forming an m×n SVD.
  */
+import { lowRankMerge } from '../engine/kernels';
 import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import { batchedGram, matmul, matmul64 } from '../engine/products';
@@ -116,17 +117,6 @@ function mergedGramGraph(): Uint8Array {
   const wt = g.op('Add', [d('W0'), g.op('Mul', [g.op('MatMul', [d('B'), d('A')]), 's'])]);
   g.op('MatMul', [wt, g.op('Transpose', [wt], { perm: [1, 0] })], {}, 'G');
   g.output('G', 'float64', ['m', 'm']);
-  return g.build();
-}
-
-function mergeGraph(): Uint8Array {
-  const g = new GraphBuilder('intr_merge');
-  g.input('W0', 'float32', ['m', 'n']);
-  g.input('B', 'float32', ['m', 'r']);
-  g.input('A', 'float32', ['r', 'n']);
-  g.input('s', 'float32', [1]);
-  g.op('Add', ['W0', g.op('Mul', [g.op('MatMul', ['B', 'A']), 's'])], {}, 'W');
-  g.output('W', 'float32', ['m', 'n']);
   return g.build();
 }
 
@@ -228,8 +218,7 @@ async function analyse(engine: Engine, W0: Float32Array, m: number, n: number, d
     St = t.S;
     vectors = await classifyAgainstBase(engine, base, Ut, St, m, k, eps, mode, d);
   } else {
-    const r = await runGraph(engine, 'intr_merge', mergeGraph, deltaFeeds(engine, W0, m, n, delta, false));
-    const Wt = r.W.data as Float32Array;
+    const Wt = (await lowRankMerge(engine, 'float32', W0, delta.B, delta.A, m, delta.r, n, delta.scale)).W;
     // k + 1 vectors so that the k-th has a lower neighbour for its gap
     const kk = Math.min(k + 1, d);
     const sv = await rsvd(engine, Wt, m, n, kk, { oversample: opts.oversample ?? 10, powerIters: opts.powerIters ?? 2, seed: (opts.seed ?? 1234) + 1 });

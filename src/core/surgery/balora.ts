@@ -14,6 +14,7 @@
  * the factor's κ exceeds CHOLESKY_KAPPA_LIMIT, Householder QR in fp64 is used instead and the thin
  * Q multiplies through ORT (same fallback as analysis/lora.ts).
  */
+import { gramMat } from '../engine/kernels';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Adapter, LoraModule } from '../formats/adapter';
@@ -89,23 +90,6 @@ export interface FactorPair {
   outF: number;
 }
 
-function gram64Graph(side: 'rows' | 'cols'): Uint8Array {
-  const g = new GraphBuilder(`gram64_${side}`);
-  const x = g.input('x', 'float64', ['p', 'q']);
-  const xt = g.op('Transpose', [x], { perm: [1, 0] });
-  g.op('MatMul', side === 'cols' ? [xt, x] : [x, xt], {}, 'y');
-  g.output('y', 'float64', ['k', 'k']);
-  return g.build();
-}
-
-/** XᵀX ('cols') or XXᵀ ('rows') of a p×q fp64 matrix, computed by onnxruntime. */
-export async function gram64(engine: Engine, x: Float64Array, p: number, q: number, side: 'rows' | 'cols'): Promise<Mat> {
-  const s = await engine.session(`gram64_${side}`, () => gram64Graph(side));
-  const res = await engine.run(s, { x: engine.tensor('float64', x, [p, q]) });
-  const k = side === 'cols' ? q : p;
-  return mat(k, k, res.y.data as Float64Array);
-}
-
 function diffGraph(): Uint8Array {
   const g = new GraphBuilder('lowrank_diff');
   const a1 = g.input('a1', 'float64', ['r1', 'n']);
@@ -178,8 +162,8 @@ function rFromGram(G: Mat, tall: () => Mat): RInfo {
 
 /** R_A (from AAᵀ) and R_B (from BᵀB) of a module, Grams by onnxruntime. */
 export async function factorRs(engine: Engine, f: FactorPair): Promise<{ a: RInfo; b: RInfo }> {
-  const GA = await gram64(engine, f.A, f.r, f.inF, 'rows');
-  const GB = await gram64(engine, f.B, f.outF, f.r, 'cols');
+  const GA = await gramMat(engine, f.A, f.r, f.inF, 'rows');
+  const GB = await gramMat(engine, f.B, f.outF, f.r, 'cols');
   const a = rFromGram(GA, () => transpose(mat(f.r, f.inF, f.A)));
   const b = rFromGram(GB, () => mat(f.outF, f.r, f.B));
   return { a, b };

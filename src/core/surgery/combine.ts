@@ -11,6 +11,7 @@
  *   form, rank default max(r1, r2)). Output scale is 1 (lora_alpha = r, per module via patterns).
  * - rescaleAdapter: same weights, lora_alpha (and alpha_pattern) multiplied by `factor`.
  */
+import { lowRankMerge } from '../engine/kernels';
 import { peftLoraConfig } from './peftConfig';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,7 +24,6 @@ import { checkAdapterBase, checkCombinable } from '../base/match';
 import { openBase } from '../base/analyses';
 import type { BaseModel } from '../base/basemodel';
 import type { Engine } from '../engine/ort';
-import { GraphBuilder } from '../engine/graph';
 import {
   FactorPair, SurgeryOptions, Verification, balancedLowRank, lowRankDiff, productTolerance, provenance, readPair, writeLike,
 } from './balora';
@@ -36,28 +36,10 @@ export type { Verification };
 // merge into base
 // ---------------------------------------------------------------------------------------------
 
-function mergeGraph(transposeDelta: boolean): Uint8Array {
-  const g = new GraphBuilder(`merge_${transposeDelta ? 't' : 'n'}`);
-  const w = g.input('w', 'float64', ['p', 'q']);
-  const a = g.input('a', 'float64', ['r', 'n']);
-  const b = g.input('b', 'float64', ['m', 'r']);
-  const s = g.input('s', 'float64', [1]);
-  let d = g.op('Mul', [g.op('MatMul', [b, a]), s]);
-  if (transposeDelta) d = g.op('Transpose', [d], { perm: [1, 0] });
-  g.op('Add', [w, d], {}, 'y');
-  g.output('y', 'float64', ['p', 'q']);
-  return g.build();
-}
-
 /** W0 + s·B·A (or its transpose-layout variant) in fp64 through onnxruntime. */
 export async function mergedWeight(engine: Engine, w0: Float64Array, p: number, q: number, f: FactorPair, s: number, transposeDelta: boolean): Promise<Float64Array> {
-  const key = `merge_${transposeDelta ? 't' : 'n'}`;
-  const sess = await engine.session(key, () => mergeGraph(transposeDelta));
-  const res = await engine.run(sess, {
-    w: engine.tensor('float64', w0, [p, q]), a: engine.tensor('float64', f.A, [f.r, f.inF]),
-    b: engine.tensor('float64', f.B, [f.outF, f.r]), s: engine.tensor('float64', Float64Array.of(s), [1]),
-  });
-  return res.y.data as Float64Array;
+  if ((transposeDelta ? [f.inF, f.outF] : [f.outF, f.inF]).join() !== [p, q].join()) throw new Error(`mergedWeight: W0 is ${p}×${q}, s·B·A is ${f.outF}×${f.inF}${transposeDelta ? ' (transposed)' : ''}`);
+  return (await lowRankMerge(engine, 'float64', w0, f.B, f.A, f.outF, f.r, f.inF, s, { transposeDelta })).W;
 }
 
 /** Base tensor name for an adapter module (PEFT → base: `<module>.weight`, with `model.` fallbacks). */

@@ -31,6 +31,7 @@
  * pruning, sign election and averaging are element-wise TypeScript loops; decompositions are
  * r×r (or k×k Gram eigenproblems of the smaller side, ≤ 1024; larger ones use randomized SVD).
  */
+import { gramMat } from '../engine/kernels';
 import { checkCombinable } from '../base/match';
 import * as path from 'node:path';
 import type { Adapter, LoraModule } from '../formats/adapter';
@@ -42,7 +43,7 @@ import { GraphBuilder } from '../engine/graph';
 import { matmul64 } from '../engine/products';
 import { symEigTridiag } from '../linalg/eigen';
 import { FULL_SPECTRUM_MAX_DIM, rsvd } from '../base/rsvd';
-import { FactorPair, SurgeryOptions, balancedLowRank, gram64, lowRankDiff, productTolerance, provenance, readPair } from './balora';
+import { FactorPair, SurgeryOptions, balancedLowRank, lowRankDiff, productTolerance, provenance, readPair } from './balora';
 import { configForRanks } from './rank';
 import { OutTensor, assertNotInput, removeOutput, writeAdapterFolder } from './writer';
 
@@ -264,7 +265,7 @@ export async function truncatedFactors(engine: Engine, D: Float64Array, m: numbe
     return { A, B, k, sigma: r.S, method: 'randomized-svd' };
   }
   const cols = n <= m; // Gram DᵀD (n×n) when n is the smaller side
-  const G = await gram64(engine, D, m, n, cols ? 'cols' : 'rows');
+  const G = await gramMat(engine, D, m, n, cols ? 'cols' : 'rows');
   const { values, vectors } = symEigTridiag(G.data, d, true);
   const sigma = new Float64Array(k);
   const Vk = new Float64Array(d * k); // eigenvectors as columns, scaled by σ^{-1/2}
