@@ -14,7 +14,7 @@ import { Engine } from '../src/core/engine/ort';
 import { Rng } from '../src/core/demo/makeDemo';
 import { matmul } from '../src/core/engine/products';
 import { fromFloats } from '../src/core/formats/dtype';
-import { writeSafetensorsStreaming } from '../src/core/surgery/writer';
+import { writeSafetensorsStreaming } from '../src/core/formats/writer';
 import { extractLora } from '../src/core/extract/extract';
 
 const LAYERS = Number(process.env.BENCH_LAYERS ?? 1);

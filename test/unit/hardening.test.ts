@@ -23,7 +23,7 @@ import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import { rebalanceAdapter } from '../../src/core/surgery/balora';
 import { reduceRankAdapter } from '../../src/core/surgery/rank';
 import { combineAdapters, mergeIntoBase, rescaleAdapter } from '../../src/core/surgery/combine';
-import { OutputExistsError, writeAdapterFolder, writeNewFileAtomic } from '../../src/core/surgery/writer';
+import { OutputExistsError, writeAdapterFolder, writeNewFileAtomic } from '../../src/core/formats/writer';
 import { encodeSafetensors } from '../../src/core/formats/safetensors';
 import { parseWebviewToHost as parseReport } from '../../src/shared/reportView';
 import { parseWebviewToHost as parseViewer } from '../../src/shared/viewer';

@@ -27,7 +27,7 @@ import { convertCli } from '../../src/core/convert/cli';
 import { rebalanceAdapter } from '../../src/core/surgery/balora';
 import { reduceRankAdapter } from '../../src/core/surgery/rank';
 import { combineAdapters, rescaleAdapter } from '../../src/core/surgery/combine';
-import { writeAdapterFolder, writeNewFileAtomic, writeSafetensorsStreaming } from '../../src/core/surgery/writer';
+import { writeAdapterFolder, writeNewFileAtomic, writeSafetensorsStreaming } from '../../src/core/formats/writer';
 import { hfArchFromConfig } from '../../src/core/train/hf';
 import { MAX_DATASET_BYTES, readTextDataset } from '../../src/core/train/data';
 import { reportToCsv } from '../../src/shared/report';

@@ -10,7 +10,7 @@ import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import { rebalanceAdapter, readPair } from '../../src/core/surgery/balora';
 import { chooseRank, planRankReduction, reduceRankAdapter } from '../../src/core/surgery/rank';
 import { combineAdapters, mergeIntoBase, rescaleAdapter } from '../../src/core/surgery/combine';
-import { OutputExistsError, assertNotInput, writeAdapterFolder, writeNewFileAtomic } from '../../src/core/surgery/writer';
+import { OutputExistsError, assertNotInput, writeAdapterFolder, writeNewFileAtomic } from '../../src/core/formats/writer';
 import { mat, matmul } from '../../src/core/linalg/dense';
 import { encodeSafetensors } from '../../src/core/formats/safetensors';
 import { fromFloats } from '../../src/core/formats/dtype';

@@ -33,7 +33,7 @@ import {
   encodeFactor, inFileOrder, lowRankDiff, productTolerance, provenance, readPair, writeLike,
 } from '../surgery/balora';
 import { symEig } from '../linalg/decomp';
-import { removeOutput, type OutTensor } from '../surgery/writer';
+import { removeOutput, type OutTensor } from '../formats/writer';
 import type {
   CompareData, CompareParams, CompareTensorData, CompareTensorParams, CompareTensorRow, EsdMetricsData, EstimateParams, EstimateResult,
   IntruderMode, IntruderModuleData, IntrudersData, IntrudersParams, IntruderVectorData, MitigateData, MitigateParams, SpectraData, SpectraParams,

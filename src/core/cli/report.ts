@@ -20,7 +20,7 @@ import { adapterSimilarity, SimilarityResult } from '../similarity/similarity';
 import { adapterReportDoc, doctorReportDoc, similarityReportDoc } from '../report/build';
 import type { ReportDoc } from '../report/doc';
 import { toHtml, toMarkdown } from '../report/render';
-import { writeNewFileAtomic } from '../surgery/writer';
+import { writeNewFileAtomic } from '../formats/writer';
 import type { AdapterReport } from '../../shared/report';
 import { bool, CliCommand, flag, UsageError } from './args';
 

@@ -34,7 +34,7 @@ import { parseJsonText, setOwn, stringMap } from '../formats/safejson';
 import { GgufStore } from '../formats/gguf';
 import { householderR, singularValues } from '../linalg/decomp';
 import { mat, Mat } from '../linalg/dense';
-import { assertNotInput, OutTensor, OutputExistsError, removeOutput, writeAdapterFolder, writeNewFileAtomic } from '../surgery/writer';
+import { assertNotInput, OutTensor, OutputExistsError, removeOutput, writeAdapterFolder, writeNewFileAtomic } from '../formats/writer';
 import { Engine } from '../engine/ort';
 import { lowRankDiff } from '../surgery/balora';
 import type { Verification } from '../../shared/verification';

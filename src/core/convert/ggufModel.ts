@@ -27,7 +27,7 @@ import * as path from 'node:path';
 import { openBaseModel } from '../base/basemodel';
 import { readJsonFile } from '../formats/peft';
 import { FormatError } from '../formats/errors';
-import { OutputExistsError } from '../surgery/writer';
+import { OutputExistsError } from '../formats/writer';
 import { GgufKv, ggufHeader, ggufTensorBytes, ropePermutation } from './gguf';
 
 export interface GgufModelResult {

@@ -33,7 +33,7 @@ import { GraphBuilder } from '../engine/graph';
 import { rsvd } from '../base/rsvd';
 import { SurgeryOptions, provenance } from '../surgery/balora';
 import { configForRanks } from '../surgery/rank';
-import { OutTensor, assertNotInput, removeOutput, writeAdapterFolder } from '../surgery/writer';
+import { OutTensor, assertNotInput, removeOutput, writeAdapterFolder } from '../formats/writer';
 
 export type ExtractRule = { kind: 'rank'; k: number } | { kind: 'sv_fro'; value: number; maxRank?: number };
 

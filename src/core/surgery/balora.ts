@@ -29,7 +29,7 @@ import { GraphBuilder } from '../engine/graph';
 import { matmul64 } from '../engine/products';
 import { CHOLESKY_KAPPA_LIMIT } from '../analysis/lora';
 import { factorHessianKappa } from './hessian';
-import { OutTensor, assertNotInput, collectSideFiles, outputWeightsName, removeOutput, verifyTensorNames, writeAdapterFolder, writeFailure, writeNewFileAtomic } from './writer';
+import { OutTensor, assertNotInput, collectSideFiles, outputWeightsName, removeOutput, verifyTensorNames, writeAdapterFolder, writeFailure, writeNewFileAtomic } from '../formats/writer';
 import { encodeSafetensors } from '../formats/safetensors';
 
 // ---------------------------------------------------------------------------------------------

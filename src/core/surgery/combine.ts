@@ -28,7 +28,7 @@ import {
   FactorPair, SurgeryOptions, Verification, balancedLowRank, lowRankDiff, productTolerance, provenance, readPair, writeLike,
 } from './balora';
 import { configForRanks } from './rank';
-import { LazyTensor, OutTensor, OutputExistsError, assertNotInput, removeOutput, writeAdapterFolder, writeSafetensorsStreaming } from './writer';
+import { LazyTensor, OutTensor, OutputExistsError, assertNotInput, removeOutput, writeAdapterFolder, writeSafetensorsStreaming } from '../formats/writer';
 
 export type { Verification };
 

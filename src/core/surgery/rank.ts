@@ -28,7 +28,7 @@ import {
   FactorPair, SurgeryOptions, Verification, balancedLowRank, encodeFactor, inFileOrder, lowRankDiff, otherTensorsRaw, productTolerance,
   provenance, readPair, writeLike,
 } from './balora';
-import { removeOutput } from './writer';
+import { removeOutput } from '../formats/writer';
 
 export type RankRule =
   | { kind: 'rank'; k: number }

@@ -45,7 +45,7 @@ import { symEigTridiag } from '../linalg/eigen';
 import { FULL_SPECTRUM_MAX_DIM, rsvd } from '../base/rsvd';
 import { FactorPair, SurgeryOptions, balancedLowRank, lowRankDiff, productTolerance, provenance, readPair } from './balora';
 import { configForRanks } from './rank';
-import { OutTensor, assertNotInput, removeOutput, writeAdapterFolder } from './writer';
+import { OutTensor, assertNotInput, removeOutput, writeAdapterFolder } from '../formats/writer';
 
 export type TaskMerge = 'linear' | 'ties' | 'dare_linear' | 'dare_ties' | 'magnitude_prune';
 export type Combination = 'cat' | 'svd' | TaskMerge | 'ties_svd' | 'dare_linear_svd' | 'dare_ties_svd' | 'magnitude_prune_svd';

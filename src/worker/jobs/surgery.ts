@@ -6,7 +6,7 @@
  *   surgery.merge      W0 + s·B·A → new model file
  *   surgery.combine    w1·ΔW1 + w2·ΔW2 (cat | svd) → new adapter
  *   surgery.rescale    lora_alpha × factor → new adapter
- * Every writer refuses existing outputs (src/core/surgery/writer.ts). Handlers are exported so the
+ * Every writer refuses existing outputs (src/core/formats/writer.ts). Handlers are exported so the
  * unit tests can call them directly with a JobContext.
  */
 import { createHash } from 'node:crypto';

@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CancelledError } from '../../core/util/cancel';
-import { OutputExistsError } from '../../core/surgery/writer';
+import { OutputExistsError } from '../../core/formats/writer';
 import { batchIndices, loadPackedDataset, loadTokenizer, makeBatch, permutation, type PackedData } from '../../core/train/data';
 import type { HfLoraSpec } from '../../core/train/hf';
 import { loadHfModel } from '../../core/train/hf';

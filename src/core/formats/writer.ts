@@ -10,9 +10,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { DType } from '../formats/dtype';
-import { encodeSafetensors, readSafetensorsHeader } from '../formats/safetensors';
-import { PEFT_CONFIG, PEFT_WEIGHTS } from '../formats/peft';
+import type { DType } from './dtype';
+import { encodeSafetensors, readSafetensorsHeader } from './safetensors';
+import { PEFT_CONFIG, PEFT_WEIGHTS } from './peft';
 
 export class OutputExistsError extends Error {
   constructor(public readonly target: string) {
