@@ -58,7 +58,7 @@ export interface TwoStage {
 }
 
 /** Seconds of the last reduction (diagnostics for the benches). */
-export const twoStageProfile = { band: 0, bandOrt: 0, chase: 0 };
+export const twoStageProfile = { band: 0, bandOrt: 0, cols: 0, x: 0, mat: 0, chase: 0 };
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
 
 // ---------------------------------------------------------------------------------------------
@@ -359,14 +359,14 @@ async function stage1(engine: Engine, G: Float64Array, m: number, b: number, S: 
         c0[0] = BigInt(c); c1[0] = BigInt(c + b);
         let t0 = now();
         const Ycols = (await engine.run(colsS, { A: tA, Vs: tV, Ws: tW, c0: tc0, c1: tc1 })).Y.data as Float64Array;
-        twoStageProfile.bandOrt += now() - t0;
+        twoStageProfile.cols += now() - t0;
         const f = panelStep(Ycols.subarray(c * b), N, c, b, p, band, q1)!;
         const r0 = c + b, rows = N - r0, { V, T } = f; // rows > 2b here, so nref = b
         Vp.fill(0, 0, r0 * b);
         Vp.set(V, r0 * b);
         t0 = now();
         const Wr = ((await engine.run(xS, { A: tA, Vs: tV, Ws: tW, V: tVp, T: engine.tensor('float64', T, [b, b]) })).Y.data as Float64Array).subarray(r0 * b);
-        twoStageProfile.bandOrt += now() - t0;
+        twoStageProfile.x += now() - t0;
         for (let i = 0; i < rows; i++) {
           const so = (r0 + i) * S + c, vo = i * b;
           for (let q = 0; q < b; q++) { Vs[so + q] = V[vo + q]; Ws[so + q] = Wr[vo + q]; }
@@ -374,7 +374,7 @@ async function stage1(engine: Engine, G: Float64Array, m: number, b: number, S: 
       }
       const t0 = now();
       A = (await engine.run(matS, { A: tA, Vs: tV, Ws: tW })).Y.data as Float64Array;
-      twoStageProfile.bandOrt += now() - t0;
+      twoStageProfile.mat += now() - t0;
       p += S;
       N -= S;
       onProgress?.(p / m);
@@ -507,9 +507,10 @@ export async function tridiagonalizeTwoStage(engine: Engine, G: Float64Array, m:
   const b = Math.max(2, Math.min(opts.b ?? DEFAULT_BAND, Math.max(2, m - 1)));
   const S = Math.max(b, Math.floor((opts.S ?? DEFAULT_SUPER) / b) * b);
   let t0 = now();
-  twoStageProfile.bandOrt = 0;
+  Object.assign(twoStageProfile, { cols: 0, x: 0, mat: 0 });
   const { band, q1 } = await stage1(engine, G, m, b, S, opts.token, (f) => opts.onProgress?.(0.8 * f));
   twoStageProfile.band = now() - t0;
+  twoStageProfile.bandOrt = twoStageProfile.cols + twoStageProfile.x + twoStageProfile.mat;
   t0 = now();
   const { d, e, q2 } = bulgeChase(band, opts.wantQ !== false);
   twoStageProfile.chase = now() - t0;
