@@ -25,7 +25,7 @@ import { GraphBuilder } from '../engine/graph';
 import { batchedGram, matmul64 } from '../engine/products';
 import type { DecompCache, CacheKey } from './cache';
 import { tridiagQL } from '../linalg/eigen';
-import { applyTwoStageQ, applyTwoStageQt, tridiagonalizeTwoStage, type TwoStage } from './twostage';
+import { applyTwoStageQ, applyTwoStageQt, tridiagonalizeTwoStage, DEFAULT_BAND, type TwoStage } from './twostage';
 
 export { twoStageProfile } from './twostage';
 
@@ -551,19 +551,18 @@ export async function calibrateExactLarge(engine: Engine): Promise<{ gemm: numbe
 }
 
 /**
- * Estimated seconds for the exact-large intruder route, from calibrateExactLarge's measurement and
- * constants fitted on a 2-core machine at m = 4096 (measured 14.7 s cold / 2.7 s cached, with
- * gram 1.4 s, tridiag 12.8 s): cold = Gram (GEMM) + symv passes (memory bound: 8m³/3 bytes at
- * the out-of-cache bandwidth ≈ bw/1.8) + rank-2nb updates (≈ 6 passes over the trailing matrix
- * per panel) + per-call overhead + the cached part; cached = cache read + QᵀF (2r columns) + QL
- * sweep on k vectors + Q·X + Lanczos (~100 steps).
+ * Estimated seconds for the exact-large intruder route, from calibrateExactLarge's measurement:
+ * cold = Gram (GEMM) + two-stage band stage (≈ 3·m³ fp64 flops of skinny ORT products, at about
+ * half the square-GEMM rate, + the panel QRs ≈ 4·b·m² TS flops) + bulge chasing (≈ 6·m²·b TS flops)
+ * + the cached part; cached = cache read + Q applied to QᵀF (2r columns) and back to k vectors
+ * (Q1 and Q2: 4·m²·columns TS flops) + QL sweep on k vectors + Lanczos (~100 steps).
  */
-export async function estimateExactLargeSeconds(engine: Engine, m: number, n: number, k = 10, r = 16, nb = DEFAULT_NB): Promise<{ cold: number; cached: number }> {
+export async function estimateExactLargeSeconds(engine: Engine, m: number, n: number, k = 10, r = 16, nb = DEFAULT_BAND): Promise<{ cold: number; cached: number }> {
   const c = await calibrateExactLarge(engine);
   const gram = (1.4 * 2 * m * m * n) / c.gemm;
-  const symv = (8 * m ** 3) / 3 / (c.bw / 1.8) + m * 3e-4;
-  const update = (48 * m ** 3) / (3 * nb) / (c.bw / 4) + (2 * m ** 3) / 3 / c.gemm;
-  const ts = (2 * m * m * (2 * r + k)) / (1.5 * c.ts) + (m * m * (10 + 2.5 * k)) / c.ts + (4 * m * 100 * 100) / c.ts;
-  const io = (4 * m * m) / 0.5e9 + (2 * m * n * r) / c.gemm + (12 * m * n) / c.bw;
-  return { cold: gram + symv + update + ts + io, cached: ts + io };
+  const band = (3 * m ** 3) / (c.gemm / 2) + (4 * nb * m * m) / c.ts;
+  const chase = (6 * m * m * nb) / c.ts;
+  const ts = (4 * m * m * (2 * r + k)) / c.ts + (m * m * (10 + 2.5 * k)) / c.ts + (4 * m * 100 * 100) / c.ts;
+  const io = (8 * m * m) / 0.5e9 + (2 * m * n * r) / c.gemm + (12 * m * n) / c.bw;
+  return { cold: gram + band + chase + ts + io, cached: ts + io };
 }
