@@ -24,7 +24,7 @@
 import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 
-export const DEFAULT_BAND = 32;
+export const DEFAULT_BAND = 16;
 export const DEFAULT_SUPER = 256;
 
 /** Q1 = P_0·P_1⋯, P_j = I − V_j·T_j·V_jᵀ acting on rows start_j…m−1 (V_j rows×nref, row-major). */
