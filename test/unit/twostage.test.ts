@@ -109,3 +109,24 @@ test('fullSpectrum above the dense limit (300×340 fp32, two-stage route) vs num
   const err = maxAbs(s, ref.sigma) / ref.sigma[0];
   assert.ok(err < 1e-12, `σ error ${err}`);
 });
+
+test('two-stage on tiny matrices (m = 1…9): closed form for m ≤ 2, trace and Frobenius invariants, Q orthogonal and A = Q·T·Qᵀ above', async () => {
+  for (let m = 1; m <= 9; m++) {
+    const A = hsym(m, 11 + m);
+    const t = await tridiagonalizeTwoStage(engine, A.slice(), m, {});
+    const values = tridiagQL(t.d, t.e).values;
+    if (m === 1) assert.ok(Math.abs(values[0] - A[0]) < 1e-15);
+    if (m === 2) {
+      const [a, b, c] = [A[0], A[1], A[3]];
+      const mid = (a + c) / 2, rad = Math.sqrt(((a - c) / 2) ** 2 + b * b);
+      assert.ok(Math.abs(values[0] - (mid + rad)) < 1e-14 && Math.abs(values[1] - (mid - rad)) < 1e-14, `m=2: ${values}`);
+    }
+    let tr = 0, fr = 0, trT = 0, frT = 0;
+    for (let i = 0; i < m; i++) { tr += A[i * m + i]; trT += values[i]; frT += values[i] ** 2; for (let j = 0; j < m; j++) fr += A[i * m + j] ** 2; }
+    assert.ok(Math.abs(tr - trT) < 1e-13 && Math.abs(fr - frT) < 1e-12, `m=${m}: trace ${tr} vs ${trT}, ‖A‖² ${fr} vs ${frT}`);
+    if (m >= 3) {
+      const { orth, resid } = checkTransform(A, m, t);
+      assert.ok(orth < 1e-14 && resid < 1e-13, `m=${m}: orth ${orth} resid ${resid}`);
+    }
+  }
+});
