@@ -300,6 +300,7 @@ export interface ProjectorOptions {
   key?: Omit<CacheKey, 'method'>;
   token?: { cancelled?: boolean; isCancellationRequested?: boolean };
   onProgress?: (fraction: number, phase: string) => void;
+  /** Half-bandwidth of the two-stage reduction's band form (default twostage.DEFAULT_BAND). */
   nb?: number;
 }
 
