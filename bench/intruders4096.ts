@@ -1,9 +1,10 @@
 /**
  * Benchmark: EXACT intruder dimensions of one 4096² module (rank-16 LoRA with a planted intruder)
- * by LoRA Lens 'exact-large' (tridiag.ts: ORT fp64 Gram + blocked ORT tridiagonalisation + QL on
+ * by LoRA Lens 'exact-large' (tridiag.ts: ORT fp64 Gram + two-stage tridiagonalisation + QL on
  * k vectors; W_tuned's top-k by Lanczos on T + low rank), cold and with the base decomposition
  * cached on disk, vs the paper's torch CPU route (full torch.linalg.svd of W0 and W_tuned, fp32,
- * 2 threads) on the same matrices (bench/intruders_torch.py via /usr/bin/python3).
+ * 2 threads) on the same matrices (bench/intruders_torch.py via /usr/bin/python3, started without
+ * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE / OPENBLAS_NUM_THREADS: the peer at its best; its kernel is printed).
  *
  *   npx tsc -p tsconfig.json && node out/bench/intruders4096.js   (BENCH_N=4096, TORCH_F64=1 adds
  *   a float64 torch reference for the max|cos| comparison)
@@ -16,7 +17,8 @@ import { Engine } from '../src/core/engine/ort';
 import { Rng } from '../src/core/util/rng';
 import { findIntruders } from '../src/core/base/intruders';
 import { DecompCache } from '../src/core/base/cache';
-import { estimateExactLargeSeconds, exactBaseProjector } from '../src/core/base/tridiag';
+import { estimateExactLargeSeconds, exactBaseProjector, twoStageProfile } from '../src/core/base/tridiag';
+import { peerEnv } from './peerEnv';
 
 const N = Number(process.env.BENCH_N ?? 4096);
 const root = path.resolve(__dirname, '../..');
@@ -66,6 +68,7 @@ async function main(): Promise<void> {
     let t0 = now();
     const proj = await exactBaseProjector(engine, W0, m, n, {});
     const projS = now() - t0;
+    const prof = { ...twoStageProfile };
     const Y = new Float64Array(m * k).map((_, i) => Math.sin(i));
     t0 = now();
     proj.project(Y, k);
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
     const warmS = now() - t0;
     await engine.dispose();
 
-    const py = spawnSync('/usr/bin/python3', [path.join(root, 'bench/intruders_torch.py'), tmp], { encoding: 'utf8', env: process.env, maxBuffer: 1 << 24 });
+    const py = spawnSync('/usr/bin/python3', [path.join(root, 'bench/intruders_torch.py'), tmp], { encoding: 'utf8', env: peerEnv(), maxBuffer: 1 << 24 });
     if (py.status !== 0) throw new Error(`torch script failed: ${py.stderr}`);
     const tr = JSON.parse(py.stdout.trim().split('\n').pop()!);
     const f32 = tr.f32;
@@ -94,8 +97,9 @@ async function main(): Promise<void> {
     if (tr.f64) lines.push(`vs torch f64: count ${tr.f64.count}, max |Δ max|cos|| ${diff(tr.f64).toExponential(2)}, rel Δσ ${sdiff(tr.f64).toExponential(2)} (torch f64 ${tr.f64.total.toFixed(1)} s)`);
     lines.push(
       `cached vs cold identical: ${cold.vectors.every((x, j) => Math.abs(x.maxCos - warm.vectors[j].maxCos) < 1e-12)}   notes: ${cold.notes.join('; ')}`,
-      `time  LoRA Lens cold ${coldS.toFixed(2)} s (projector alone ${projS.toFixed(2)} s: gram ${proj.seconds.gram.toFixed(2)}, tridiag ${proj.seconds.tridiag.toFixed(2)}, eigenvalues ${proj.seconds.eig.toFixed(2)}; project(k=${k}) ${projectS.toFixed(2)} s)`,
+      `time  LoRA Lens cold ${coldS.toFixed(2)} s (projector alone ${projS.toFixed(2)} s: gram ${proj.seconds.gram.toFixed(2)}, tridiag ${proj.seconds.tridiag.toFixed(2)} [band ${prof.band.toFixed(2)} (ORT ${prof.bandOrt.toFixed(2)}), bulge chase ${prof.chase.toFixed(2)}], eigenvalues ${proj.seconds.eig.toFixed(2)}; project(k=${k}) ${projectS.toFixed(2)} s)`,
       `      LoRA Lens cached ${warmS.toFixed(2)} s   (estimate: cold ${est.cold.toFixed(1)} s, cached ${est.cached.toFixed(1)} s)`,
+      `peer BLAS: ${tr.blas}`,
       `      torch f32 full-SVD route ${f32.total.toFixed(2)} s (svd W0 ${f32.svdBase.toFixed(2)}, svd W_tuned ${f32.svdTuned.toFixed(2)}; ${tr.threads} threads)`,
       `ratio torch / ours: cold ${(f32.total / coldS).toFixed(2)}×, cached ${(f32.total / warmS).toFixed(2)}×   cache file ${(fs.readdirSync(cacheDir).filter((f) => f.endsWith('.bin')).reduce((s, f) => s + fs.statSync(path.join(cacheDir, f)).size, 0) / 1e6).toFixed(0)} MB`,
     );

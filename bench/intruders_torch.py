@@ -8,6 +8,9 @@ import json, os, sys, time
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blasinfo import blas_info  # noqa: E402
+
 torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
 d = sys.argv[1]
 meta = json.load(open(os.path.join(d, "meta.json")))
@@ -35,7 +38,7 @@ def route(dtype):
     }
 
 
-out = {"threads": torch.get_num_threads(), "torch": torch.__version__, "f32": route(torch.float32)}
+out = {"threads": torch.get_num_threads(), "torch": torch.__version__, "blas": blas_info(), "f32": route(torch.float32)}
 if os.environ.get("TORCH_F64") == "1":
     out["f64"] = route(torch.float64)
 print(json.dumps(out))

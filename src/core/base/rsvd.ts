@@ -8,17 +8,19 @@
  * ORT), and Q = Y·(R₁⁻¹R₂⁻¹) is formed inside the next ORT graph (it never comes back to JS
  * except for the final U).
  *
- * `fullSpectrum` computes every singular value through the fp64 Gram of the smaller side plus a
- * Householder-tridiagonal + implicit QL eigen solver (`symEigTridiag`, JAMA tred2/tql2 port). It is
- * limited to min(m, n) ≤ 1024: the TS eigen solver is O(d³) at ~1–2 GF/s (perf.md §2/§4: 108 ms
- * for d = 512, 786 ms for d = 1024, values only); beyond that use rsvd.
+ * `fullSpectrum` computes every singular value through the fp64 Gram of the smaller side: for
+ * d ≤ 256 the dense TS eigen solver (`symEigTridiag`, JAMA tred2/tql2 port), above that the
+ * two-stage reduction of twostage.ts (band form with all O(d³) products in ORT, bulge chasing
+ * in TS) and implicit QL on the tridiagonal, values only. Without `force` it is still limited to
+ * min(m, n) ≤ FULL_SPECTRUM_MAX_DIM (callers choose rsvd beyond; `force` lifts the limit).
  */
 import type { Engine } from '../engine/ort';
 import { GraphBuilder } from '../engine/graph';
 import { batchedGram } from '../engine/products';
 import { cholesky } from '../linalg/decomp';
 import { mat, type Mat } from '../linalg/dense';
-import { symEigTridiag } from '../linalg/eigen';
+import { symEigTridiag, tridiagQL } from '../linalg/eigen';
+import { tridiagonalizeTwoStage } from './twostage';
 
 export { symEigTridiag };
 import { Rng } from '../util/rng';
@@ -271,9 +273,16 @@ export async function fullSpectrum(engine: Engine, W: Float32Array, m: number, n
     throw new Error(`fullSpectrum: min(m, n) = ${d} > ${FULL_SPECTRUM_MAX_DIM}; the exact spectrum would take ~${estimateFullSpectrumSeconds(m, n).toFixed(0)} s here, use rsvd for the top singular values`);
   }
   const G = await batchedGram(engine, W, 1, m, n, m <= n ? 'rows' : 'cols');
-  const { values } = symEigTridiag(G, d, false);
+  // Small d: dense TS eigen solver. Larger: two-stage reduction (BLAS-3 band form in ORT, bulge
+  // chasing in TS, twostage.ts) without recording Q2, then QL on the tridiagonal (values only).
+  const values = d <= TWO_STAGE_FROM ? symEigTridiag(G, d, false).values
+    : tridiagQL(...dAndE(await tridiagonalizeTwoStage(engine, G, d, { wantQ: false }))).values;
   return values.map((v) => Math.sqrt(Math.max(v, 0)));
 }
+
+/** Below this size the dense TS eigen solver is as fast as the two-stage route. */
+const TWO_STAGE_FROM = 256;
+const dAndE = (t: { d: Float64Array; e: Float64Array }): [Float64Array, Float64Array] => [t.d, t.e];
 
 let eigSecondsPerCube: number | undefined;
 
@@ -293,15 +302,16 @@ export function calibrateEig(): number {
 }
 
 /**
- * Honest estimate of fullSpectrum's time on this machine: fp64 Gram in ORT at ~50 GF/s
- * (perf.md §1: ORT fp64 51–77 GF/s) plus the TS eigen solver, calibrated by a quick measurement
- * (calibrateEig, cubic scaling; perf.md §2 measured 108 ms at d = 512 and 786 ms at d = 1024).
- * Large d runs slower than cubic extrapolation from a cache-resident size, so a factor 1.5 is
- * added beyond d = 512.
+ * Estimate of fullSpectrum's time on this machine. d ≤ 256: fp64 Gram in ORT at ~50 GF/s plus the
+ * dense TS eigen solver (calibrateEig, cubic). Larger d: Gram + two-stage band reduction
+ * (≈ 3·d³ fp64 flops in ORT at ~40 GF/s including the lazy corrections) + bulge chasing
+ * (≈ 6·d²·b flops in TS, b = 32) + QL values (≈ 30·d² TS flops), the TS rate taken from
+ * calibrateEig (n = 160 dense solver ≈ 4/3·n³ flops).
  */
 export function estimateFullSpectrumSeconds(m: number, n: number): number {
   const d = Math.min(m, n), D = Math.max(m, n);
   const gram = (2 * d * d * D) / 50e9;
-  const eig = calibrateEig() * d ** 3 * (d > 512 ? 1.5 : 1);
-  return gram + eig;
+  if (d <= TWO_STAGE_FROM) return gram + calibrateEig() * d ** 3;
+  const tsRate = 4 / 3 / calibrateEig();
+  return gram + (3 * d ** 3) / 40e9 + (6 * d * d * 32 + 30 * d * d) / tsRate;
 }

@@ -3,21 +3,19 @@
  *
  * We need C = U0ᵀ·Y for k ≪ m vectors Y, where U0 = all left singular vectors of W0 (m×n).
  *   1. G = W0·W0ᵀ (m×m, fp64 Gram, onnxruntime).
- *   2. G = Q·T·Qᵀ by a BLOCKED Householder tridiagonalisation (LAPACK dsytrd/dlatrd, lower):
- *      per panel of nb columns, every O(N²) product runs in ORT: one call per column computes the
- *      trailing-matrix product A·v with the panel corrections V(Wᵀv) + W(Vᵀv) AND the next column
- *      (row, by symmetry) updated by the earlier panel reflectors; one call per panel applies the
- *      rank-2nb update A ← A − V·Wᵀ − W·Vᵀ. The trailing matrix is kept compact (N×N contiguous,
- *      the ORT output of the previous update), so it is fed as-is (no copies in TS). Symbolic dims:
- *      one session per nb serves every size. Only O(N·nb) vector work per column stays in TS.
+ *   2. G = Q·T·Qᵀ by the TWO-STAGE reduction of twostage.ts (exactBaseProjector): band form by
+ *      blocked Householder QR with every O(m³) product in ORT (BLAS-3, lazy updates within a
+ *      superblock, small outputs), then bulge chasing band → tridiagonal in fp64 TS, O(m²·b).
+ *      Q = Q1·Q2 is kept as its reflectors and applied to m×k blocks only (applyQ/applyQt).
+ *      `tridiagonalize` below is the earlier one-stage blocked dsytrd (BLAS-2: one ORT symmetric
+ *      matrix–vector product per column, memory-bound), kept as an independent cross-check.
  *   3. T = Z·Λ·Zᵀ by implicit QL (JAMA tql2) where, instead of accumulating Z (O(m³)), every
  *      Givens rotation is applied to the rows of X = QᵀY (m×k): this yields Zᵀ·X = U0ᵀ·Y directly
  *      in O(m²·k), backward stable, with no cluster/reorthogonalisation issue (unlike inverse
  *      iteration: on flat spectra, e.g. Marchenko–Pastur bulks, dstein-style clusters would span
  *      thousands of eigenvalues and reorthogonalisation would cost O(m³)).
- *   4. Cache (DecompCache): the packed Householder vectors + τ + (d, e) of T: m(m−1)/2 + 3m doubles
- *      + λ (≈ 67 MB for m = 4096; the eigen-decomposition itself would be m² doubles and is never
- *      formed). A cached call costs QᵀY (O(m²k), TS) + the QL sweep with rotations on k vectors.
+ *   4. Cache (DecompCache): Q1's panels (V, T), Q2's reflectors, (d, e) of T and λ: ≈ m² + O(m)
+ *      doubles (≈ 135 MB for m = 4096; the eigen-decomposition itself is never formed). A cached call costs QᵀY (O(m²k), TS) + the QL sweep with rotations on k vectors.
  *
  * σ(W0) = √λ(G) comes out of the same QL (values only) as a by-product.
  * Accuracy: eigenvectors of the Gram have absolute error ≈ ε·σ₁²/gap(λ); ample for max|cos|.
@@ -27,6 +25,9 @@ import { GraphBuilder } from '../engine/graph';
 import { batchedGram, matmul64 } from '../engine/products';
 import type { DecompCache, CacheKey } from './cache';
 import { tridiagQL } from '../linalg/eigen';
+import { applyTwoStageQ, applyTwoStageQt, tridiagonalizeTwoStage, DEFAULT_BAND, type TwoStage } from './twostage';
+
+export { twoStageProfile } from './twostage';
 
 export { tridiagQL };
 
@@ -82,15 +83,20 @@ function updateGraph(nb: number): Uint8Array {
 // ---------------------------------------------------------------------------------------------
 // tridiagonalisation
 
-/** G = Q·T·Qᵀ; Q = H_0·H_1⋯H_{m−2}, H_c = I − τ_c·v_c·v_cᵀ, v_c zero above row c+1, v_c[c+1] = 1. */
+/**
+ * G = Q·T·Qᵀ. One-stage (tridiagonalize): Q = H_0·H_1⋯H_{m−2}, H_c = I − τ_c·v_c·v_cᵀ, v_c zero
+ * above row c+1, v_c[c+1] = 1 (tau, refl). Two-stage (exactBaseProjector): Q = Q1·Q2 in `two`
+ * (twostage.ts). applyQ / applyQt serve both.
+ */
 export interface Tridiag {
   m: number;
   /** Diagonal (m) and sub-diagonal (m, e[c] = T[c+1, c], e[m−1] = 0) of T. */
   d: Float64Array;
   e: Float64Array;
-  tau: Float64Array;
+  tau?: Float64Array;
   /** Packed reflectors: v_c (rows c+1..m−1, m−c−1 values incl. the leading 1) at reflOffset(m, c). */
-  refl: Float64Array;
+  refl?: Float64Array;
+  two?: TwoStage;
 }
 
 export function reflOffset(m: number, c: number): number {
@@ -115,7 +121,7 @@ function householder(x: Float64Array): [number, number] {
 }
 
 /** Unblocked TS reduction of the trailing N×N block A (row-major, symmetric) at global offset p. */
-function tailTridiagTS(A: Float64Array, N: number, p: number, out: Tridiag): void {
+function tailTridiagTS(A: Float64Array, N: number, p: number, out: Required<Omit<Tridiag, 'two'>>): void {
   const { m, d, e, tau, refl } = out;
   const y = new Float64Array(N);
   for (let c = 0; c < N - 1; c++) {
@@ -156,7 +162,7 @@ function tailTridiagTS(A: Float64Array, N: number, p: number, out: Tridiag): voi
 export async function tridiagonalize(engine: Engine, G: Float64Array, m: number, opts: { nb?: number; onProgress?: (done: number) => void; token?: { cancelled?: boolean; isCancellationRequested?: boolean } } = {}): Promise<Tridiag> {
   if (G.length !== m * m) throw new Error(`tridiagonalize: ${G.length} values for ${m}×${m}`);
   const nb = opts.nb ?? DEFAULT_NB;
-  const out: Tridiag = { m, d: new Float64Array(m), e: new Float64Array(m), tau: new Float64Array(m), refl: new Float64Array((m * (m - 1)) / 2) };
+  const out = { m, d: new Float64Array(m), e: new Float64Array(m), tau: new Float64Array(m), refl: new Float64Array((m * (m - 1)) / 2) };
   let A = G, N = m, p = 0;
   if (N > TAIL && N > 2 * nb) {
     const symv = await engine.session(`tri_symv_${nb}`, () => symvGraph(nb));
@@ -233,9 +239,9 @@ export async function tridiagonalize(engine: Engine, G: Float64Array, m: number,
 
 /** X ← (I − τ_c v_c v_cᵀ)·X for reflector c (rows c+1…m−1 of the m×k row-major X); `s` is k scratch. */
 function applyReflector(t: Tridiag, c: number, X: Float64Array, k: number, s: Float64Array): void {
-  const tc = t.tau[c];
+  const tc = t.tau![c];
   if (tc === 0) return;
-  const { m, refl } = t;
+  const { m } = t, refl = t.refl!;
   const off = reflOffset(m, c), len = m - c - 1, r0 = (c + 1) * k;
   s.fill(0);
   for (let i = 0; i < len; i++) {
@@ -251,6 +257,7 @@ function applyReflector(t: Tridiag, c: number, X: Float64Array, k: number, s: Fl
 
 /** X (m×k row-major, in place) ← Qᵀ·X (Q = H_0·H_1⋯H_{m−2}, so the reflectors apply in order). */
 export function applyQt(t: Tridiag, X: Float64Array, k: number): Float64Array {
+  if (t.two) return applyTwoStageQt(t.two, X, k);
   const s = new Float64Array(k);
   for (let c = 0; c < t.m - 1; c++) applyReflector(t, c, X, k, s);
   return X;
@@ -258,6 +265,7 @@ export function applyQt(t: Tridiag, X: Float64Array, k: number): Float64Array {
 
 /** X (m×k row-major, in place) ← Q·X (the reflectors in reverse order). */
 export function applyQ(t: Tridiag, X: Float64Array, k: number): Float64Array {
+  if (t.two) return applyTwoStageQ(t.two, X, k);
   const s = new Float64Array(k);
   for (let c = t.m - 2; c >= 0; c--) applyReflector(t, c, X, k, s);
   return X;
@@ -292,10 +300,44 @@ export interface ProjectorOptions {
   key?: Omit<CacheKey, 'method'>;
   token?: { cancelled?: boolean; isCancellationRequested?: boolean };
   onProgress?: (fraction: number, phase: string) => void;
+  /** Half-bandwidth of the two-stage reduction's band form (default twostage.DEFAULT_BAND). */
   nb?: number;
 }
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e9;
+
+const I32 = (a: Int32Array): Float64Array => Float64Array.from(a);
+/** Flat Float64Array record of a two-stage reduction (the DecompCache format). */
+function packTwoStage(t: TwoStage): Record<string, Float64Array> {
+  const q2 = t.q2!;
+  return {
+    d: t.d, e: t.e, b: Float64Array.of(t.b),
+    q1start: I32(t.q1.start), q1rows: I32(t.q1.rows), q1nref: I32(t.q1.nref), q1vOff: t.q1.vOff, q1tOff: t.q1.tOff, q1v: t.q1.v, q1t: t.q1.t,
+    q2pos: I32(q2.pos), q2len: I32(q2.len), q2off: q2.off, q2v: q2.v, q2tau: q2.tau,
+  };
+}
+function unpackTwoStage(a: Record<string, Float64Array>, m: number): TwoStage {
+  const need = ['b', 'q1start', 'q1rows', 'q1nref', 'q1vOff', 'q1tOff', 'q1v', 'q1t', 'q2pos', 'q2len', 'q2off', 'q2v', 'q2tau'];
+  for (const k of need) if (!a[k]) throw new Error(`exactBaseProjector: cached decomposition lacks ${k}`);
+  const np = a.q1start.length, nr = a.q2pos.length;
+  if (a.q1rows.length !== np || a.q1nref.length !== np || a.q1vOff.length !== np || a.q1tOff.length !== np || a.q2len.length !== nr || a.q2off.length !== nr || a.q2tau.length !== nr) {
+    throw new Error('exactBaseProjector: cached decomposition is inconsistent');
+  }
+  for (let j = 0; j < np; j++) {
+    const st = a.q1start[j], rows = a.q1rows[j], nref = a.q1nref[j];
+    if (!(st >= 0 && rows >= 1 && st + rows <= m && nref >= 1 && a.q1vOff[j] + rows * nref <= a.q1v.length && a.q1tOff[j] + nref * nref <= a.q1t.length)) throw new Error('exactBaseProjector: cached decomposition is inconsistent');
+  }
+  for (let i = 0; i < nr; i++) {
+    const p = a.q2pos[i], l = a.q2len[i];
+    if (!(p >= 0 && l >= 1 && p + l <= m && a.q2off[i] + l <= a.q2v.length)) throw new Error('exactBaseProjector: cached decomposition is inconsistent');
+  }
+  const b = a.b[0];
+  return {
+    m, b, d: a.d, e: a.e,
+    q1: { start: Int32Array.from(a.q1start), rows: Int32Array.from(a.q1rows), nref: Int32Array.from(a.q1nref), vOff: a.q1vOff, tOff: a.q1tOff, v: a.q1v, t: a.q1t },
+    q2: { pos: Int32Array.from(a.q2pos), len: Int32Array.from(a.q2len), off: a.q2off, v: a.q2v, tau: a.q2tau },
+  };
+}
 
 /** Exact U0ᵀ·Y projector of W0 (m×n fp32): see the file comment. */
 export async function exactBaseProjector(engine: Engine, W0: Float32Array, m: number, n: number, opts: ProjectorOptions = {}): Promise<BaseProjector> {
@@ -307,23 +349,23 @@ export async function exactBaseProjector(engine: Engine, W0: Float32Array, m: nu
     const G = await batchedGram(engine, W0, 1, m, n, 'rows');
     seconds.gram = now() - t0;
     t0 = now();
-    const tri = await tridiagonalize(engine, G, m, { nb: opts.nb, token: opts.token, onProgress: (f) => opts.onProgress?.(f, 'tridiagonalise') });
+    const two = await tridiagonalizeTwoStage(engine, G, m, { b: opts.nb, token: opts.token, onProgress: (f) => opts.onProgress?.(f, 'tridiagonalise') });
     seconds.tridiag = now() - t0;
     t0 = now();
-    const lambda = tridiagQL(tri.d, tri.e).values;
+    const lambda = tridiagQL(two.d, two.e).values;
     seconds.eig = now() - t0;
-    return { arrays: { d: tri.d, e: tri.e, tau: tri.tau, lambda, refl: tri.refl }, meta: { m, n } };
+    return { arrays: { ...packTwoStage(two), lambda }, meta: { m, n, b: two.b } };
   };
   let entry: { arrays: Record<string, Float64Array>; cached: boolean };
   if (opts.cache && opts.key) {
     const t0 = now();
-    entry = await opts.cache.getOrCompute({ ...opts.key, method: `tridiag-householder-v1-${m}x${n}` }, compute);
+    entry = await opts.cache.getOrCompute({ ...opts.key, method: `tridiag-twostage-v1-${m}x${n}` }, compute);
     if (entry.cached) seconds.cacheIO = now() - t0;
     else seconds.cacheIO = Math.max(0, now() - t0 - seconds.gram - seconds.tridiag);
   } else entry = { ...(await compute()), cached: false };
   const a = entry.arrays;
-  if (a.d.length !== m || a.lambda?.length !== m || a.refl.length !== (m * (m - 1)) / 2) throw new Error('exactBaseProjector: cached decomposition has the wrong size');
-  const tri: Tridiag = { m, d: a.d, e: a.e, tau: a.tau, refl: a.refl };
+  if (a.d?.length !== m || a.lambda?.length !== m) throw new Error('exactBaseProjector: cached decomposition has the wrong size');
+  const tri: Tridiag = { m, d: a.d, e: a.e, two: unpackTwoStage(a, m) };
   const lambda = a.lambda;
   const dd = Math.min(m, n);
   const sigma = new Float64Array(dd);
@@ -510,19 +552,18 @@ export async function calibrateExactLarge(engine: Engine): Promise<{ gemm: numbe
 }
 
 /**
- * Estimated seconds for the exact-large intruder route, from calibrateExactLarge's measurement and
- * constants fitted on a 2-core machine at m = 4096 (measured 14.7 s cold / 2.7 s cached, with
- * gram 1.4 s, tridiag 12.8 s): cold = Gram (GEMM) + symv passes (memory bound: 8m³/3 bytes at
- * the out-of-cache bandwidth ≈ bw/1.8) + rank-2nb updates (≈ 6 passes over the trailing matrix
- * per panel) + per-call overhead + the cached part; cached = cache read + QᵀF (2r columns) + QL
- * sweep on k vectors + Q·X + Lanczos (~100 steps).
+ * Estimated seconds for the exact-large intruder route, from calibrateExactLarge's measurement:
+ * cold = Gram (GEMM) + two-stage band stage (≈ 3·m³ fp64 flops of skinny ORT products, at about
+ * half the square-GEMM rate, + the panel QRs ≈ 4·b·m² TS flops) + bulge chasing (≈ 6·m²·b TS flops)
+ * + the cached part; cached = cache read + Q applied to QᵀF (2r columns) and back to k vectors
+ * (Q1 and Q2: 4·m²·columns TS flops) + QL sweep on k vectors + Lanczos (~100 steps).
  */
-export async function estimateExactLargeSeconds(engine: Engine, m: number, n: number, k = 10, r = 16, nb = DEFAULT_NB): Promise<{ cold: number; cached: number }> {
+export async function estimateExactLargeSeconds(engine: Engine, m: number, n: number, k = 10, r = 16, nb = DEFAULT_BAND): Promise<{ cold: number; cached: number }> {
   const c = await calibrateExactLarge(engine);
   const gram = (1.4 * 2 * m * m * n) / c.gemm;
-  const symv = (8 * m ** 3) / 3 / (c.bw / 1.8) + m * 3e-4;
-  const update = (48 * m ** 3) / (3 * nb) / (c.bw / 4) + (2 * m ** 3) / 3 / c.gemm;
-  const ts = (2 * m * m * (2 * r + k)) / (1.5 * c.ts) + (m * m * (10 + 2.5 * k)) / c.ts + (4 * m * 100 * 100) / c.ts;
-  const io = (4 * m * m) / 0.5e9 + (2 * m * n * r) / c.gemm + (12 * m * n) / c.bw;
-  return { cold: gram + symv + update + ts + io, cached: ts + io };
+  const band = (3 * m ** 3) / (c.gemm / 2) + (4 * nb * m * m) / c.ts;
+  const chase = (6 * m * m * nb) / c.ts;
+  const ts = (4 * m * m * (2 * r + k)) / c.ts + (m * m * (10 + 2.5 * k)) / c.ts + (4 * m * 100 * 100) / c.ts;
+  const io = (8 * m * m) / 0.5e9 + (2 * m * n * r) / c.gemm + (12 * m * n) / c.bw;
+  return { cold: gram + band + chase + ts + io, cached: ts + io };
 }

@@ -60,20 +60,52 @@ export class Engine {
 
   /** Session for a graph, created once per key. */
   session(key: string, build: () => Uint8Array): Promise<ortTypes.InferenceSession> {
+    return this.makeSession(key, build, false);
+  }
+
+  /**
+   * Where outputs of device-resident sessions stay: 'gpu-buffer' on a GPU provider (IO binding:
+   * onnxruntime-node 1.30 parses `preferredOutputLocation` and accepts gpu-buffer input tensors),
+   * 'cpu' on the CPU provider — the same JS code path either way (engine/resident.ts).
+   */
+  get deviceLocation(): 'cpu' | 'gpu-buffer' {
+    return this.provider === 'cpu' ? 'cpu' : 'gpu-buffer';
+  }
+
+  /**
+   * Session whose outputs stay on the device (`preferredOutputLocation` = deviceLocation): feed
+   * them to the next run without a download; read small results with `download`. Keyed apart from
+   * `session` (same graph, different output placement).
+   */
+  residentSession(key: string, build: () => Uint8Array): Promise<ortTypes.InferenceSession> {
+    return this.makeSession(`resident:${key}`, build, true);
+  }
+
+  private makeSession(key: string, build: () => Uint8Array, resident: boolean): Promise<ortTypes.InferenceSession> {
     let s = this.sessions.get(key);
     if (!s) {
       const ort = loadOrt();
       const bytes = build();
       const fp64 = graphUsesFloat64(bytes);
-      s = ort.InferenceSession.create(bytes, this.sessionOptions(this.provider, fp64)).catch(async (e: Error) => {
+      const options = (p: ExecutionProvider): ortTypes.InferenceSession.SessionOptions => {
+        const o = this.sessionOptions(p, fp64);
+        if (resident) (o as { preferredOutputLocation?: string }).preferredOutputLocation = p === 'cpu' ? 'cpu' : 'gpu-buffer';
+        return o;
+      };
+      s = ort.InferenceSession.create(bytes, options(this.provider)).catch(async (e: Error) => {
         if (this.provider === 'cpu') throw e;
         this.fallbackReason = `${this.provider} execution provider unavailable (${e.message.split('\n')[0]}); using CPU`;
         this.provider = 'cpu';
-        return ort.InferenceSession.create(bytes, this.sessionOptions('cpu', fp64));
+        return ort.InferenceSession.create(bytes, options('cpu'));
       });
       this.sessions.set(key, s);
     }
     return s;
+  }
+
+  /** Data of a tensor wherever it lives (gpu-buffer tensors are downloaded: keep them small). */
+  async download<T extends ortTypes.Tensor.DataType>(t: ortTypes.Tensor): Promise<T> {
+    return (t.location === 'cpu' ? t.data : await t.getData()) as T;
   }
 
   tensor(type: 'float32', data: Float32Array, dims: number[]): ortTypes.Tensor;
