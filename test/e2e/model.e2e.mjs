@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, dismissNotifications, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, step, webviewFrame } from './harness.mjs';
+import { REPO_ROOT, commandPaletteEntries, dismissNotifications, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, step, webviewFrame } from './harness.mjs';
 import { makeModelWorkspace, WIDE } from './fixtures/modelWorkspace.mjs';
 
 const DEMO = path.join(REPO_ROOT, 'demo-workspace');
@@ -67,7 +67,10 @@ test('Analyze Model, refusals and verified writes (code-server)', { timeout: 10 
 
   let frame;
   await step(page, 'model-01-streaming', 'Analyze Model on wide-lora streams rows with progress', async () => {
-    await runCommand(page, 'LoRA Lens: Analyze Model (intruders + ESD of every module)', { timeout: 60000 });
+    const title = 'LoRA Lens: Analyze Model (intruders + ESD of every module)';
+    const entries = await commandPaletteEntries(page, 'LoRA Lens: Analyze Model', { expect: [title], timeout: 90000 });
+    assert.ok(entries.includes(title), JSON.stringify(entries));
+    await runCommand(page, title, { timeout: 60000 });
     await pickQuickItem(page, 'wide-lora');
     frame = await webviewFrame(page, 'Analyze Model: wide-lora', { timeout: JOB_TIMEOUT });
     await frame.waitForSelector('#model-table tbody tr', { timeout: JOB_TIMEOUT });
@@ -131,8 +134,18 @@ test('Analyze Model, refusals and verified writes (code-server)', { timeout: 10 
     }));
     assert.ok(geo.body < 1000, `editor width ${geo.body}`);
     assert.ok(geo.h1 > 250 && geo.h1h < 80, `title collapsed: ${JSON.stringify(geo)}`);
-    await page.setViewportSize({ width: 1600, height: 1000 });
   });
+
+  await step(page, 'model-05b-analyze-900', 'the Analyze Model panel at ~900 px keeps its header and heatmap readable', async () => {
+    frame = await webviewFrame(page, 'Analyze Model: wide-lora', { timeout: JOB_TIMEOUT });
+    const geo = await frame.evaluate(() => ({
+      body: document.body.clientWidth,
+      h1: document.querySelector('#model-header h1').getBoundingClientRect().width,
+      col: Math.min(...[...document.querySelectorAll('#model-heatmap .heat-col')].map((c) => c.getBoundingClientRect().width)),
+    }));
+    assert.ok(geo.body < 1000 && geo.h1 > 250 && geo.col >= 60, JSON.stringify(geo));
+  });
+  await page.setViewportSize({ width: 1600, height: 1000 });
 
   await step(page, 'model-06-refused', 'alien-lora: refused with the one sentence, no "anyway" action', async () => {
     await dismissNotifications(page);

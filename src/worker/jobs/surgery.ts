@@ -157,7 +157,11 @@ export async function mergeJob(p: MergeParams, ctx: JobContext): Promise<SimpleJ
   const t0 = performance.now();
   return withAdapter(adapterPath, async (a) => {
     // a weights file / index, or a Hugging Face model folder (→ a new folder when `outFile` is not *.safetensors)
-    const r = await mergeIntoModel(basePath, a, ctx.engine, outFile, { force: p.force === true, token: ctx.token, onProgress: progressOf(ctx) });
+    // The model folder's own weights → merge from the folder, so that its config names the base
+    // (checkAdapterBase compares base_model_name_or_path with the folder, not with "model.safetensors")
+    const dir = path.dirname(basePath);
+    const folder = /^model\.safetensors(\.index\.json)?$/.test(path.basename(basePath)) && fs.existsSync(path.join(dir, 'config.json')) ? dir : basePath;
+    const r = await mergeIntoModel(folder, a, ctx.engine, outFile, { force: p.force === true, token: ctx.token, onProgress: progressOf(ctx) });
     return {
       operation: 'merge', output: r.outDir ?? r.outFile, isAdapter: false,
       summary: `${r.merged.length} weights merged (W₀ + s·B·A), ${r.copied} tensors copied from ${path.basename(basePath)}`,
