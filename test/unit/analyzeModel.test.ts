@@ -24,6 +24,7 @@ import { analyzeModelJob, intrudersJob } from '../../src/worker/jobs/base';
 import { createJobTable } from '../../src/worker/jobs/index';
 import type { JobContext } from '../../src/worker/jobs/registry';
 import { mergeJob, rebalanceJob } from '../../src/worker/jobs/surgery';
+import { spawnSync } from 'node:child_process';
 import { openStore } from '../../src/core/formats/open';
 
 const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-analyzemodel-'));
@@ -109,4 +110,28 @@ test('merge job reports verification.maxAbsError; rebalance job passes the core 
   } finally {
     a.store.close();
   }
+});
+
+test('rebalance --json: κ_H of an all-zero factor is "Infinity" (toJson), never null', async () => {
+
+  const zb = path.join(ws, 'zero-b');
+  fs.cpSync(adapterDir, zb, { recursive: true });
+  // zero the B factor of one module in place (same dtype/shape: only its bytes change)
+  const f = path.join(zb, 'adapter_model.safetensors');
+  const buf = fs.readFileSync(f);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
+  const key = Object.keys(header).find((k) => k.includes('layers.0.self_attn.q_proj.lora_B'))!;
+  const [s, e] = header[key].data_offsets;
+  buf.fill(0, 8 + n + s, 8 + n + e);
+  fs.writeFileSync(f, buf);
+  // the compiled CLI as a process (node --test reports through this process's stdout)
+  const r = spawnSync(process.execPath, [path.resolve(__dirname, '../../src/core/cli.js'), 'rebalance', zb, path.join(ws, 'zero-b-out'), '--json'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = r.stdout;
+  const j = JSON.parse(out) as { perModule: { name: string; hessianKappaBefore: unknown; hessianKappaAfter: unknown }[] };
+  const m = j.perModule.find((x) => x.name.endsWith('layers.0.self_attn.q_proj'))!;
+  assert.equal(m.hessianKappaBefore, 'Infinity');
+  assert.ok(!/\bnull\b/.test(out), 'no null in the JSON');
+  assert.ok(j.perModule.filter((x) => x !== m).every((x) => typeof x.hessianKappaBefore === 'number'));
 });
