@@ -57,6 +57,8 @@ export interface MitigateData {
   changed: { name: string; intruders: number[]; truncationError: number; maxRelErr: number; intrudersAfter: number }[];
   unchanged: number;
   verified: boolean;
+  /** What was checked after writing (reopened; every rewritten module's product). */
+  verification?: { maxAbsError: number; modules: number; what: string };
 }
 
 export interface HistogramData {
@@ -79,6 +81,12 @@ export interface EsdMetricsData {
   mp_softrank: number;
   num_pl_spikes: number;
   D: number;
+  /** 'fitted'; 'truncated' (top-k spectrum: alpha needs the full spectrum); 'not fittable' (< 50 eigenvalues). */
+  alpha_status: 'fitted' | 'truncated' | 'not fittable';
+  /** Whether all min(N, M) singular values were used. */
+  full_spectrum: boolean;
+  /** Numerical rank (fp64 rule); NaN on a truncated spectrum. */
+  matrix_rank: number;
   warnings: string[];
 }
 
@@ -138,9 +146,70 @@ export interface CompareTensorData {
   ms: number;
 }
 
-export type BaseView = 'intruders' | 'spectra' | 'compare';
+// ---- Analyze Model (issue 10): intruders + ESD of every module, streamed
+
+/** One module of Analyze Model: its intruders and the ESD metrics of W0 and W0 + ΔW. */
+export interface ModelModuleRow {
+  name: string;
+  layer?: number;
+  kind: string;
+  m: number;
+  n: number;
+  intruders: IntruderModuleData;
+  esd: { base: EsdMetricsData; merged: EsdMetricsData };
+  /** Spectrum used for the ESD: all min(m, n) σ, or the top-k by rsvd. */
+  full: boolean;
+  ms: number;
+}
+
+/** Streamed with every progress message of the AnalyzeModel job (the module just finished). */
+export interface ModelProgressData { row: ModelModuleRow }
+
+export interface AnalyzeModelParams extends IntrudersParams {
+  /** Top-k σ for the ESD of modules whose smaller side exceeds 1024 (default 64). */
+  topK?: number;
+  /** Modules already analysed (resume after a cancel): skipped, not recomputed. */
+  skip?: string[];
+}
+
+export interface AnalyzeModelResult {
+  adapter: { name: string; path: string };
+  base: { dir: string };
+  /** Modules analysed by this run (rows were also streamed). */
+  rows: ModelModuleRow[];
+  /** Modules to analyse in all (including skipped ones). */
+  total: number;
+  skipped: number;
+  errors: { name: string; message: string }[];
+  warnings: string[];
+  engine: EngineInfo;
+  ms: number;
+}
+
+export type ModelRunState = 'running' | 'done' | 'cancelled' | 'failed';
+
+export interface ModelInit {
+  adapter: { name: string; path: string };
+  base: { dir: string };
+  settings: { k: number; epsilon: number; mode: IntruderMode; topK: number };
+  /** Rows received so far (kept across a cancel; Resume computes the rest). */
+  rows: ModelModuleRow[];
+  total: number;
+  state: ModelRunState;
+  /** Progress message / error sentence. */
+  message?: string;
+  /** Time since the current run started and rows done in it (for the ETA). */
+  elapsedMs: number;
+  doneThisRun: number;
+  errors: { name: string; message: string }[];
+  warnings: string[];
+  engine?: EngineInfo;
+}
+
+export type BaseView = 'intruders' | 'spectra' | 'compare' | 'model';
 
 export type InitMessage =
+  | { type: 'init'; view: 'model'; data: ModelInit }
   | { type: 'init'; view: 'intruders'; data: IntrudersData }
   | { type: 'init'; view: 'spectra'; data: SpectraInit }
   | { type: 'init'; view: 'compare'; data: CompareData };
@@ -154,6 +223,9 @@ export type ReplyResult =
 export type HostToWebview =
   | InitMessage
   | { type: 'busy'; busy: boolean; message?: string }
+  /** Analyze Model: a module finished (appended to the view) and where the run stands. */
+  | { type: 'modelRow'; row: ModelModuleRow; done: number; total: number; elapsedMs: number; doneThisRun: number }
+  | { type: 'modelState'; state: ModelRunState; message?: string; done: number; total: number }
   | ReplyMessage<ReplyResult>;
 
 export type WebviewToHost =
@@ -161,7 +233,9 @@ export type WebviewToHost =
   | { type: 'spectra'; requestId: number; module: string; full: boolean }
   | { type: 'compareTensor'; requestId: number; tensor: string }
   | { type: 'mitigate'; requestId: number; lambda: number }
-  | { type: 'openSpectra'; requestId: number; module: string };
+  | { type: 'openSpectra'; requestId: number; module: string }
+  | { type: 'cancelModel'; requestId: number }
+  | { type: 'resumeModel'; requestId: number };
 
 /** Validates an incoming message on the host; returns undefined for anything malformed. */
 export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
@@ -179,6 +253,9 @@ export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
       }
       case 'mitigate':
         return typeof o.lambda === 'number' && o.lambda >= 0 && o.lambda <= 1 ? { type: 'mitigate', requestId: id, lambda: o.lambda } : undefined;
+      case 'cancelModel':
+      case 'resumeModel':
+        return { type, requestId: id };
       case 'openSpectra': {
         const module = str(o.module);
         return module ? { type: 'openSpectra', requestId: id, module } : undefined;
@@ -245,3 +322,32 @@ export interface BaseResolution {
   message?: string;
 }
 
+
+// ---- refusals (issue 8: inputs that do not belong together)
+
+/**
+ * The CLI wording that core/base/match.ts MismatchError appends when `--force` may override a
+ * refusal. The worker wire carries only the message, so the UI recognises a forceable refusal by
+ * it, and shows the sentence without it (with an "… anyway" action instead).
+ */
+const FORCE_HINT = /\s*\(use --force[^)]*\)\s*$/;
+
+export interface Refusal {
+  /** The one sentence shown to the user (without the CLI's "use --force" wording). */
+  sentence: string;
+  /** Whether resending with `force: true` goes on with what matches. */
+  forceable: boolean;
+}
+
+/** A worker error message as a refusal: forceable when it carries the CLI's --force hint. */
+export function refusalOf(message: string): Refusal {
+  return FORCE_HINT.test(message) ? { sentence: message.replace(FORCE_HINT, ''), forceable: true } : { sentence: message, forceable: false };
+}
+
+/** "✓ verified: max abs error 1.2e-7" of a write's verification (src/shared/verification.ts). */
+export function verifiedText(v: { maxAbsError: number } | undefined): string {
+  if (!v) return '';
+  const x = v.maxAbsError;
+  const s = !Number.isFinite(x) ? String(x) : x === 0 ? '0' : x.toExponential(2);
+  return `✓ verified: max abs error ${s}`;
+}

@@ -7,7 +7,7 @@
  * Wire messages: every request carries an id and gets exactly one `result` or `error`; `progress`
  * messages may carry streamed partial results (`data`, typed by the job's third parameter).
  */
-import type { BaseResolution, CompareData, CompareParams, CompareTensorData, CompareTensorParams, EstimateParams, EstimateResult, IntrudersData, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraParams } from './base';
+import type { AnalyzeModelParams, AnalyzeModelResult, ModelProgressData, BaseResolution, CompareData, CompareParams, CompareTensorData, CompareTensorParams, EstimateParams, EstimateResult, IntrudersData, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraParams } from './base';
 import type { ConvertJobParams, ConvertResult } from './convert';
 import type { DescribeParams, DescribeResult, ScanParams, ScanResult } from './inspect';
 import type { Provider } from './provider';
@@ -54,6 +54,8 @@ export const Spectra = job<SpectraParams, SpectraData>('base.spectra');
 export const EstimateFull = job<EstimateParams, EstimateResult>('base.estimateFull');
 export const Compare = job<CompareParams, CompareData>('base.compare');
 export const CompareTensor = job<CompareTensorParams, CompareTensorData>('base.compareTensor');
+/** Analyze Model (issue 10): intruders + ESD of every module, each row streamed as progress data. */
+export const AnalyzeModel = job<AnalyzeModelParams, AnalyzeModelResult, ModelProgressData>('base.analyzeModel');
 
 // ---- surgery (issue 4)
 export const Rebalance = job<RebalanceParams, RebalanceJobResult>('surgery.rebalance');

@@ -10,6 +10,9 @@
 
 import type { RankPlanModule } from './analysisTypes';
 import { parseWebviewMessage, type Envelope, type ReplyMessage } from './envelope';
+import type { Verification } from './verification';
+
+export type { Verification };
 
 export type RankRuleKind = 'rank' | 'sv_ratio' | 'sv_cumulative' | 'sv_fro';
 export interface RankRuleSpec { kind: RankRuleKind; value: number; maxRank?: number }
@@ -19,8 +22,10 @@ export interface RankRuleSpec { kind: RankRuleKind; value: number; maxRank?: num
 export interface RebalanceParams { adapterPath: string; outDir: string }
 export interface PlanParams { adapterPath: string; rule: RankRuleSpec }
 export interface ReduceParams { adapterPath: string; outDir: string; rule: RankRuleSpec }
-export interface MergeParams { adapterPath: string; basePath: string; outFile: string }
-export interface CombineParams { adapter1: string; weight1: number; adapter2: string; weight2: number; outDir: string; mode: 'cat' | 'svd'; rank?: number }
+/** `force`: merge the modules that match even when some adapter modules have no base weight (core/base/match.ts). */
+export interface MergeParams { adapterPath: string; basePath: string; outFile: string; force?: boolean }
+/** `force`: combine adapters that name different base models (they still must share a module). */
+export interface CombineParams { adapter1: string; weight1: number; adapter2: string; weight2: number; outDir: string; mode: 'cat' | 'svd'; rank?: number; force?: boolean }
 export interface RescaleParams { adapterPath: string; factor: number; outDir: string }
 
 // ---- worker job results ---------------------------------------------------------------------
@@ -41,10 +46,13 @@ export interface RebalanceRow {
   /** Factor scale imbalance c = (‖B‖_F/‖A‖_F)^½ before/after (hessian.ts factorScaleImbalance). */
   scaleBefore: number;
   scaleAfter: number;
-  /** κ of the Hessian of ½‖B A − T‖² at the current factors: σ₁(c⁴+1)/σ_r (c = 1: 2σ₁/σ_r). */
+  /**
+   * κ of the Hessian of ½‖s·B·A − M‖² at the input / written factors (core balora.ts, hessian.ts
+   * factorHessianKappa): κ_H = (σ₁(B)² + σ₁(A)²) / min(σ_r(B)², σ_r(A)²); ∞ for a rank-deficient factor.
+   */
   hessianKappaBefore: number;
   hessianKappaAfter: number;
-  /** Balanced value 2σ₁/σ_r (papers.md §1.4). */
+  /** Balanced value 2σ₁/σ_r of the product (papers.md §1.4). */
   hessianKappaBalanced: number;
   method: string;
 }
@@ -57,6 +65,8 @@ export interface RebalanceJobResult {
   dtype: string;
   inputSha256: string;
   modules: RebalanceRow[];
+  /** What was checked after writing (reopened output vs fp64 reference). */
+  verification: Verification;
   ms: number;
 }
 
@@ -89,6 +99,7 @@ export interface ReduceJobResult {
   ruleText: string;
   modules: ReduceRow[];
   config: Record<string, unknown>;
+  verification: Verification;
   ms: number;
 }
 
@@ -100,6 +111,10 @@ export interface SimpleJobResult {
   isAdapter: boolean;
   summary: string;
   rows: { name: string; value: string }[];
+  /** What was checked after writing; the panel shows its maxAbsError. */
+  verification: Verification;
+  /** Warnings of the core (e.g. modules skipped under `force`). */
+  warnings?: string[];
   ms: number;
 }
 

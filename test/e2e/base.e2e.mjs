@@ -148,6 +148,18 @@ test('LoRA Lens base-model analyses (code-server)', { timeout: 12 * 60 * 1000 },
       }
       assert.ok(Number.isFinite(Number(info.alpha)), `alpha of W0: ${info.alpha}`);
     });
+    await step(page, 'base-06b-spectra-not-fittable', 'k_proj (32×64: 32 eigenvalues) shows alpha "not fittable (< 50 eigenvalues)", not a number', async () => {
+      const name = await frame.$eval('#module-select', (s) => [...s.options].map((o) => o.value).find((v) => /layers\.0\.self_attn\.k_proj$/.test(v)));
+      await frame.selectOption('#module-select', name);
+      await frame.waitForFunction(() => /k_proj/.test(document.querySelector('[data-fact="module"] dd')?.textContent || ''), null, { timeout: JOB_TIMEOUT });
+      const cells = await frame.$$eval('#metrics-table tr[data-metric="alpha"] td[data-which]', (tds) => tds.map((td) => ({ text: td.textContent, status: td.getAttribute('data-status') })));
+      for (const c of cells) {
+        assert.equal(c.status, 'not fittable');
+        assert.equal(c.text, 'not fittable (< 50 eigenvalues)');
+      }
+      const logNorm = await frame.$eval('#metrics-table tr[data-metric="log_norm"] td[data-which="base"]', (td) => td.textContent);
+      assert.ok(Number.isFinite(Number(logNorm)), `log_norm is a number: ${logNorm}`);
+    });
     await step(page, 'base-07-status-bar', 'the status bar should show the execution provider of the spectra job', async () => {
       await page.waitForFunction(() => [...document.querySelectorAll('.part.statusbar .statusbar-item')].some((i) => /ORT: (cpu|webgpu|cuda)/.test(i.textContent || '')), null, { timeout: 15000 });
     });

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  REPO_ROOT, launch, openView, pickQuickItem, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step,
+  REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step,
 } from './harness.mjs';
 
 const DEMO = path.join(REPO_ROOT, 'demo-workspace');
@@ -71,6 +71,19 @@ test('adapter surgery in VS Code (code-server)', { timeout: 10 * 60 * 1000, skip
       assert.ok(r.hAfter <= r.hBefore, `${r.name}: Hessian κ ${r.hBefore} → ${r.hAfter}`);
     }
     assert.ok(fs.existsSync(path.join(ws, 'adapters', 'demo-lora-balanced', 'adapter_model.safetensors')));
+    // κ_H = (σ₁(B)² + σ₁(A)²)/min(σ_r(B)², σ_r(A)²) shown = the core's value (CLI rebalance --json, issue 8)
+    const cli = JSON.parse(runCli(['rebalance', path.join(ws, 'adapters', 'demo-lora'), path.join(path.dirname(ws), 'cli-balanced'), '--json']));
+    for (const r of rows) {
+      const m = cli.perModule.find((x) => x.name === r.name);
+      assert.ok(m, `${r.name} not in the CLI output`);
+      for (const [shown, core, what] of [[r.hBefore, m.hessianKappaBefore, 'before'], [r.hAfter, m.hessianKappaAfter, 'after']]) {
+        assert.ok(Math.abs(shown - core) <= 1e-9 * Math.abs(core), `${r.name}: κ_H ${what} shown ${shown}, core ${core}`);
+      }
+    }
+    const ver = await frame.$eval('#verification', (e) => ({ v: Number(e.getAttribute('data-max-abs-error')), text: e.textContent }));
+    assert.match(ver.text, /✓ verified: max abs error/);
+    assert.ok(Number.isFinite(ver.v) && ver.v >= 0, ver.text);
+    assert.match(await frame.$eval('.hint.explain', (e) => e.textContent), /κ_H = \(σ₁\(B\)² \+ σ₁\(A\)²\) \/ min\(σ_r\(B\)², σ_r\(A\)²\)/);
   });
 
   await step(page, 'surgery-04-tree-balanced', 'the tree gains demo-lora-balanced', async () => {

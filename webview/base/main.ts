@@ -16,8 +16,9 @@ import { onThemeChange, themeColors } from '../common/theme';
 import { h, HostChannel } from '../common/vscodeApi';
 import type {
   CompareData, CompareTensorData, CompareTensorRow, EsdMetricsData, HostToWebview, InitMessage, IntruderModuleData, IntrudersData,
-  IntruderVectorData, ReplyResult, SpectraData, SpectraInit, WebviewToHost,
+  IntruderVectorData, ModelInit, ModelModuleRow, ReplyResult, SpectraData, SpectraInit, WebviewToHost,
 } from '../../src/shared/base';
+import { verifiedText } from '../../src/shared/base';
 import { axisTick, fact, logTick } from '../common/format';
 
 Chart.register(LineController, LineElement, PointElement, BarController, BarElement, LinearScale, LogarithmicScale, CategoryScale, Filler, Legend, Tooltip);
@@ -28,6 +29,8 @@ type Reply = Extract<HostToWebview, { type: 'reply' }>;
 let current: InitMessage | undefined;
 const charts = new Map<string, { destroy(): void }>();
 let rebuild: (() => void)[] = [];
+/** Analyze Model: refreshes the progress, heatmap and table after a streamed row. */
+let modelUpdate: (() => void) | undefined;
 
 const channel = new HostChannel<WebviewToHost, HostToWebview, State>((m) => {
   switch (m.type) {
@@ -37,6 +40,25 @@ const channel = new HostChannel<WebviewToHost, HostToWebview, State>((m) => {
       break;
     case 'busy':
       document.body.classList.toggle('busy', m.busy);
+      break;
+    case 'modelRow':
+      if (current?.view === 'model') {
+        const d = current.data;
+        if (!d.rows.some((r) => r.name === m.row.name)) d.rows.push(m.row);
+        d.total = m.total;
+        d.elapsedMs = m.elapsedMs;
+        d.doneThisRun = m.doneThisRun;
+        d.state = 'running';
+        modelUpdate?.();
+      }
+      break;
+    case 'modelState':
+      if (current?.view === 'model') {
+        current.data.state = m.state;
+        current.data.total = m.total;
+        if (m.message) current.data.message = m.message;
+        modelUpdate?.();
+      }
       break;
     case 'reply':
       break;
@@ -170,13 +192,16 @@ function renderIntruders(d: IntrudersData): HTMLElement[] {
     const r = await request({ type: 'mitigate', lambda: l }, btn, status);
     if (r?.kind === 'mitigate') {
       const after = r.data.changed.reduce((s, c) => s + c.intrudersAfter, 0);
-      status.textContent = `Wrote ${r.data.outDir} — ${r.data.changed.length} modules rescaled, products verified; intruders after: ${after}`;
+      status.textContent = `Wrote ${r.data.outDir} — ${r.data.changed.length} modules rescaled; intruders after: ${after}. ${verifiedText(r.data.verification)}`;
     }
   });
   const header = h('header', { class: 'card header-card', id: 'intruders-header' },
     h('div', { class: 'title-row' },
       h('div', { class: 'title' }, h('h1', {}, `Intruder dimensions — ${d.adapter.name}`), h('span', { class: 'badge accent' }, d.modules.some((m) => m.mode === 'approx') ? 'approximate' : 'exact')),
-      h('div', { class: 'actions' }, status, h('label', { class: 'check', for: 'lambda-input' }, 'λ'), lambda, btn)),
+      h('div', { class: 'actions' }, h('label', { class: 'check', for: 'lambda-input' }, 'λ'), lambda, btn)),
+    // the status (e.g. "Wrote …/long/path …" after Mitigate) has its own line: inside the title row it
+    // squeezed the title to a one-letter column at ~900 px (issue 13 item 8)
+    h('div', { class: 'status-line' }, status),
     h('div', { class: 'path', title: d.adapter.path }, d.adapter.path),
     h('dl', { class: 'facts' },
       fact('Intruders', String(t.intruders), 'total'),
@@ -273,17 +298,42 @@ const METRIC_ROWS: { key: keyof EsdMetricsData; label: string; title: string }[]
   { key: 'mp_softrank', label: 'mp_softrank', title: 'Marchenko–Pastur bulk edge / λmax' },
   { key: 'num_pl_spikes', label: 'num_pl_spikes', title: 'eigenvalues in the fitted power-law tail' },
   { key: 'D', label: 'D', title: 'Kolmogorov–Smirnov distance of the fit' },
+  { key: 'matrix_rank', label: 'matrix_rank', title: 'numerical rank (σ > σmax·max(N, M)·eps, fp64)' },
   { key: 'num_evals', label: 'eigenvalues', title: 'number of eigenvalues used' },
 ];
+
+/** Metrics that come from the power-law fit: shown only when alpha_status is 'fitted'. */
+const ALPHA_KEYS = new Set<keyof EsdMetricsData>(['alpha', 'alpha_weighted', 'num_pl_spikes', 'D']);
+/** Metrics that need every singular value. */
+const FULL_KEYS = new Set<keyof EsdMetricsData>(['entropy', 'matrix_rank']);
+
+function fmtMetric(v: unknown): string {
+  return typeof v === 'number' && Number.isInteger(v) ? String(v) : fmt4(v as number);
+}
+
+/** Why a metric has no number ("not fittable (< 50 eigenvalues)", "needs the full spectrum"); undefined when it has one. */
+function metricText(e: EsdMetricsData, key: keyof EsdMetricsData): string | undefined {
+  if (ALPHA_KEYS.has(key)) {
+    if (e.alpha_status === 'not fittable') return 'not fittable (< 50 eigenvalues)';
+    if (e.alpha_status === 'truncated') return 'needs the full spectrum';
+  }
+  if (FULL_KEYS.has(key) && !e.full_spectrum) return 'needs the full spectrum';
+  const v = e[key];
+  if (typeof v === 'number' && Number.isNaN(v)) return 'n/a';
+  return undefined;
+}
 
 function renderSpectraData(s: SpectraData, box: HTMLElement): void {
   const c = themeColors();
   const sigmaCanvas = h('canvas', { id: 'sigma-chart', role: 'img', 'aria-label': 'singular values of W0, W0+ΔW and ΔW' });
   const esdCanvas = h('canvas', { id: 'esd-chart', role: 'img', 'aria-label': 'ESD histograms of W0 and W0+ΔW' });
-  const fmtM = (v: unknown): string => (typeof v === 'number' && Number.isInteger(v) ? String(v) : fmt4(v as number));
-  const metricsRows = METRIC_ROWS.map((r) => h('tr', { 'data-metric': r.key, title: r.title }, h('td', {}, r.label),
-    h('td', { class: 'num', 'data-which': 'base', 'data-value': String(s.metrics.base[r.key]) }, fmtM(s.metrics.base[r.key])),
-    h('td', { class: 'num', 'data-which': 'merged', 'data-value': String(s.metrics.merged[r.key]) }, fmtM(s.metrics.merged[r.key]))));
+  const cell = (which: 'base' | 'merged', key: keyof EsdMetricsData): HTMLElement => {
+    const e = s.metrics[which];
+    const v = e[key];
+    const text = metricText(e, key);
+    return h('td', { class: `num${text === undefined ? '' : ' not-available'}`, 'data-which': which, 'data-value': String(v), 'data-status': ALPHA_KEYS.has(key) ? e.alpha_status : undefined }, text ?? fmtMetric(v));
+  };
+  const metricsRows = METRIC_ROWS.map((r) => h('tr', { 'data-metric': r.key, title: r.title }, h('td', {}, r.label), cell('base', r.key), cell('merged', r.key)));
   const warns = [...s.metrics.base.warnings.map((w) => `W0: ${w}`), ...s.metrics.merged.warnings.map((w) => `W0+ΔW: ${w}`)];
   box.replaceChildren(
     h('section', { class: 'card', id: 'spectra-facts' }, h('dl', { class: 'facts' },
@@ -437,6 +487,127 @@ function renderCompare(d: CompareData): HTMLElement[] {
   return [header, chartCard, detail, tableCard];
 }
 
+// ---------------------------------------------------------------- Analyze Model (streamed)
+
+function duration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '–';
+  const sec = Math.round(ms / 1000);
+  if (sec < 60) return `${sec} s`;
+  const min = Math.floor(sec / 60);
+  return min < 60 ? `${min} min ${sec % 60} s` : `${Math.floor(min / 60)} h ${min % 60} min`;
+}
+
+/** ETA from this run's pace (modules done in this run / time since it started). */
+function etaText(d: ModelInit): string {
+  const left = d.total - d.rows.length;
+  if (d.state !== 'running' || d.total === 0) return '';
+  if (d.doneThisRun === 0) return 'ETA after the first module';
+  return `ETA ${duration((d.elapsedMs / d.doneThisRun) * left)}`;
+}
+
+function alphaCell(e: EsdMetricsData, which: string): HTMLElement {
+  const t = metricText(e, 'alpha');
+  return h('td', { class: `num${t ? ' not-available' : ''}`, 'data-metric': `alpha-${which}`, 'data-status': e.alpha_status, 'data-value': String(e.alpha) }, t ?? fmt4(e.alpha));
+}
+
+function renderModel(d: ModelInit): HTMLElement[] {
+  const status = h('span', { id: 'model-status', class: 'status-text', role: 'status' });
+  const cancelBtn = h('button', { id: 'model-cancel', class: 'secondary', type: 'button', title: 'Stop after the current module; finished modules are kept' }, 'Cancel');
+  const resumeBtn = h('button', { id: 'model-resume', class: 'primary', type: 'button', title: 'Analyse the remaining modules (base decompositions come from the cache)' }, 'Resume');
+  cancelBtn.addEventListener('click', () => void request({ type: 'cancelModel' }, cancelBtn, status));
+  resumeBtn.addEventListener('click', () => void request({ type: 'resumeModel' }, resumeBtn, status));
+  const bar = h('progress', { id: 'model-progress-bar', max: 1, value: 0 });
+  const progressText = h('span', { id: 'model-progress-text', class: 'progress-text' });
+  const progress = h('div', { class: 'model-progress', id: 'model-progress' }, bar, progressText);
+  const message = h('div', { class: 'status-line', id: 'model-message' });
+  const warnBox = h('div', { id: 'model-warnings' });
+  const header = h('header', { class: 'card header-card', id: 'model-header' },
+    h('div', { class: 'title-row' },
+      h('div', { class: 'title' }, h('h1', {}, `Analyze Model — ${d.adapter.name}`), h('span', { class: 'badge accent' }, 'intruders + ESD')),
+      h('div', { class: 'actions' }, cancelBtn, resumeBtn)),
+    progress, message, h('div', { class: 'status-line' }, status),
+    h('div', { class: 'path', title: d.base.dir }, `base: ${d.base.dir}`),
+    h('dl', { class: 'facts' },
+      fact('Rule', `top-${d.settings.k} left vectors of W0+ΔW, intruder iff max|cos| < ε = ${d.settings.epsilon} (${d.settings.mode})`, 'rule'),
+      fact('ESD', `exact spectrum up to 1024 (smaller side), else top-${d.settings.topK}; ‖W‖_F exact`, 'esd')),
+    warnBox);
+  const heatBox = h('div', { class: 'heatmap-wrap', id: 'model-heatmap-wrap' });
+  const heatCard = h('section', { class: 'card', id: 'model-heatmap-card' },
+    h('div', { class: 'card-head' }, h('h2', {}, 'Intruders per layer and module'), h('span', { class: 'hint' }, 'cells fill in as modules finish; +n? = possible')),
+    heatBox);
+  const tbody = h('tbody');
+  const head = ['Module', 'layer', 'shape', 'intruders', 'possible', 'min max|cos|', 'alpha W0', 'alpha W0+ΔW', 'log_norm W0+ΔW', 'stable_rank W0+ΔW', 'spectrum', 'time'];
+  const numeric = [false, true, false, true, true, true, true, true, true, true, false, true];
+  const tableCard = h('section', { class: 'card table-card' },
+    h('div', { class: 'card-head' }, h('h2', {}, 'Modules'), h('span', { class: 'hint', id: 'model-count' }, '')),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'model-table', class: 'data' },
+      h('thead', {}, h('tr', {}, ...head.map((x, i) => h('th', { class: numeric[i] ? 'num' : '', scope: 'col' }, x)))), tbody)));
+  const shown = new Set<string>();
+  const addRow = (r: ModelModuleRow): void => {
+    shown.add(r.name);
+    const i = r.intruders;
+    const tr = h('tr', { 'data-module': r.name, 'data-count': i.count },
+      h('td', { class: 'name' }, r.name), h('td', { class: 'num' }, r.layer === undefined ? '–' : String(r.layer)), h('td', {}, `${r.m}×${r.n}`),
+      h('td', { class: 'num', 'data-metric': 'intruders' }, String(i.count)), h('td', { class: 'num' }, String(i.possible)),
+      h('td', { class: 'num' }, i.vectors.length ? Math.min(...i.vectors.map((v) => v.maxCos)).toFixed(3) : '–'),
+      alphaCell(r.esd.base, 'base'), alphaCell(r.esd.merged, 'merged'),
+      h('td', { class: 'num' }, fmt4(r.esd.merged.log_norm)), h('td', { class: 'num' }, fmt4(r.esd.merged.stable_rank)),
+      h('td', {}, r.full ? 'full' : `top-${r.esd.merged.num_evals}`), h('td', { class: 'num' }, `${r.ms} ms`));
+    tr.title = 'Click for the spectra of this module';
+    tr.addEventListener('click', () => void request({ type: 'openSpectra', module: r.name }, undefined, status));
+    tbody.append(tr);
+  };
+  const drawHeatmap = (): void => {
+    const mods = d.rows.map((r) => r.intruders);
+    const kinds = [...new Set(mods.map((m) => m.kind))].sort((a, b) => kindRank(a) - kindRank(b) || a.localeCompare(b));
+    const layers = [...new Set(mods.map((m) => m.layer ?? -1))].sort((a, b) => a - b);
+    const maxCount = Math.max(1, ...mods.map((m) => m.count));
+    const grid = h('div', { class: `heatmap cols-${Math.max(1, Math.min(kinds.length, 12))}`, id: 'model-heatmap', role: 'grid', 'data-columns': kinds.length });
+    grid.append(h('div', { class: 'heat-corner' }, 'layer'), ...kinds.map((k) => h('div', { class: 'heat-col', title: k }, k)));
+    for (const l of layers) {
+      grid.append(h('div', { class: 'heat-row' }, l < 0 ? '–' : String(l)));
+      for (const k of kinds) {
+        const ms = mods.filter((x) => (x.layer ?? -1) === l && x.kind === k);
+        if (!ms.length) { grid.append(h('div', { class: 'heat-cell empty', 'data-layer': l, 'data-kind': k })); continue; }
+        const count = ms.reduce((a, m) => a + m.count, 0), possible = ms.reduce((a, m) => a + m.possible, 0);
+        const level = count === 0 ? 0 : Math.max(1, Math.ceil((5 * count) / maxCount));
+        const cell = h('div', {
+          class: `heat-cell level-${level}`, role: 'gridcell', tabindex: 0, 'data-layer': l, 'data-kind': k, 'data-count': count, 'data-module': ms[0].name,
+          title: `${ms.map((m) => m.name).join('\n')}\n${count} intruder${count === 1 ? '' : 's'}${possible ? `, ${possible} possible` : ''}`,
+        }, String(count), possible ? h('span', { class: 'possible-mark' }, `+${possible}?`) : undefined);
+        cell.addEventListener('click', () => void request({ type: 'openSpectra', module: ms[0].name }, undefined, status));
+        grid.append(cell);
+      }
+    }
+    heatBox.replaceChildren(mods.length ? grid : h('p', { class: 'hint' }, 'Waiting for the first module…'));
+  };
+  const update = (): void => {
+    for (const r of d.rows) if (!shown.has(r.name)) addRow(r);
+    drawHeatmap();
+    const done = d.rows.length;
+    bar.max = Math.max(1, d.total);
+    bar.value = done;
+    const intr = d.rows.reduce((a, r) => a + r.intruders.count, 0);
+    progressText.textContent = `${done} / ${d.total || '?'} modules · ${intr} intruders${d.state === 'running' ? ` · ${etaText(d)}` : d.state === 'done' ? ' · done' : d.state === 'cancelled' ? ' · cancelled' : ''}`;
+    progress.setAttribute('data-done', String(done));
+    progress.setAttribute('data-total', String(d.total));
+    progress.setAttribute('data-state', d.state);
+    app.setAttribute('data-state', d.state);
+    message.textContent = d.state === 'running' ? '' : d.message ?? '';
+    message.classList.toggle('error', d.state === 'failed');
+    cancelBtn.hidden = d.state !== 'running';
+    resumeBtn.hidden = !(d.state === 'cancelled' || d.state === 'failed') || (d.total > 0 && done >= d.total);
+    const notes = [...d.warnings, ...d.errors.map((e) => `${e.name}: ${e.message}`)];
+    warnBox.replaceChildren(...(notes.length ? [h('div', { class: 'warnings' }, h('ul', {}, ...notes.map((n) => h('li', {}, n))))] : []));
+    const countEl = tableCard.querySelector('#model-count');
+    if (countEl) countEl.textContent = `${done} of ${d.total || '?'} modules`;
+  };
+  modelUpdate = update;
+  requestAnimationFrame(update);
+  update();
+  return [header, heatCard, tableCard];
+}
+
 // ---------------------------------------------------------------- render
 
 function render(): void {
@@ -444,8 +615,13 @@ function render(): void {
   for (const c of charts.values()) c.destroy();
   charts.clear();
   rebuild = [];
+  modelUpdate = undefined;
   let parts: HTMLElement[];
   switch (current.view) {
+    case 'model':
+      document.title = `Analyze Model: ${current.data.adapter.name}`;
+      parts = renderModel(current.data);
+      break;
     case 'intruders':
       document.title = `Intruders: ${current.data.adapter.name}`;
       parts = renderIntruders(current.data);

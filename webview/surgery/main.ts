@@ -7,7 +7,7 @@
 import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, LogarithmicScale, Tooltip } from 'chart.js';
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
-import type { HostToWebview, PlanJobResult, RebalanceJobResult, ReduceJobResult, SimpleJobResult, SurgeryView, WebviewToHost } from '../../src/shared/surgery';
+import type { HostToWebview, PlanJobResult, RebalanceJobResult, ReduceJobResult, SimpleJobResult, SurgeryView, Verification, WebviewToHost } from '../../src/shared/surgery';
 import { logTick } from '../common/format';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, LogarithmicScale, Legend, Tooltip);
@@ -111,6 +111,18 @@ function verifiedBadge(ok: boolean): HTMLElement {
   return h('span', { class: `badge ${ok ? 'ok' : 'error'}` }, ok ? '✓ verified' : '✗ failed');
 }
 
+/** "✓ verified: max abs error …" of a write (every writing job's `verification`). */
+function verificationLine(v: Verification | undefined): HTMLElement | undefined {
+  if (!v) return undefined;
+  return h('p', { class: 'verification', id: 'verification', 'data-max-abs-error': String(v.maxAbsError), title: v.what },
+    h('strong', {}, '✓ verified: '), `max abs error ${fmt(v.maxAbsError)}`,
+    ` (max rel ${fmt(v.maxRelError)}, tolerance ${fmt(v.tolerance)}, ${v.checked} ${v.checked === 1 ? 'item' : 'items'} checked) — ${v.what}`);
+}
+
+function warningList(ws: string[] | undefined): HTMLElement | undefined {
+  return ws?.length ? h('div', { class: 'warnings', id: 'surgery-warnings' }, h('ul', {}, ...ws.map((w) => h('li', {}, w)))) : undefined;
+}
+
 function renderRebalance(r: RebalanceJobResult): HTMLElement[] {
   const ms = r.modules;
   const maxGapB = Math.max(...ms.map((m) => m.gapBefore)), maxGapA = Math.max(...ms.map((m) => m.gapAfter));
@@ -128,9 +140,11 @@ function renderRebalance(r: RebalanceJobResult): HTMLElement[] {
       fact('max-rel-err', "max |B'A' − BA| / max|BA|", `${fmt(maxErr)} (${r.dtype})`),
       fact('input', 'input', 'unchanged (sha256 checked)'),
       fact('time', 'time', `${(r.ms / 1000).toFixed(2)} s`)),
+    verificationLine(r.verification),
     h('p', { class: 'hint explain' },
       'Balance gap ‖BᵀB − AAᵀ‖_F / (‖A‖²_F + ‖B‖²_F): 0 on the balanced manifold. Hessian κ: condition number of the factorised least-squares ',
-      'problem ½‖BA − T‖² at the current factors, σ₁(c⁴+1)/σ_r with c = (‖B‖_F/‖A‖_F)^½; balanced factors reach 2σ₁/σ_r (papers.md §1.4).'));
+      'problem ½‖s·B·A − M‖² at the current factors, κ_H = (σ₁(B)² + σ₁(A)²) / min(σ_r(B)², σ_r(A)²) (nonzero Hessian spectrum at BA = M); ',
+      'balanced factors reach 2σ₁/σ_r of the product.'));
   const labels = ms.map((m) => short(m.name));
   const pos = (x: number) => (x > 0 && Number.isFinite(x) ? x : null);
   const gap = chartCard('gap-chart', 'Balance gap per module', 'before vs after, log scale', ms.length * 2);
@@ -138,7 +152,7 @@ function renderRebalance(r: RebalanceJobResult): HTMLElement[] {
   const charts = h('section', { class: 'charts' }, gap.card, hess.card);
   requestAnimationFrame(() => {
     barChart(gap.canvas, labels, [{ label: 'gap before', data: ms.map((m) => pos(m.gapBefore)) }, { label: 'gap after', data: ms.map((m) => pos(m.gapAfter)) }], true, 'relative gap');
-    barChart(hess.canvas, labels, [{ label: 'κ(H) before', data: ms.map((m) => pos(m.hessianKappaBefore)) }, { label: 'κ(H) after', data: ms.map((m) => pos(m.hessianKappaAfter)) }], true, 'κ(Hessian)');
+    barChart(hess.canvas, labels, [{ label: 'κ_H before', data: ms.map((m) => pos(m.hessianKappaBefore)) }, { label: 'κ_H after', data: ms.map((m) => pos(m.hessianKappaAfter)) }], true, 'κ_H');
   });
   type R = RebalanceJobResult['modules'][number];
   const cols: Col<R>[] = [
@@ -149,8 +163,8 @@ function renderRebalance(r: RebalanceJobResult): HTMLElement[] {
     { key: 'kappaA', label: 'κ(A)', title: 'κ(A) before → after', value: (m) => m.kappaAAfter, text: (m) => `${fmt(m.kappaABefore)} → ${fmt(m.kappaAAfter)}` },
     { key: 'kappaB', label: 'κ(B)', title: 'κ(B) before → after', value: (m) => m.kappaBAfter, text: (m) => `${fmt(m.kappaBBefore)} → ${fmt(m.kappaBAfter)}` },
     { key: 'scale', label: 'c', title: 'factor scale imbalance (‖B‖/‖A‖)^½ before → after', value: (m) => m.scaleAfter, text: (m) => `${fmt(m.scaleBefore)} → ${fmt(m.scaleAfter)}` },
-    { key: 'hessianBefore', label: 'κ(H) before', title: 'Hessian condition number σ₁(c⁴+1)/σ_r at the input factors', value: (m) => m.hessianKappaBefore },
-    { key: 'hessianAfter', label: 'κ(H) after', title: 'Hessian condition number at the balanced factors (2σ₁/σ_r)', value: (m) => m.hessianKappaAfter },
+    { key: 'hessianBefore', label: 'κ_H before', title: 'Hessian condition number κ_H = (σ₁(B)² + σ₁(A)²) / min(σ_r(B)², σ_r(A)²) at the input factors (∞: a factor is rank-deficient)', value: (m) => m.hessianKappaBefore },
+    { key: 'hessianAfter', label: 'κ_H after', title: 'κ_H = (σ₁(B)² + σ₁(A)²) / min(σ_r(B)², σ_r(A)²) at the written (balanced) factors; 2σ₁/σ_r of BA when balanced', value: (m) => m.hessianKappaAfter },
     { key: 'maxRelErr', label: "max|B'A'−BA| rel", title: 'max |B\'A\' − BA| / max|BA| of the written factors', value: (m) => m.maxRelErr },
     { key: 'tolerance', label: 'tolerance', title: 'tolerance of the check (dtype rounding)', value: (m) => m.tolerance },
     { key: 'verified', label: '✓', title: 'product verified within tolerance', value: (m) => (m.verified ? 'yes' : 'no'), text: (m) => (m.verified ? '✓' : '✗'), num: false },
@@ -225,6 +239,8 @@ function renderReduce(p: PlanJobResult, r: ReduceJobResult): HTMLElement[] {
   const head = planHeader(p, `Reduced ${p.adapterName}`, actionButtons(r.outDir, true));
   head.querySelector('.title')?.append(verifiedBadge(true));
   head.append(h('div', { class: 'path', id: 'output-path', title: r.outDir }, `written: ${r.outDir} (${(r.ms / 1000).toFixed(2)} s)`));
+  const v = verificationLine(r.verification);
+  if (v) head.append(v);
   return [head, planChart(p), h('section', { class: 'card table-card' }, h('div', { class: 'card-head' }, h('h2', {}, 'Written adapter'), h('span', { class: 'hint' }, 'verified by reopening')), table('reduce-table', r.modules, cols))];
 }
 
@@ -233,7 +249,8 @@ function renderSimple(r: SimpleJobResult): HTMLElement[] {
   const header = h('header', { class: 'card header-card', id: 'surgery-header' },
     h('div', { class: 'title-row' }, h('div', { class: 'title' }, h('h1', { id: 'surgery-title' }, title), verifiedBadge(true)), h('div', { class: 'actions' }, status(), ...actionButtons(r.output, r.isAdapter))),
     h('div', { class: 'path', id: 'output-path', title: r.output }, r.output),
-    h('p', { class: 'summary' }, r.summary, ` (${(r.ms / 1000).toFixed(2)} s)`));
+    h('p', { class: 'summary' }, r.summary, ` (${(r.ms / 1000).toFixed(2)} s)`),
+    verificationLine(r.verification), warningList(r.warnings));
   const cols: Col<{ name: string; value: string }>[] = [
     { key: 'name', label: r.operation === 'merge' ? 'Tensor' : r.operation === 'rescale' ? 'Config key' : 'Module', title: '', value: (x) => x.name, num: false },
     { key: 'value', label: 'Result', title: '', value: (x) => x.value, num: false },

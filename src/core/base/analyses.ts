@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openBaseModel, baseWeightFor, readBaseWeight, type BaseModel, type BaseWeightRef } from './basemodel';
 import { DecompCache, type CacheKey } from './cache';
-import { esdMetrics, logHistogram, type EsdMetrics } from './esd';
+import { esdMetrics, frobeniusSquared, logHistogram, type EsdMetrics } from './esd';
 import { adapterIntruders, baseLeftBasis, mitigateIntruders, readDelta, findIntruders, classifyAgainstBase, type IntruderVector } from './intruders';
 import { checkAdapterBase, checkComparable } from './match';
 import { fullSpectrum, rsvd, estimateFullSpectrumSeconds, FULL_SPECTRUM_MAX_DIM } from './rsvd';
@@ -37,6 +37,7 @@ import { removeOutput, type OutTensor } from '../formats/writer';
 import type {
   CompareData, CompareParams, CompareTensorData, CompareTensorParams, CompareTensorRow, EsdMetricsData, EstimateParams, EstimateResult,
   IntruderMode, IntruderModuleData, IntrudersData, IntrudersParams, IntruderVectorData, MitigateData, MitigateParams, SpectraData, SpectraParams,
+  AnalyzeModelParams, AnalyzeModelResult, ModelModuleRow,
 } from '../../shared/base';
 export type { CompareParams, CompareTensorParams, EstimateParams, EstimateResult, IntrudersParams, MitigateParams, SpectraParams };
 
@@ -159,6 +160,66 @@ export async function runIntruders(params: IntrudersParams, ctx: AnalysisContext
 }
 
 /**
+ * Analyze Model (issue 10): intruders and ESD (W0, W0 + ΔW) of every module of an adapter against
+ * its base, one module at a time; `onRow` receives each module as soon as it is done (the worker
+ * streams it to the panel). Base decompositions go through the DecompCache, and `skip` names
+ * modules a cancelled run already delivered, so a resumed run only computes the rest. The ESD
+ * uses the exact spectrum when the smaller side is ≤ 1024 (else top-k by rsvd: alpha 'truncated').
+ */
+export async function runModelAnalysis(params: AnalyzeModelParams, ctx: AnalysisContext, onRow?: (r: ModelModuleRow, done: number, total: number) => void): Promise<AnalyzeModelResult> {
+  const t0 = Date.now();
+  const progress = ctx.progress ?? noProgress;
+  const k = params.k ?? 10, epsilon = params.epsilon ?? 0.5, mode = params.mode ?? 'auto';
+  const topK = params.topK ?? DEFAULT_TOPK;
+  const cache = cacheFor(params.cacheDir);
+  const skip = new Set(params.skip ?? []);
+  return withAdapterAndBase(params.adapterPath, params.baseDir, async (adapter, base) => {
+    const match = checkAdapterBase(adapter, base, { force: params.force });
+    const total = match.matched.length;
+    const todo = match.matched.filter((x) => !skip.has(x.module.name));
+    const errors: { name: string; message: string }[] = match.unmatched.map((u) => ({ name: u.module.name, message: u.reason }));
+    const rows: ModelModuleRow[] = [];
+    let done = total - todo.length;
+    progress(done, total, `${done}/${total} modules`);
+    for (const { module: mod, ref } of todo) {
+      throwIfCancelled(ctx.token);
+      const t1 = Date.now();
+      let row: ModelModuleRow;
+      try {
+        const r = await adapterIntruders(ctx.engine, adapter, base, { k, epsilon, mode, cache, filter: (m) => m === mod });
+        if (r.errors.length) throw new Error(r.errors[0].message);
+        const x = r.modules[0];
+        throwIfCancelled(ctx.token);
+        const d = Math.min(ref.out, ref.in);
+        const s = await spectraOfModule(ctx, adapter, base, mod, { k: topK, full: d <= FULL_SPECTRUM_MAX_DIM }, cache, t1, noProgress);
+        row = {
+          name: mod.name, layer: mod.layer, kind: mod.kind, m: x.m, n: x.n,
+          intruders: {
+            name: x.name, layer: mod.layer, kind: mod.kind, baseTensor: x.baseTensor, mode: x.mode, m: x.m, n: x.n, baseVectors: x.baseVectors,
+            count: x.count, possible: x.possible, vectors: x.vectors.map(vecData), notes: x.notes, baseCached: x.baseCached,
+          },
+          esd: s.metrics, full: s.full, ms: Date.now() - t1,
+        };
+      } catch (e) {
+        if ((e as Error).name === 'CancelledError') throw e;
+        errors.push({ name: mod.name, message: (e as Error).message });
+        done++;
+        progress(done, total, `${done}/${total} modules (${mod.name} failed)`);
+        continue;
+      }
+      rows.push(row);
+      done++;
+      onRow?.(row, done, total);
+    }
+    progress(total, total, 'done');
+    return {
+      adapter: { name: adapter.name, path: adapter.path }, base: { dir: base.dir }, rows, total, skipped: total - todo.length,
+      errors, warnings: match.warnings, engine: engineInfo(ctx.engine), ms: Date.now() - t0,
+    };
+  });
+}
+
+/**
  * PEFT `reduce_intruder_dimension`: writes a NEW adapter (same format, dtype and config) whose
  * modules with intruders have their intruder singular values scaled by λ; reopens it and verifies
  * every rewritten module's product against the computed factors (output deleted on failure).
@@ -272,7 +333,8 @@ function metricsData(e: EsdMetrics): EsdMetricsData {
   return {
     N: e.N, M: e.M, num_evals: e.num_evals, alpha: e.alpha, alpha_weighted: e.alpha_weighted, log_norm: e.log_norm,
     log_spectral_norm: e.log_spectral_norm, stable_rank: e.stable_rank, entropy: e.entropy, mp_softrank: e.mp_softrank,
-    num_pl_spikes: e.num_pl_spikes, D: e.D, warnings: e.warnings,
+    num_pl_spikes: e.num_pl_spikes, D: e.D, alpha_status: e.alpha_status, full_spectrum: e.full_spectrum, matrix_rank: e.matrix_rank,
+    warnings: e.warnings,
   };
 }
 
@@ -338,11 +400,13 @@ async function spectraOfModule(ctx: AnalysisContext, adapter: Adapter, base: Bas
   const sDelta = (await rsvd(ctx.engine, D, m, n, Math.min(delta.r, d))).S;
   progress(4, 4, 'spectra done');
   const sBase = baseE.arrays.S;
+  // exact ‖W‖_F² (fp64 in onnxruntime): log_norm / stable_rank / MP bulk are exact on a top-k spectrum too
+  const fro0 = await frobeniusSquared(ctx.engine, W0, m, n), fro1 = await frobeniusSquared(ctx.engine, W, m, n);
   return {
     module: mod.name, baseTensor: ref.tensorName, m, n, rank: delta.r, scale: delta.scale, full: exactLike, k: sBase.length,
     sigma: { base: Array.from(sBase), merged: Array.from(sMerged), delta: Array.from(sDelta) },
     esd: { base: logHistogram(squares(sBase), 40), merged: logHistogram(squares(sMerged), 40) },
-    metrics: { base: metricsData(esdMetrics(sBase, m, n)), merged: metricsData(esdMetrics(sMerged, m, n)) },
+    metrics: { base: metricsData(esdMetrics(sBase, m, n, { frobeniusSq: fro0 })), merged: metricsData(esdMetrics(sMerged, m, n, { frobeniusSq: fro1 })) },
     baseCached: baseE.cached, engine: engineInfo(ctx.engine), ms: Date.now() - t0,
   };
 }
@@ -451,14 +515,16 @@ function transposeToRows(U: Float64Array, m: number, k: number): Float64Array {
 
 /**
  * Intruders of a fully fine-tuned W1 against W0 (same rule as findIntruders, papers.md §2.2):
- * left basis of W0 (exact when m ≤ 1024, else top-256 by rsvd with the sound 'possible' bounds),
+ * left basis of W0 (exact in 'auto' and 'exact' at every size; 'approx': top-256 by rsvd with 'possible' bounds),
  * top-k left vectors of W1, m_j = max_i |⟨y_j, x_i⟩|.
  */
 export async function checkpointIntruders(engine: Engine, W0: Float32Array, W1: Float32Array, m: number, n: number, opts: { k?: number; epsilon?: number; mode?: IntruderMode; cache?: DecompCache; cacheKey?: Omit<CacheKey, 'method'> } = {}): Promise<CompareTensorData['intruders'] & { baseCached: boolean; sigmaTuned: Float64Array }> {
   const eps = opts.epsilon ?? 0.5;
   const d = Math.min(m, n);
   const k = Math.min(opts.k ?? 10, d);
-  const mode = opts.mode === 'exact' || opts.mode === 'approx' ? opts.mode : m <= FULL_SPECTRUM_MAX_DIM ? 'exact' : 'approx';
+  // 'auto' is exact at every size (issue 8: a count labelled certain must be proven); only an
+  // explicit 'approx' takes the top-256 rsvd route with its 'possible' bounds
+  const mode: 'exact' | 'approx' = opts.mode === 'approx' ? 'approx' : 'exact';
   const base = await baseLeftBasis(engine, W0, m, n, { exact: mode === 'exact', cache: opts.cache, cacheKey: opts.cacheKey });
   let Ut: Float64Array, St: Float64Array;
   if (mode === 'exact') {

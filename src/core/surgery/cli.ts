@@ -7,7 +7,7 @@
  *   hessian-demo
  * Every command writes a new file/folder and refuses to overwrite. Returns the exit code.
  */
-import { UsageError } from '../cli/args';
+import { toJson, UsageError } from '../cli/args';
 import { Engine } from '../engine/ort';
 import { openAdapter } from '../formats/open';
 import { rebalanceAdapter } from './balora';
@@ -56,7 +56,8 @@ export async function surgeryCli(argv: string[]): Promise<number> {
   if (json) args.splice(args.indexOf('--json'), 1);
   const force = args.includes('--force');
   if (force) args.splice(args.indexOf('--force'), 1);
-  const out = (o: unknown, text: () => string) => process.stdout.write(json ? JSON.stringify(o, null, 2) + '\n' : text() + '\n');
+  // toJson: ∞ / NaN (e.g. κ_H of a rank-deficient factor) as "Infinity" / "NaN", never null
+  const out = (o: unknown, text: () => string) => process.stdout.write(json ? toJson(o) + '\n' : text() + '\n');
   let engine: Engine | undefined;
   try {
     switch (cmd) {
@@ -73,7 +74,7 @@ export async function surgeryCli(argv: string[]): Promise<number> {
         try {
           const r = await rebalanceAdapter(a, engine, o);
           noteSkipped(r);
-          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: gap ${fmt(m.gapBefore)} → ${fmt(m.gapAfter)}, κA ${m.kappaABefore.toFixed(1)} → ${m.kappaAAfter.toFixed(1)}, κB ${m.kappaBBefore.toFixed(1)} → ${m.kappaBAfter.toFixed(1)}, max rel err ${fmt(m.maxRelErr)}`), verifiedLine(r.verification)].join('\n'));
+          out(r, () => [`wrote ${r.outDir}`, ...r.perModule.map((m) => `${m.name}: gap ${fmt(m.gapBefore)} → ${fmt(m.gapAfter)}, κA ${m.kappaABefore.toFixed(1)} → ${m.kappaAAfter.toFixed(1)}, κB ${m.kappaBBefore.toFixed(1)} → ${m.kappaBAfter.toFixed(1)}, κ_H ${fmt(m.hessianKappaBefore)} → ${fmt(m.hessianKappaAfter)}, max rel err ${fmt(m.maxRelErr)}`), verifiedLine(r.verification)].join('\n'));
         } finally { a.store.close(); }
         return 0;
       }

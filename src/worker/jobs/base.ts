@@ -14,7 +14,8 @@ import type {
   CompareData, CompareParams, CompareTensorData, CompareTensorParams, EstimateParams, EstimateResult,
   IntruderMode, IntrudersData, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraParams,
 } from '../../shared/base';
-import { Compare, CompareTensor, EstimateFull, Intruders, Mitigate, Spectra } from '../../shared/jobs';
+import type { AnalyzeModelParams, AnalyzeModelResult, ModelProgressData } from '../../shared/base';
+import { AnalyzeModel, Compare, CompareTensor, EstimateFull, Intruders, Mitigate, Spectra } from '../../shared/jobs';
 import { handle, type JobContext, type JobHandler } from './registry';
 
 export async function intrudersJob(params: IntrudersParams, ctx: JobContext): Promise<IntrudersData> {
@@ -55,7 +56,17 @@ export async function compareTensorJob(params: CompareTensorParams, ctx: JobCont
   return core.compareTensor(params, ctx);
 }
 
+/**
+ * Analyze Model (issue 10): intruders + ESD of every module; each finished module is streamed as the
+ * progress message's data (`{ row }`), so the panel fills while the job runs.
+ */
+export async function analyzeModelJob(params: AnalyzeModelParams, ctx: JobContext<ModelProgressData>): Promise<AnalyzeModelResult> {
+  return core.runModelAnalysis(params, { engine: ctx.engine, token: ctx.token, progress: (d, t, m) => ctx.progress(d, t, m) },
+    (row, done, total) => ctx.progress(done, total, `${done}/${total} modules: ${row.name}`, { row }));
+}
+
 export const baseHandlers: JobHandler[] = [
+  handle(AnalyzeModel, analyzeModelJob),
   handle(Intruders, intrudersJob),
   handle(Mitigate, mitigateJob),
   handle(Spectra, spectraJob),

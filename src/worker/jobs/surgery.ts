@@ -14,10 +14,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { analyzeAdapter } from '../../core/analysis/lora';
 import type { Adapter } from '../../core/formats/adapter';
-import { openAdapter, openStore } from '../../core/formats/open';
+import { openAdapter } from '../../core/formats/open';
 import { readPair, rebalanceAdapter } from '../../core/surgery/balora';
-import { combineAdapters, mergeIntoBase, rescaleAdapter } from '../../core/surgery/combine';
-import { balancedHessianKappa, factorScaleImbalance, scaledHessianKappa } from '../../core/surgery/hessian';
+import { combineAdapters, mergeIntoModel, rescaleAdapter } from '../../core/surgery/combine';
+import { balancedHessianKappa, factorScaleImbalance } from '../../core/surgery/hessian';
 import { describeRule, planRankReduction, reduceRankAdapter, type RankRule } from '../../core/surgery/rank';
 import type {
   CombineParams, MergeParams, PlanJobResult, PlanParams, RankRuleSpec, RebalanceJobResult, RebalanceParams, ReduceJobResult,
@@ -113,15 +113,16 @@ export async function rebalanceJob(p: RebalanceParams, ctx: JobContext): Promise
         kappaABefore: m.kappaABefore, kappaBBefore: m.kappaBBefore, kappaAAfter: m.kappaAAfter, kappaBAfter: m.kappaBAfter,
         maxRelErr: m.maxRelErr, tolerance: m.tolerance, verified: m.maxRelErr <= m.tolerance || m.maxRelErr === 0,
         scaleBefore: cB, scaleAfter: cA,
-        hessianKappaBefore: Number.isFinite(cB) ? scaledHessianKappa(m.sigma, cB) : Infinity,
-        hessianKappaAfter: Number.isFinite(cA) ? scaledHessianKappa(m.sigma, cA) : Infinity,
+        // the core's exact κ_H = (σ₁(B)² + σ₁(A)²)/min(σ_r(B)², σ_r(A)²) of the input / written factors
+        hessianKappaBefore: m.hessianKappaBefore,
+        hessianKappaAfter: m.hessianKappaAfter,
         hessianKappaBalanced: balancedHessianKappa(m.sigma),
         method: m.method,
       };
     });
     return {
       adapterPath: a.path, adapterName: a.name, outDir: r.outDir, weightsFile: r.weightsFile,
-      dtype: a.modules[0]?.A.tensor.dtype ?? '', inputSha256: sha, modules, ms: performance.now() - t0,
+      dtype: a.modules[0]?.A.tensor.dtype ?? '', inputSha256: sha, modules, verification: r.verification, ms: performance.now() - t0,
     };
   });
 }
@@ -147,7 +148,7 @@ export async function reduceJob(p: ReduceParams, ctx: JobContext): Promise<Reduc
   const t0 = performance.now();
   return withAdapter(adapterPath, async (a) => {
     const r = await reduceRankAdapter(a, ctx.engine, outDir, toRankRule(rule), { token: ctx.token, onProgress: progressOf(ctx) });
-    return { adapterPath: a.path, outDir: r.outDir, weightsFile: r.weightsFile, ruleText: describeRule(toRankRule(rule)), modules: r.perModule, config: r.config, ms: performance.now() - t0 };
+    return { adapterPath: a.path, outDir: r.outDir, weightsFile: r.weightsFile, ruleText: describeRule(toRankRule(rule)), modules: r.perModule, config: r.config, verification: r.verification, ms: performance.now() - t0 };
   });
 }
 
@@ -155,17 +156,18 @@ export async function mergeJob(p: MergeParams, ctx: JobContext): Promise<SimpleJ
   const adapterPath = nonEmpty(p.adapterPath, 'adapterPath'), basePath = nonEmpty(p.basePath, 'basePath'), outFile = nonEmpty(p.outFile, 'outFile');
   const t0 = performance.now();
   return withAdapter(adapterPath, async (a) => {
-    const base = openStore(basePath);
-    try {
-      const r = await mergeIntoBase(base, a, ctx.engine, outFile, { token: ctx.token, onProgress: progressOf(ctx) });
-      return {
-        operation: 'merge', output: r.outFile, isAdapter: false,
-        summary: `${r.merged.length} weights merged (W₀ + s·B·A), ${r.copied} tensors copied from ${path.basename(basePath)}`,
-        rows: r.merged.map((m) => ({ name: m.tensor, value: `${m.dtype}, layout ${m.layout}` })), ms: performance.now() - t0,
-      };
-    } finally {
-      base.close();
-    }
+    // a weights file / index, or a Hugging Face model folder (→ a new folder when `outFile` is not *.safetensors)
+    // The model folder's own weights → merge from the folder, so that its config names the base
+    // (checkAdapterBase compares base_model_name_or_path with the folder, not with "model.safetensors")
+    const dir = path.dirname(basePath);
+    const folder = /^model\.safetensors(\.index\.json)?$/.test(path.basename(basePath)) && fs.existsSync(path.join(dir, 'config.json')) ? dir : basePath;
+    const r = await mergeIntoModel(folder, a, ctx.engine, outFile, { force: p.force === true, token: ctx.token, onProgress: progressOf(ctx) });
+    return {
+      operation: 'merge', output: r.outDir ?? r.outFile, isAdapter: false,
+      summary: `${r.merged.length} weights merged (W₀ + s·B·A), ${r.copied} tensors copied from ${path.basename(basePath)}`,
+      rows: r.merged.map((m) => ({ name: m.tensor, value: `${m.dtype}, layout ${m.layout}, max abs error ${m.maxAbsError.toExponential(2)}` })),
+      verification: r.verification, warnings: r.warnings, ms: performance.now() - t0,
+    };
   });
 }
 
@@ -176,11 +178,12 @@ export async function combineJob(p: CombineParams, ctx: JobContext): Promise<Sim
   const rank = typeof p.rank === 'number' ? p.rank : undefined;
   const t0 = performance.now();
   return withAdapter(p1, (a1) => withAdapter(p2, async (a2) => {
-    const r = await combineAdapters(ctx.engine, a1, w1, a2, w2, outDir, { mode, rank, token: ctx.token, onProgress: progressOf(ctx) });
+    const r = await combineAdapters(ctx.engine, a1, w1, a2, w2, outDir, { mode, rank, force: p.force === true, token: ctx.token, onProgress: progressOf(ctx) });
     return {
       operation: 'combine', output: r.outDir, isAdapter: true,
       summary: `${w1}·${a1.name} + ${w2}·${a2.name} (${mode}), ${r.perModule.length} modules, verified by reopening`,
-      rows: r.perModule.map((m) => ({ name: m.name, value: `rank ${m.rank}, rel. err ${m.relErr.toExponential(2)}` })), ms: performance.now() - t0,
+      rows: r.perModule.map((m) => ({ name: m.name, value: `rank ${m.rank}, rel. err ${m.relErr.toExponential(2)}` })),
+      verification: r.verification, warnings: r.warnings, ms: performance.now() - t0,
     };
   }));
 }
@@ -194,7 +197,7 @@ export async function rescaleJob(p: RescaleParams, ctx: JobContext): Promise<Sim
     const r = rescaleAdapter(a, factor, outDir);
     ctx.progress(1, 1, 'written');
     const rows = ['r', 'lora_alpha', 'use_rslora'].map((k) => ({ name: k, value: `${JSON.stringify(a.config?.[k])} → ${JSON.stringify(r.config[k])}` }));
-    return { operation: 'rescale', output: r.outDir, isAdapter: true, summary: `lora_alpha × ${factor}: ΔW scaled by ${factor}, factors unchanged`, rows, ms: performance.now() - t0 };
+    return { operation: 'rescale', output: r.outDir, isAdapter: true, summary: `lora_alpha × ${factor}: ΔW scaled by ${factor}, factors unchanged`, rows, verification: r.verification, ms: performance.now() - t0 };
   });
 }
 

@@ -4,16 +4,20 @@
  *   loraLens.analyzeIntruders    LoRA Lens: Intruder Dimensions        → panel loraLens.intruders
  *   loraLens.showSpectra         LoRA Lens: Spectra (base vs adapted)  → panel loraLens.spectra
  *   loraLens.compareCheckpoints  LoRA Lens: Compare Checkpoints        → panel loraLens.compare
+ *   loraLens.analyzeModel        LoRA Lens: Analyze Model              → panel loraLens.model (streamed)
  * Heavy work runs in the worker (src/worker/jobs/base.ts) under a cancellable progress
  * notification; errors surface once, here, at the command boundary.
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import type {
-  CompareParams, CompareTensorParams, IntruderMode, IntrudersParams, MitigateData, MitigateParams, SpectraData, SpectraInit, SpectraParams,
+import {
+  refusalOf, verifiedText,
+  type AnalyzeModelParams, type CompareParams, type CompareTensorParams, type IntruderMode, type IntrudersParams, type MitigateData, type MitigateParams, type ModelInit,
+  type SpectraData, type SpectraInit, type SpectraParams,
 } from '../../../shared/base';
-import { Compare, CompareTensor, Describe, EstimateFull, Intruders, Mitigate, Spectra, type Job } from '../../../shared/jobs';
+import { AnalyzeModel, Compare, CompareTensor, Describe, EstimateFull, Intruders, Mitigate, Spectra, type Job } from '../../../shared/jobs';
+import { runRefusable } from './refusal';
 import type { LensContext } from '../../context';
 import { workspaceCheckpoints } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
@@ -105,9 +109,14 @@ async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
   const baseDir = await resolveBaseModel(ctx.store, adapterPath);
   if (!baseDir) return;
   const s = intruderSettings();
-  const params: IntrudersParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir };
   log.info(`intruders ${adapterPath} vs ${baseDir} (k=${s.k}, ε=${s.epsilon}, mode ${s.mode}, provider ${providerSetting()})`);
-  const data = await runJob(ctx, `intruder dimensions of ${path.basename(adapterPath)}`, Intruders, params);
+  let forced = false;
+  const data = await runRefusable((force) => {
+    forced = force;
+    const params: IntrudersParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, cacheDir: ctx.cacheDir, force };
+    return runJob(ctx, `intruder dimensions of ${path.basename(adapterPath)}`, Intruders, params);
+  }, 'Analyse anyway');
+  if (!data) return;
   log.info(`intruders of ${data.adapter.name}: ${data.totals.intruders} certain, ${data.totals.possible} possible in ${data.totals.analysed} modules (${data.ms} ms, cache ${data.cache.hits} hits) on ${data.engine.provider}`);
   for (const e of data.errors) log.warn(`intruders ${e.name}: ${e.message}`);
   data.settings.lambda = s.lambda;
@@ -117,15 +126,15 @@ async function analyzeIntruders(ctx: Ctx, arg: unknown): Promise<void> {
       return {};
     }
     if (m.type !== 'mitigate') throw new Error(`unexpected request ${m.type}`);
-    const r = await mitigate(ctx, adapterPath, baseDir, m.lambda);
-    return r ? { result: { kind: 'mitigate', data: r }, message: `Wrote ${path.basename(r.outDir)} (${r.changed.length} modules changed, verified)` } : { message: 'Mitigation cancelled' };
+    const r = await mitigate(ctx, adapterPath, baseDir, m.lambda, forced);
+    return r ? { result: { kind: 'mitigate', data: r }, message: `Wrote ${path.basename(r.outDir)} (${r.changed.length} modules changed). ${verifiedText(r.verification)}` } : { message: 'Mitigation cancelled' };
   };
   BasePanel.show({
     extensionUri: ctx.extensionUri, key: adapterPath, title: `Intruders: ${data.adapter.name}`, init: { type: 'init', view: 'intruders', data }, handler, status: ctx.status,
   });
 }
 
-async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: number): Promise<MitigateData | undefined> {
+async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: number, force = false): Promise<MitigateData | undefined> {
   const s = intruderSettings();
   const root = await adapterRoot(adapterPath);
   const name = path.basename(root);
@@ -136,13 +145,13 @@ async function mitigate(ctx: Ctx, adapterPath: string, baseDir: string, lambda: 
   });
   if (!target) return undefined;
   if (target.scheme !== 'file') throw new Error('the mitigated adapter must be written to a local folder');
-  const params: MitigateParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, lambda, outDir: target.fsPath, cacheDir: ctx.cacheDir };
+  const params: MitigateParams = { adapterPath, baseDir, k: s.k, epsilon: s.epsilon, mode: s.mode, lambda, outDir: target.fsPath, cacheDir: ctx.cacheDir, force };
   const r = await runJob(ctx, `mitigating intruders of ${name} (λ = ${lambda})`, Mitigate, params);
   log.info(`mitigated ${adapterPath} → ${r.outDir}: ${r.changed.length} modules changed, ${r.unchanged} unchanged, verified`);
   ctx.inspector?.refresh();
   await vscode.commands.executeCommand('loraLens.inspector.focus').then(undefined, () => undefined);
   void vscode.window.showInformationMessage(
-    `LoRA Lens: wrote ${path.basename(r.outDir)} (${r.changed.length} modules with intruders rescaled, products verified).`, 'Intruder Dimensions', 'Reveal in Explorer',
+    `LoRA Lens: wrote ${path.basename(r.outDir)} (${r.changed.length} modules with intruders rescaled). ${verifiedText(r.verification)}`, 'Intruder Dimensions', 'Reveal in Explorer',
   ).then(async (c) => {
     if (c === 'Intruder Dimensions') await vscode.commands.executeCommand('loraLens.analyzeIntruders', vscode.Uri.file(r.outDir));
     if (c === 'Reveal in Explorer') await vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(r.outDir));
@@ -185,9 +194,11 @@ async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
     module = pick?.name;
     if (!module) return;
   }
+  let forced = false;
   const run = (mod: string, full: boolean): Promise<SpectraData> =>
-    runJob(ctx, `spectra of ${mod}${full ? ' (full)' : ''}`, Spectra, { adapterPath, baseDir, module: mod, k: topK(), full, cacheDir: ctx.cacheDir } satisfies SpectraParams);
-  const data = await run(module, false);
+    runJob(ctx, `spectra of ${mod}${full ? ' (full)' : ''}`, Spectra, { adapterPath, baseDir, module: mod, k: topK(), full, cacheDir: ctx.cacheDir, force: forced } satisfies SpectraParams);
+  const data = await runRefusable((force) => { forced = force; return run(module, false); }, 'Analyse anyway');
+  if (!data) return;
   log.info(`spectra ${module}: k=${data.k}${data.full ? ' (full)' : ''}, base ${data.baseCached ? 'cached' : 'computed'}, ${data.ms} ms on ${data.engine.provider}`);
   const handler: RequestHandler = async (m) => {
     if (m.type !== 'spectra') throw new Error(`unexpected request ${m.type}`);
@@ -201,6 +212,147 @@ async function showSpectra(ctx: Ctx, arg: unknown): Promise<void> {
     extensionUri: ctx.extensionUri, key: adapterPath, title: `Spectra: ${name}`,
     init: { type: 'init', view: 'spectra', data: { adapter: { name, path: adapterPath }, base: { dir: baseDir }, modules, data } }, handler, status: ctx.status,
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Analyze Model (issue 10): intruders + ESD of every module, streamed into one panel
+
+interface ModelRun {
+  key: string;
+  panel?: BasePanel;
+  state: ModelInit;
+  force: boolean;
+  cancel?: () => void;
+}
+
+const modelRuns = new Map<string, ModelRun>();
+
+/** Pushes the whole state as `init` (what a reloaded webview also gets). */
+function publish(run: ModelRun): void {
+  run.panel?.update({ type: 'init', view: 'model', data: run.state });
+}
+
+/** One run of the AnalyzeModel job over the modules not yet in `run.state.rows` (resume = the rest). */
+async function startModelRun(ctx: Ctx, run: ModelRun): Promise<void> {
+  const st = run.state;
+  const s = intruderSettings();
+  st.state = 'running';
+  st.message = st.rows.length ? `Resuming after ${st.rows.length} modules (base decompositions from the cache)` : 'Starting…';
+  st.doneThisRun = 0;
+  st.elapsedMs = 0;
+  publish(run);
+  const t0 = Date.now();
+  let cancelled = false;
+  const listeners: (() => void)[] = [];
+  const token = { get cancelled() { return cancelled; }, onCancellationRequested: (cb: () => void) => { listeners.push(cb); } };
+  run.cancel = () => { if (!cancelled) { cancelled = true; listeners.forEach((f) => f()); } };
+  const params: AnalyzeModelParams = {
+    adapterPath: st.adapter.path, baseDir: st.base.dir, k: s.k, epsilon: s.epsilon, mode: s.mode, topK: topK(), cacheDir: ctx.cacheDir,
+    skip: st.rows.map((r) => r.name), force: run.force,
+  };
+  log.info(`analyze model ${st.adapter.path} vs ${st.base.dir} (${params.skip?.length ?? 0} modules already done)`);
+  try {
+    const r = await ctx.worker.run(AnalyzeModel, params, {
+      provider: providerSetting(), token,
+      onProgress: (done, total, message, data) => {
+        st.total = total;
+        st.elapsedMs = Date.now() - t0;
+        if (data?.row) {
+          st.rows.push(data.row);
+          st.doneThisRun++;
+          run.panel?.post({ type: 'modelRow', row: data.row, done, total, elapsedMs: st.elapsedMs, doneThisRun: st.doneThisRun });
+        } else {
+          st.message = message;
+          run.panel?.post({ type: 'modelState', state: 'running', message, done, total });
+        }
+      },
+    });
+    st.state = 'done';
+    st.total = r.total;
+    st.errors = r.errors;
+    st.warnings = r.warnings;
+    st.engine = r.engine;
+    st.message = `${st.rows.length} of ${r.total} modules analysed${r.skipped ? ` (${r.skipped} from the cancelled run)` : ''}`;
+    for (const e of r.errors) log.warn(`analyze model ${e.name}: ${e.message}`);
+    run.panel?.setEngine(r.engine);
+    log.info(`analyze model ${st.adapter.name}: ${st.message} in ${r.ms} ms on ${r.engine.provider}`);
+    publish(run);
+  } catch (e) {
+    if (cancelled || (e instanceof Error && e.name === 'CancelledError')) {
+      st.state = 'cancelled';
+      st.message = `Cancelled after ${st.rows.length} of ${st.total} modules; Resume computes the rest (finished modules are kept, base decompositions are cached)`;
+      log.info(`analyze model ${st.adapter.name}: cancelled at ${st.rows.length}/${st.total}`);
+      publish(run);
+      return;
+    }
+    const ref = refusalOf(errorMessage(e));
+    st.state = 'failed';
+    st.message = ref.sentence;
+    publish(run);
+    if (ref.forceable && !run.force) {
+      log.warn(`refused: ${ref.sentence}`);
+      const c = await vscode.window.showErrorMessage(`LoRA Lens: ${ref.sentence}`, 'Analyse anyway');
+      if (c === 'Analyse anyway') {
+        run.force = true;
+        return startModelRun(ctx, run);
+      }
+      return;
+    }
+    throw e;
+  } finally {
+    if (st.state !== 'running') run.cancel = undefined;
+  }
+}
+
+async function analyzeModel(ctx: Ctx, arg: unknown): Promise<void> {
+  const t = await adapterFrom(ctx, arg, 'Analyze Model');
+  if (!t?.adapter) return;
+  const adapterPath = t.adapter;
+  const baseDir = await resolveBaseModel(ctx.store, adapterPath);
+  if (!baseDir) return;
+  const key = `${adapterPath}|${baseDir}`;
+  const existing = modelRuns.get(key);
+  if (existing?.state.state === 'running') {
+    existing.panel?.reveal();
+    return;
+  }
+  const s = intruderSettings();
+  const name = path.basename(adapterPath);
+  const run: ModelRun = {
+    key, force: false,
+    state: {
+      adapter: { name, path: adapterPath }, base: { dir: baseDir }, settings: { k: s.k, epsilon: s.epsilon, mode: s.mode, topK: topK() },
+      rows: [], total: 0, state: 'running', elapsedMs: 0, doneThisRun: 0, errors: [], warnings: [],
+    },
+  };
+  const handler: RequestHandler = async (m) => {
+    switch (m.type) {
+      case 'cancelModel':
+        if (run.state.state !== 'running' || !run.cancel) return { message: 'Not running' };
+        run.cancel();
+        return { message: 'Cancelling…' };
+      case 'resumeModel':
+        if (run.state.state === 'running') return { message: 'Already running' };
+        void startModelRun(ctx, run).catch((e) => void vscode.window.showErrorMessage(`LoRA Lens: ${errorMessage(e)}`));
+        return { message: 'Resumed' };
+      case 'openSpectra':
+        await showSpectra(ctx, { adapter: adapterPath, module: m.module });
+        return {};
+      default:
+        throw new Error(`unexpected request ${m.type}`);
+    }
+  };
+  run.panel = BasePanel.show({
+    extensionUri: ctx.extensionUri, key, title: `Analyze Model: ${name}`, init: { type: 'init', view: 'model', data: run.state }, handler, status: ctx.status,
+  });
+  modelRuns.get(key)?.cancel?.();
+  modelRuns.set(key, run);
+  run.panel.onDispose(() => {
+    if (modelRuns.get(key) !== run) return;
+    run.cancel?.();
+    modelRuns.delete(key);
+  });
+  await startModelRun(ctx, run);
 }
 
 /** Weights in the workspace that are not adapters (files, sharded indexes, model folders). */
@@ -258,6 +410,7 @@ export function registerBaseFeatures(base: LensContext): void {
     'loraLens.setBaseModel': (arg) => setBaseModel(ctx, arg),
     'loraLens.analyzeIntruders': (arg) => analyzeIntruders(ctx, arg),
     'loraLens.showSpectra': (arg) => showSpectra(ctx, arg),
+    'loraLens.analyzeModel': (arg) => analyzeModel(ctx, arg),
     'loraLens.compareCheckpoints': (arg, sel) => (Array.isArray(sel) && sel.length === 2 ? compareCheckpoints(ctx, sel[0], sel[1]) : compareCheckpoints(ctx, arg)),
   };
   registerBoundaryCommands(context, commands);

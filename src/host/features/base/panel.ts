@@ -18,9 +18,10 @@ export const VIEW_TYPES: Record<BaseView, string> = {
   intruders: 'loraLens.intruders',
   spectra: 'loraLens.spectra',
   compare: 'loraLens.compare',
+  model: 'loraLens.model',
 };
 
-function engineOf(init: InitMessage): EngineInfo {
+function engineOf(init: InitMessage): EngineInfo | undefined {
   return init.view === 'spectra' ? init.data.data.engine : init.data.engine;
 }
 
@@ -59,9 +60,23 @@ export class BasePanel extends LensPanel<WebviewToHost, HostToWebview, ReplyResu
   }
 
   /** Provider of the latest job shown in the status bar (while this panel is active). */
-  setEngine(e: EngineInfo): void {
-    this.setEngineEntry({ ...e, label: this.title });
+  setEngine(e: EngineInfo | undefined): void {
+    if (e) this.setEngineEntry({ ...e, label: this.title });
   }
+
+  reveal(): void {
+    this.panel.reveal(undefined, false);
+  }
+
+  /** Current init (Analyze Model keeps its rows here so that a reload shows them). */
+  get initMessage(): InitMessage {
+    return this.init;
+  }
+
+  set initMessage(init: InitMessage) {
+    this.init = init;
+  }
+
 
   update(init: InitMessage): void {
     this.init = init;

@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { ConvertResult, ConvertTarget } from '../../../shared/convert';
+import { verifiedText } from '../../../shared/base';
 import { Convert } from '../../../shared/jobs';
 import { CancelledError } from '../../../core/util/cancel';
 import type { LensContext } from '../../context';
@@ -68,7 +69,7 @@ export async function convertCommand(ctx: LensContext, arg: unknown): Promise<Co
   }
   log.info(`convert ${p} → ${out}: max rel ΔW diff ${r.maxRelErr.toExponential(2)}; ${r.warnings.join(' | ')}`);
   inspector?.refresh();
-  const msg = `LoRA Lens: wrote ${path.basename(out)} (${r.modules.length} modules). Round trip: max relative ΔW difference ${r.maxRelErr.toExponential(2)} (tolerance ${r.tolerance.toExponential(1)}).${r.warnings.length ? ` ${r.warnings.length} warning(s) in the log.` : ''}`;
+  const msg = `LoRA Lens: wrote ${path.basename(out)} (${r.modules.length} modules). ${verifiedText(r.verification)} (round trip: max relative ΔW difference ${r.maxRelErr.toExponential(2)}, tolerance ${r.tolerance.toExponential(1)}).${r.warnings.length ? ` ${r.warnings.length} warning(s) in the log.` : ''}`;
   void vscode.window.showInformationMessage(msg, 'Reveal in Explorer').then((c) => { if (c) void vscode.commands.executeCommand('revealInExplorer', vscode.Uri.file(out)); });
   return r;
 }

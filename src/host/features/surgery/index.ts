@@ -13,6 +13,8 @@ import type {
 import type { LensContext } from '../../context';
 import { log } from '../../log';
 import { SurgeryPanel, type SurgeryPanelActions } from './surgeryPanel';
+import { runRefusable } from '../base/refusal';
+import { verifiedText } from '../../../shared/base';
 import {
   adapterFromArgOrPick, adapterName, askOutputFolder, pathExists, pickAdapter, registerBoundaryCommands, revealInTree, runJobWithProgress,
 } from '../../ui';
@@ -32,7 +34,7 @@ async function rebalance(deps: SurgeryDeps, arg: unknown): Promise<void> {
   const out = await askOutputFolder(p, '-balanced', `Rebalance ${adapterName(p)}: output folder`);
   if (!out) return;
   const r = await runJobWithProgress(deps.worker, Rebalance, { adapterPath: p, outDir: out }, `LoRA Lens: rebalancing ${adapterName(p)}`);
-  log.info(`rebalanced ${p} → ${r.outDir} (${r.modules.length} modules, ${r.ms.toFixed(0)} ms)`);
+  log.info(`rebalanced ${p} → ${r.outDir} (${r.modules.length} modules, ${r.ms.toFixed(0)} ms), ${verifiedText(r.verification)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Rebalance: ${r.adapterName}`, { kind: 'rebalance', result: r }, actions(deps));
 }
@@ -117,7 +119,9 @@ async function mergeAdapter(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (!target) return;
   const out = target.fsPath;
   if (await pathExists(out)) throw new Error(`${out} already exists; LoRA Lens never overwrites, choose a new file name`);
-  const r = await runJobWithProgress(deps.worker, Merge, { adapterPath: p, basePath: base, outFile: out }, `LoRA Lens: merging ${adapterName(p)}`);
+  const r = await runRefusable((force) => runJobWithProgress(deps.worker, Merge, { adapterPath: p, basePath: base, outFile: out, force }, `LoRA Lens: merging ${adapterName(p)}`), 'Merge anyway');
+  if (!r) return;
+  log.info(`merged ${p} into ${base} → ${r.output}: ${verifiedText(r.verification)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Merged: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }
@@ -140,7 +144,9 @@ async function combine(deps: SurgeryDeps, arg: unknown): Promise<void> {
   if (!mode) return;
   const out = await askOutputFolder(p1, `+${adapterName(p2)}`, 'Combine adapters: output folder');
   if (!out) return;
-  const r = await runJobWithProgress(deps.worker, Combine, { adapter1: p1, weight1: w1, adapter2: p2, weight2: w2, outDir: out, mode: mode.mode }, `LoRA Lens: combining into ${path.basename(out)}`);
+  const r = await runRefusable((force) => runJobWithProgress(deps.worker, Combine, { adapter1: p1, weight1: w1, adapter2: p2, weight2: w2, outDir: out, mode: mode.mode, force }, `LoRA Lens: combining into ${path.basename(out)}`), 'Combine anyway');
+  if (!r) return;
+  log.info(`combined ${p1} + ${p2} → ${r.output}: ${verifiedText(r.verification)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Combined: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }
@@ -156,6 +162,7 @@ async function rescale(deps: SurgeryDeps, arg: unknown): Promise<void> {
   const out = await askOutputFolder(p, `-x${Number(f)}`, `Rescale ${adapterName(p)}: output folder`);
   if (!out) return;
   const r = await runJobWithProgress(deps.worker, Rescale, { adapterPath: p, factor: Number(f), outDir: out }, `LoRA Lens: rescaling ${adapterName(p)}`);
+  log.info(`rescaled ${p} → ${r.output}: ${verifiedText(r.verification)}`);
   deps.inspector.refresh();
   SurgeryPanel.show(deps.extensionUri, `Rescaled: ${path.basename(out)}`, { kind: 'simple', result: r }, actions(deps));
 }

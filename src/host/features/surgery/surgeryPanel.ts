@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { parseWebviewToHost, type HostToWebview, type SurgeryView, type WebviewToHost } from '../../../shared/surgery';
+import { verifiedText } from '../../../shared/base';
 import { createWebviewPanel, LensPanel, PanelMap, type ReplyFields } from '../../panel';
 
 export interface SurgeryPanelActions {
@@ -62,7 +63,7 @@ export class SurgeryPanel extends LensPanel<WebviewToHost, HostToWebview> {
         return { ok: false, message: 'Cancelled' };
       }
       this.update(next, next.kind === 'reduce' ? `Reduced: ${path.basename(next.result.outDir)}` : undefined);
-      return { message: 'Written and verified' };
+      return { message: next.kind === 'reduce' ? `Written. ${verifiedText(next.result.verification)}` : 'Written and verified' };
     } catch (e) {
       this.update({ ...v, running: false });
       throw e;
