@@ -108,7 +108,7 @@ class ResearchPanel extends LensPanel<WebviewToHost, HostToWebview> {
           const koubbi = await w.run(Koubbi, {}, opts);
           return { view: 'dynamics', data, koubbi } as ResearchResult;
         }
-        const data = await w.run(Vlora, { base: t.base, rank: i.rank }, opts);
+        const data = await w.run(Vlora, { base: t.base, adapter: t.adapter, rank: i.rank }, opts);
         return { view: 'vlora', data } as ResearchResult;
       });
       if (cts.token.isCancellationRequested) return;
