@@ -57,18 +57,22 @@ test('LoRA Lens research views (code-server)', { timeout: 10 * 60 * 1000 }, asyn
       assert.equal(await lip.$$eval('.card canvas', (c) => c.length), 2);
       assert.equal(await lip.$eval('#rs-growth-chart', (e) => e.getAttribute('data-series')), '3');
       assert.equal(await lip.$eval('#rs-layers-chart', (e) => e.getAttribute('data-series')), '2');
-      // the adapted series uses a theme chart colour distinct from base and visible on the dark background
-      const colors = await lip.evaluate(() => {
-        const cs = getComputedStyle(document.body);
-        return { bg: cs.getPropertyValue('--vscode-editor-background').trim(), orange: cs.getPropertyValue('--vscode-charts-orange').trim(), blue: cs.getPropertyValue('--vscode-charts-blue').trim() };
-      });
-      assert.ok(colors.orange && colors.blue && colors.orange !== colors.blue, JSON.stringify(colors));
+      // the adapted series: a colour distinct from base with ≥ 3:1 contrast on the Dark Modern background
+      // (the theme's --vscode-charts-orange is 33 % alpha there, which made the curve near-invisible)
+      const [base, adapted] = (await lip.$eval('#rs-growth-chart', (e) => e.getAttribute('data-colors'))).split(' ');
+      const bg = await lip.evaluate(() => getComputedStyle(document.body).getPropertyValue('--vscode-editor-background').trim());
+      assert.match(bg, /^#[0-9a-f]{6}$/i);
+      assert.ok((await lip.evaluate(() => document.body.className)).includes('vscode-dark'), 'Dark Modern is active');
       const lum = (hex) => {
         const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255).map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
         return 0.2126 * r + 0.7152 * g + 0.0722 * b;
       };
       const contrast = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
-      assert.ok(contrast(colors.orange, colors.bg) >= 3, `adapted colour ${colors.orange} on ${colors.bg}: contrast ${contrast(colors.orange, colors.bg).toFixed(2)}`);
+      assert.notEqual(base, adapted);
+      for (const c of [base, adapted]) {
+        assert.match(c, /^#[0-9a-f]{6}$/i);
+        assert.ok(contrast(c, bg) >= 3, `series colour ${c} on ${bg}: contrast ${contrast(c, bg).toFixed(2)}`);
+      }
       await noInternalRefs(lip);
     });
   });

@@ -16,6 +16,7 @@ import {
 import { HostChannel, h } from '../common/vscodeApi';
 import { themeColors, onThemeChange, type ThemeColors } from '../common/theme';
 import { axisTick, fact, logTick } from '../common/format';
+import { solidColor } from './contrast';
 import type { DynamicsResult, HostToWebview, KoubbiResult, LipschitzResult, ResearchInputs, ResearchResult, ResearchView, VloraResult, WebviewToHost } from '../../src/shared/research';
 
 Chart.register(LineController, LineElement, PointElement, BarController, BarElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
@@ -31,10 +32,11 @@ const errorBox = h('div', { class: 'run-error rs-error', id: 'rs-error', role: '
 const body = h('div', { class: 'rs-body', id: 'rs-body' });
 const channel = new HostChannel<WebviewToHost, HostToWebview>(onMessage);
 
-const fmt = (v: number | undefined, d = 4): string => {
+/** 4 significant digits (exponent outside [1e-3, 1e6)). */
+const fmt = (v: number | undefined, digits = 4): string => {
   if (v === undefined || Number.isNaN(v)) return '–';
   if (!Number.isFinite(v)) return '∞';
-  return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : String(Number(v.toFixed(d)));
+  return Math.abs(v) >= 1e6 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : String(Number(v.toPrecision(digits)));
 };
 const short = (p: string): string => p.split(/[\\/]/).filter(Boolean).slice(-2).join('/');
 
@@ -119,12 +121,14 @@ function dataTable(id: string, head: { label: string; num?: boolean; title?: str
 }
 
 /**
- * Series colours: base = charts-blue, adapted = charts-orange, bounds = charts-purple, all drawn
- * 2.5 px wide, so "adapted" stands out on dark and light themes alike (the theme's own chart colours).
+ * Series colours: base = charts-blue, adapted = charts-orange, bounds = charts-purple (the theme's own
+ * chart colours, made opaque with ≥ 3:1 contrast by solidColor: Dark Modern's orange is 33 % alpha),
+ * drawn 2.5 px wide, so "adapted" stands out on dark and light themes alike.
  */
 function palette(): ThemeColors & { base: string; adapted: string; bound: string } {
   const c = themeColors();
-  return { ...c, base: c.series[0], adapted: c.series[1], bound: c.series[3] };
+  const series = c.series.map((x) => solidColor(x));
+  return { ...c, series, base: series[0], adapted: series[1], bound: series[3] };
 }
 
 type LineSeries = { label: string; points: { x: number; y: number }[]; color: string; dash?: number[]; width?: number; pointRadius?: number };
@@ -132,7 +136,7 @@ type LineSeries = { label: string; points: { x: number; y: number }[]; color: st
 function lineChart(id: string, series: LineSeries[], o: { logX?: boolean; logY?: boolean; xTitle: string; yTitle: string; height?: number; legend?: boolean; xInt?: boolean }): HTMLElement {
   const c = palette();
   const canvas = h('canvas', { role: 'img', 'aria-label': o.yTitle });
-  const box = h('div', { class: 'chart-box rs-chart-box', id, 'data-series': series.length, 'data-points': series.reduce((s, x) => s + x.points.length, 0) }, canvas);
+  const box = h('div', { class: 'chart-box rs-chart-box', id, 'data-series': series.length, 'data-points': series.reduce((s, x) => s + x.points.length, 0), 'data-colors': series.map((s) => s.color).join(' ') }, canvas);
   if (o.height) box.style.height = `${o.height}px`; // CSSOM, allowed under the CSP
   const datasets: ChartDataset<'line', { x: number; y: number }[]>[] = series.map((s) => ({
     label: s.label, data: s.points, borderColor: s.color, backgroundColor: s.color, borderWidth: s.width ?? 2.5, borderDash: s.dash,
@@ -164,7 +168,7 @@ function lineChart(id: string, series: LineSeries[], o: { logX?: boolean; logY?:
 function barChart(id: string, labels: string[], series: { label: string; values: number[]; color: string }[], yTitle: string): HTMLElement {
   const c = palette();
   const canvas = h('canvas', { role: 'img', 'aria-label': yTitle });
-  const box = h('div', { class: 'chart-box rs-chart-box', id, 'data-series': series.length, 'data-points': series.reduce((s, x) => s + x.values.length, 0) }, canvas);
+  const box = h('div', { class: 'chart-box rs-chart-box', id, 'data-series': series.length, 'data-points': series.reduce((s, x) => s + x.values.length, 0), 'data-colors': series.map((s) => s.color).join(' ') }, canvas);
   box.style.height = '260px';
   requestAnimationFrame(() => charts.push(new Chart(canvas, {
     type: 'bar',

@@ -10,6 +10,8 @@ import {
   CAUSAL_DEFAULTS, METRIC_DEFINITIONS, isBuiltinTask, type HostToWebview, type RunSnapshot, type RunStatus, type TrainForm, type TrainJobResult, type TrainPoint, type TrainTask, type WebviewToHost,
 } from '../../src/shared/training';
 import { logTick } from '../common/format';
+// Opaque, ≥ 3:1 contrast versions of the theme's chart colours (Dark Modern's orange is 33 % alpha).
+import { solidColor } from '../research/contrast';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
 
@@ -134,8 +136,10 @@ const pct = (x: number | undefined): string => (x === undefined || !Number.isFin
 function makeChart(id: ChartId, title: string, hint: string, yTitle: string): HTMLElement {
   const canvas = h('canvas', { id: `${id}-canvas`, role: 'img', 'aria-label': title });
   const box = h('div', { class: 'chart-box', id: `${id}-chart`, 'data-points': 0 }, canvas);
+  box.dataset.colors = SERIES.filter((s) => s.chart === id).map((s) => solidColor(themeColors().series[s.color])).join(' ');
   const card = h('div', { class: 'card chart-card', id: `${id}-card` }, h('div', { class: 'card-head' }, h('h2', {}, title), h('span', { class: 'hint' }, hint)), box);
   const c = themeColors();
+  c.series = c.series.map((x) => solidColor(x));
   const series = new Map<string, XY[]>();
   const datasets = SERIES.filter((s) => s.chart === id).map((s) => {
     const data: XY[] = [];
