@@ -30,8 +30,10 @@ test('LoRA Lens research views (code-server)', { timeout: 10 * 60 * 1000 }, asyn
   const ws = path.join(dir, 'demo-workspace');
   fs.cpSync(DEMO, ws, { recursive: true });
   // Dark Modern (the theme the issue was reported on)
-  fs.mkdirSync(path.join(ws, '.vscode'), { recursive: true });
-  fs.writeFileSync(path.join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'workbench.colorTheme': 'Default Dark Modern' }));
+  const settings = path.join(ws, '.vscode', 'settings.json');
+  fs.mkdirSync(path.dirname(settings), { recursive: true });
+  const prev = fs.existsSync(settings) ? JSON.parse(fs.readFileSync(settings, 'utf8')) : {};
+  fs.writeFileSync(settings, JSON.stringify({ ...prev, 'workbench.colorTheme': 'Default Dark Modern' }));
   // an adapter whose base folder has a config.json without the attention fields: the view must say so in the panel
   fs.mkdirSync(path.join(ws, 'broken-base'));
   fs.writeFileSync(path.join(ws, 'broken-base', 'config.json'), JSON.stringify({ model_type: 'llama' }));

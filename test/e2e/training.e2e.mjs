@@ -23,6 +23,11 @@ test('LoRA / BaLoRA training in VS Code (code-server)', { timeout: 10 * 60 * 100
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-e2e-training-'));
   const ws = path.join(dir, 'demo-workspace');
   fs.cpSync(DEMO, ws, { recursive: true });
+  // Dark Modern: the chart colours must stay visible there (its charts-orange is 33 % alpha)
+  const settings = path.join(ws, '.vscode', 'settings.json');
+  fs.mkdirSync(path.dirname(settings), { recursive: true });
+  const prev = fs.existsSync(settings) ? JSON.parse(fs.readFileSync(settings, 'utf8')) : {};
+  fs.writeFileSync(settings, JSON.stringify({ ...prev, 'workbench.colorTheme': 'Default Dark Modern' }));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const { page } = await launch(t, { workspace: ws, name: 'training' });
 
@@ -58,6 +63,16 @@ test('LoRA / BaLoRA training in VS Code (code-server)', { timeout: 10 * 60 * 100
     // the live accuracy chart: one point per 20 steps per adapter (400 steps → 20 + 20)
     assert.equal(await frame.$eval('#acc-chart', (e) => Number(e.getAttribute('data-points'))), 40);
     assert.match(await frame.$eval('#metric-definitions', (e) => e.textContent), /never trained on/);
+    // LoRA and BaLoRA curves: opaque colours with ≥ 3:1 contrast on the Dark Modern background
+    const bg = await frame.evaluate(() => getComputedStyle(document.body).getPropertyValue('--vscode-editor-background').trim());
+    const lum = (hex) => {
+      const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255).map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    for (const c of (await frame.$eval('#acc-chart', (e) => e.dataset.colors)).split(' ')) {
+      const [x, y] = [lum(c), lum(bg)].sort((p, q) => q - p);
+      assert.ok((x + 0.05) / (y + 0.05) >= 3, `series colour ${c} on ${bg}`);
+    }
     assert.match(await frame.$eval('#run-message', (e) => e.textContent), /Held-out answer accuracy: LoRA \d/);
     const saved = fs.readdirSync(path.join(ws, 'lora-lens-training'));
     assert.ok(saved.includes('base-second-operand-p23'), JSON.stringify(saved));
