@@ -293,11 +293,11 @@ function renderDynamics(d: DynamicsResult, k: KoubbiResult): void {
   const never = (v: number): string => (v === 0 ? 'never' : v.toFixed(1));
   const c = palette();
   body.replaceChildren(
-    h('div', { class: 'charts rs-charts' },
+    h('div', { class: 'rs-dyn-row' },
       card('rs-anim-card', 'Token particles', `${d.n} tokens ~ N(0, I), seed ${d.seed}; layer ${d.layer}, head ${d.head}; shared 2-D projection; dashed: 2σ ellipse of the Gaussian approximation`,
         h('div', { class: 'rs-player' }, play, scrub, h('label', { class: 'rs-follow-label', for: 'rs-follow', title: 'rescale every frame so a collapsing cloud stays readable' }, followBox, ' follow the cloud')), label, holder),
       card('rs-dev-card', 'How far the adapter moves the tokens', 'largest distance between a token\'s base and adapted trajectory',
-        lineChart('rs-dev-chart', [{ label: 'max distance', points: d.times.map((t, i) => ({ x: t, y: d.deviation[i] })), color: c.adapted }], { xTitle: 'time t', yTitle: 'distance', height: 300, legend: false }))),
+        lineChart('rs-dev-chart', [{ label: 'max distance', points: d.times.map((t, i) => ({ x: t, y: d.deviation[i] })), color: c.adapted }], { xTitle: 'time t', yTitle: 'distance', height: 220, legend: false }))),
     h('p', { class: 'hint rs-eq' }, `Each token moves as ẋ_i = V Σ_j softmax_j(⟨Q x_i, K x_j⟩/√d_head) x_j, with Q, K of the head and V = O_h·V_h scaled to unit size (the same scale for base and adapted); Euler steps of dt = ${d.dt}.`),
     card('rs-koubbi-card', 'When do clusters form and split? (Koubbi et al.)', '20 tokens in 2-D, V_ε = diag(1, 1 − ε), δ = 0.1; "reference" = the authors\' published code',
       h('p', { class: 'hint' }, `Clusters of the V = I run: ${k.clusters.map((p) => `(${p.map((x) => x.toFixed(2)).join(', ')})`).join(', ')}; reference ${k.reference.clusters.map((p) => `(${p.map((x) => x.toFixed(2)).join(', ')})`).join(', ')}.`),
