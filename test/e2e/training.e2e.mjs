@@ -150,6 +150,7 @@ test('causal-LM LoRA / BaLoRA training of the workspace model (code-server)', { 
     assert.equal(await frame.$eval('#f-model', (e) => e.value), 'tiny-llama');
     assert.equal(await frame.$eval('#f-data', (e) => e.value), 'data/train.jsonl');
     assert.match(await frame.$eval('#task-note', (e) => e.textContent), /cannot be resumed/);
+    assert.equal(await frame.$eval('#acc-card', (e) => getComputedStyle(e).display), 'none', 'no live accuracy chart for causal LM (evaluated at the end)');
   });
 
   await step(page, 'training-lm-02-finished', 'Start: 30 steps of LoRA and BaLoRA on tiny-llama; both adapters saved and listed in the tree', async () => {

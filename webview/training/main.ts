@@ -208,6 +208,9 @@ function syncTask(): void {
     cav.hidden = !info?.caveat;
     cav.replaceChildren(...(info?.caveat ? [h('div', { class: 'warnings-title' }, 'Research preset: what to expect'), h('div', {}, info.caveat)] : []));
   }
+  // The causal-LM run is evaluated once, at the end (Result): no live accuracy chart for it.
+  const accCard = document.getElementById('acc-card');
+  if (accCard) accCard.style.display = task === 'causal-lm' ? 'none' : ''; // CSSOM, allowed under the CSP
   const accHint = document.querySelector('#acc-card .hint');
   if (accHint) accHint.textContent = task === 'causal-lm' ? 'built-in tasks only: the causal-LM run is evaluated once at the end (see Result)' : `${METRIC_DEFINITIONS.builtin.accuracy}; every 20 steps${info ? `; chance ${pct(info.chance)}` : ''}`;
   const lossHint = document.querySelector('#loss-card .hint');
