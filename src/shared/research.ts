@@ -32,11 +32,14 @@ export interface KoubbiResult {
   reference: { clusters: number[][]; bifurcation: { eps: number; timeCluster: number; timeBifurcation: number }[]; divergence: { eps: number; time: number }[] };
 }
 
-export interface VloraParams { base: string; rank?: number; compoundSize?: number }
+export interface VloraParams { base: string; adapter?: string; rank?: number; compoundSize?: number }
 export interface IncrementRow { from: number; to: number; sigma: number[]; fro: number; relative: number; rank90: { rank: number; lowerBound: boolean }; rank99: { rank: number; lowerBound: boolean }; tailAtRank: number }
 export interface VloraResult {
   report: { rank: number; compoundSize: number; fullParams: number; vloraParams: number; saving: number; kinds: { kind: string; rows: number; cols: number; layers: number[]; consecutive: IncrementRow[]; fullParams: number; vloraParams: number; saving: number }[] };
-  vit: { name: string; full: number; rows: { compounds: number; size: number; rank: number; params: number }[] };
+  /** VLoRA's budget on the chosen base for every equal cut of its layers into compounds (stacked 2-D weights only). */
+  savings: { full: number; layers: number; rows: { compounds: number; size: number; rank: number; params: number; saving: number }[] };
+  /** The chosen adapter's own LoRA parameter count, for comparison. */
+  adapter?: { path: string; modules: number; params: number; ranks: number[] };
 }
 
 export type ResearchResult =

@@ -15,12 +15,46 @@ import { parseWebviewMessage, type Envelope, type ReplyMessage } from './envelop
 export type ProviderName = Provider;
 
 /**
- * `modular-subtraction`: built-in task, LoRA fine-tuning of a tiny transformer pre-trained on (x + y) mod p, to (x − y) mod p.
+ * Built-in tasks (presets of src/core/train/tasks.ts, a tiny transformer pre-trained once per task):
+ * `second-operand` (default: the base answers the first number of "x + y =", the adapters teach it
+ * the second; LoRA and BaLoRA reach ~100 % held-out accuracy in 400 steps) and `modular-subtraction`
+ * (research preset: the paper's addition → subtraction experiment, which stays near chance).
  * `causal-lm`: LoRA fine-tuning of a Hugging Face causal LM folder (Llama family / GPT-2: config.json +
  * *.safetensors + tokenizer.json) on a JSONL / text dataset (src/core/train/hfTrainer.ts).
  */
-export type TrainTask = 'modular-subtraction' | 'causal-lm';
-export const TRAIN_TASKS: readonly TrainTask[] = ['modular-subtraction', 'causal-lm'];
+export type BuiltinTask = 'second-operand' | 'modular-subtraction';
+export type TrainTask = BuiltinTask | 'causal-lm';
+export const BUILTIN_TASKS: readonly BuiltinTask[] = ['second-operand', 'modular-subtraction'];
+export const TRAIN_TASKS: readonly TrainTask[] = [...BUILTIN_TASKS, 'causal-lm'];
+export const isBuiltinTask = (t: unknown): t is BuiltinTask => (BUILTIN_TASKS as readonly unknown[]).includes(t);
+
+/** What the panel shows about a built-in task (from its preset). */
+export interface TaskInfo {
+  id: BuiltinTask;
+  title: string;
+  description: string;
+  /** Research presets: why the result is what it is. */
+  caveat?: string;
+  research: boolean;
+  /** Chance level of the answer accuracy (1 / p). */
+  chance: number;
+}
+
+/**
+ * One set of metric definitions, used by the chart, the result summary and the saved
+ * `training_metrics.json` alike.
+ */
+export const METRIC_DEFINITIONS = {
+  builtin: {
+    loss: 'cross-entropy of the answer token (nats), mean over the prompts',
+    accuracy: 'answer accuracy: share of held-out prompts (x, y pairs never trained on) whose top-1 predicted token is the right answer',
+  },
+  causal: {
+    loss: 'cross-entropy per target token (nats), mean over the target tokens (training batch in the chart, held-out sequences in the result)',
+    perplexity: 'exp(loss) of the held-out target tokens',
+    accuracy: 'next-token accuracy: share of held-out target tokens whose top-1 predicted token is the actual next token',
+  },
+} as const;
 
 export interface TrainForm {
   task: TrainTask;
@@ -47,7 +81,11 @@ export const CAUSAL_DEFAULTS = { seqLen: 32, batchSize: 4 } as const;
 export interface TrainPoint {
   mode: TrainRunMode;
   step: number;
+  /** Training loss of this step (see METRIC_DEFINITIONS). */
   loss: number;
+  /** Built-in tasks, every few steps: held-out answer accuracy and loss after this step. */
+  heldOutAccuracy?: number;
+  heldOutLoss?: number;
   balanceGap?: number;
   kappaA?: number;
   kappaB?: number;
@@ -59,10 +97,10 @@ export interface ResumeStates { lora: unknown; balora: unknown }
 export interface TrainJobParams {
   /** For causal-lm, `modelDir` and `dataFile` are absolute paths. */
   form: TrainForm;
-  /** modular-subtraction: folder of the pre-trained base (config.json + model.safetensors); pre-trained and written here when missing. Unused for causal-lm. */
+  /** Built-in tasks: folder of the task's pre-trained base (config.json + model.safetensors); pre-trained and written here when missing. Unused for causal-lm. */
   baseDir?: string;
   provider: ProviderName;
-  /** Steps already done (resume; modular-subtraction only) — the job runs `form.steps − startStep` more. */
+  /** Resume state of a stopped built-in run — the job runs the remaining `form.steps`. */
   resume?: ResumeStates;
   /** New folders the adapters are saved to when the run completes (never overwritten). */
   saveDirs: { lora: string; balora: string };
@@ -73,14 +111,17 @@ export type TrainProgressData =
   | { kind: 'provider'; requested: ProviderName; used: ProviderName; reason?: string }
   | { kind: 'points'; points: TrainPoint[] };
 
-/** Held-out loss and accuracy (modular: answer accuracy; causal-lm: next-token accuracy on target tokens). */
-export interface EvalResult { loss: number; acc: number }
+/**
+ * Held-out loss and accuracy (built-in tasks: answer accuracy; causal-lm: next-token top-1 accuracy on
+ * the held-out target tokens, and perplexity = exp(loss)); see METRIC_DEFINITIONS.
+ */
+export interface EvalResult { loss: number; acc: number; perplexity?: number }
 
 export interface TrainJobResult {
   task: TrainTask;
   stopped: boolean;
   step: number;
-  /** Present when a modular-subtraction run is stopped: pass back as `resume`. Causal-lm runs are not resumable. */
+  /** Present when a built-in run is stopped: pass back as `resume`. Causal-lm runs are not resumable. */
   resume?: ResumeStates;
   saved?: { lora: string; balora: string };
   eval?: { lora: EvalResult; balora: EvalResult; base: EvalResult };
@@ -107,6 +148,8 @@ export interface RunSnapshot {
   models: string[];
   /** Dataset files detected in the workspace (relative paths; *.jsonl / *.txt, data/train.jsonl first). */
   datasets: string[];
+  /** The built-in tasks (description, caveat for research presets). */
+  tasks: TaskInfo[];
 }
 
 export type WebviewToHost =
@@ -124,7 +167,7 @@ export type HostToWebview =
   | { type: 'finished'; result: TrainJobResult }
   | ReplyMessage;
 
-export const DEFAULT_FORM: TrainForm = { task: 'modular-subtraction', r: 4, alpha: 8, lr: 1e-2, steps: 400, seed: 1 };
+export const DEFAULT_FORM: TrainForm = { task: 'second-operand', r: 4, alpha: 8, lr: 1e-2, steps: 400, seed: 1 };
 
 /** Validates a form (throws with the offending field). */
 export function checkForm(f: unknown): TrainForm {
@@ -137,10 +180,10 @@ export function checkForm(f: unknown): TrainForm {
     }
     return v;
   };
-  if (o.task === 'modular-subtraction') {
-    return { task: 'modular-subtraction', r: n('r', 1, 32, true), alpha: n('alpha', 1e-3, 1e4), lr: n('lr', 1e-6, 1), steps: n('steps', 1, 100000, true), seed: n('seed', 0, 2 ** 31, true) };
+  if (isBuiltinTask(o.task)) {
+    return { task: o.task, r: n('r', 1, 32, true), alpha: n('alpha', 1e-3, 1e4), lr: n('lr', 1e-6, 1), steps: n('steps', 1, 100000, true), seed: n('seed', 0, 2 ** 31, true) };
   }
-  if (o.task !== 'causal-lm') throw new Error(`unknown task ${String(o.task)}`);
+  if (o.task !== 'causal-lm') throw new Error(`unknown task ${String(o.task)} (known: ${TRAIN_TASKS.join(', ')})`);
   const str = (k: string, what: string): string => {
     const v = o[k];
     if (typeof v !== 'string' || !v.trim() || v.length > 4096 || v.includes('\0')) throw new Error(`${k}: choose a ${what}`);

@@ -47,7 +47,7 @@ test('research.lipschitz = attentionLipschitzTable + lipschitzScaling', async ()
     const t = await attentionLipschitzTable(store, layout, { engine, adapter: a, n: 64, R: 8 });
     assert.deepEqual(r.table, JSON.parse(JSON.stringify(t)));
     assert.deepEqual(new Set(r.table.rows.map((x) => x.layer)), new Set([0, 1]));
-    const h = headMatrices(store, layout, 1, 2);
+    const h = await headMatrices(store, layout, 1, 2, engine);
     const s = lipschitzScaling(headFromQKV(h.Q, h.K, h.V), [2, 4, 8, 16, 32, 64], 8, { maxIter: 200, tol: 1e-8, seed: 1 });
     assert.deepEqual(r.scaling.base, JSON.parse(JSON.stringify(s)));
     assert.ok(r.scaling.adapted && r.scaling.adapted.slope !== s.slope);
@@ -68,7 +68,7 @@ test('research.dynamics = simulateParticles on the head matrices (base run)', as
   // recompute the base deviation from core
   const store = openStore(path.join(base, 'model.safetensors'));
   try {
-    const h = headMatrices(store, layout, 0, 1);
+    const h = await headMatrices(store, layout, 0, 1, engine);
     assert.equal(h.Q.rows, layout.headDim);
     assert.equal(h.O.rows, layout.hidden);
     void simulateParticles; void mat;
@@ -87,14 +87,27 @@ test('research.koubbi reproduces papers.md §5.2 within 0.1', async () => {
   assert.deepEqual(r.divergence.map((x) => x.time), [17.3, 2.0, 1.6]);
 });
 
-test('research.vlora = crossLayerIncrements', async () => {
-  const r = await run(Vlora, { base, rank: 4 });
+test('research.vlora = crossLayerIncrements on the chosen base; savings for its own layers; the adapter\'s own count', async () => {
+  const r = await run(Vlora, { base, adapter: adapterPath, rank: 4 });
   const store = openStore(path.join(base, 'model.safetensors'));
   try {
     const d = await crossLayerIncrements(store, { engine, rank: 4, consecutiveOnly: true });
     assert.deepEqual(r.report, JSON.parse(JSON.stringify(d)));
     assert.ok(r.report.kinds.length >= 7);
-    assert.equal(r.vit.full, 86_567_656);
+    // savings of the chosen model: L = 2 layers → sizes 1 (no sharing) and 2; computed from the definition
+    const L = 2;
+    assert.equal(r.savings.layers, L);
+    assert.deepEqual(r.savings.rows.map((x) => x.size), [1, 2]);
+    const full = d.kinds.reduce((s, k) => s + L * k.rows * k.cols, 0);
+    assert.equal(r.savings.full, full);
+    assert.equal(r.savings.rows[0].params, full, 'size 1: every layer is a full base');
+    const two = d.kinds.reduce((s, k) => s + k.rows * k.cols + 4 * (k.rows + k.cols), 0);
+    assert.equal(r.savings.rows[1].params, two);
+    assert.equal(r.savings.rows[1].params, r.report.vloraParams, 'one compound = the report\'s own budget');
+    const a = openAdapter(adapterPath);
+    assert.equal(r.adapter?.params, a.modules.reduce((s, m) => s + m.rank * (m.inFeatures + m.outFeatures), 0));
+    assert.equal(r.adapter?.modules, a.modules.length);
+    a.store.close();
   } finally { store.close(); }
 });
 

@@ -120,7 +120,7 @@ test('rescale, combine (cat), merge jobs write new outputs only', async () => {
 test('training job: streams LoRA/BaLoRA points, stops with a resume state, resumes, saves PEFT adapters', async () => {
   const base = path.join(root, 'train', 'modular-base');
   const saveDirs = { lora: path.join(root, 'train', 'run-lora'), balora: path.join(root, 'train', 'run-balora') };
-  const params: TrainJobParams = { form: { task: 'modular-subtraction', r: 2, alpha: 4, lr: 1e-2, steps: 40, seed: 1 }, baseDir: base, provider: 'cpu', saveDirs };
+  const params: TrainJobParams = { form: { task: 'second-operand', r: 2, alpha: 4, lr: 1e-2, steps: 40, seed: 1 }, baseDir: base, provider: 'cpu', saveDirs };
   const pts: TrainPoint[] = [];
   let provider: TrainProgressData | undefined;
   const collect = (d: unknown) => {

@@ -13,7 +13,7 @@ import { openAdapter } from '../../src/core/formats/open';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import type { JobContext } from '../../src/worker/jobs/registry';
 import { splitPacked, trainingJob } from '../../src/worker/jobs/training';
-import { checkForm, type TrainForm, type TrainJobParams, type TrainPoint, type TrainProgressData } from '../../src/shared/training';
+import { DEFAULT_FORM, checkForm, type TrainForm, type TrainJobParams, type TrainPoint, type TrainProgressData } from '../../src/shared/training';
 import { loadPackedDataset, loadTokenizer } from '../../src/core/train/data';
 
 const engine = new Engine();
@@ -42,6 +42,7 @@ function ctx(onData: (d: TrainProgressData) => void, cancelled: () => boolean = 
 
 test('checkForm validates per task', () => {
   assert.deepEqual(checkForm({ task: 'modular-subtraction', r: 2, alpha: 4, lr: 0.01, steps: 5, seed: 1, modelDir: 'x' }), { task: 'modular-subtraction', r: 2, alpha: 4, lr: 0.01, steps: 5, seed: 1 });
+  assert.deepEqual(checkForm(DEFAULT_FORM), { task: 'second-operand', r: 4, alpha: 8, lr: 1e-2, steps: 400, seed: 1 });
   assert.equal(checkForm({ ...FORM, targets: ['q_proj', 'q_proj', 'v_proj'] }).targets?.length, 2);
   assert.throws(() => checkForm({ ...FORM, modelDir: '' }), /modelDir/);
   assert.throws(() => checkForm({ ...FORM, dataFile: undefined }), /dataFile/);
@@ -99,6 +100,16 @@ test('causal-lm: LoRA and BaLoRA stream points, LoRA loss decreases, BaLoRA stay
   const e = r.eval!;
   assert.ok(e && e.lora.loss < e.base.loss && e.balora.loss < e.base.loss, JSON.stringify(e));
   for (const x of [e.lora, e.balora, e.base]) assert.ok(x.acc >= 0 && x.acc <= 1 && Number.isFinite(x.loss));
+  // one set of definitions: perplexity = exp(held-out loss) in the result and in each saved training_metrics.json
+  for (const x of [e.lora, e.balora, e.base]) assert.ok(Math.abs(x.perplexity! - Math.exp(x.loss)) < 1e-9 * x.perplexity!);
+  for (const mode of ['lora', 'balora'] as const) {
+    const m = JSON.parse(fs.readFileSync(path.join(saveDirs[mode], 'training_metrics.json'), 'utf8'));
+    assert.equal(m.heldOut.loss, e[mode].loss);
+    assert.equal(m.heldOut.accuracy, e[mode].acc);
+    assert.ok(Math.abs(m.heldOut.perplexity - Math.exp(e[mode].loss)) < 1e-9 * m.heldOut.perplexity);
+    assert.match(m.definitions.accuracy, /next-token/);
+    assert.equal(m.finalTrainingLoss, (mode === 'lora' ? lora : balora)[19].loss);
+  }
   await assert.rejects(trainingJob(params, ctx(() => undefined)), /already exists/);
 });
 

@@ -13,7 +13,7 @@
  *   ASSUMED input radius R (data-free; see its comment).
  * - `adversarialInput`: the closed-form inputs of the authors' `adversarial_data` (papers.md §3.4).
  * - `attentionLipschitzTable`: per layer / head ‖V_h‖₂, ‖K_hᵀQ_h‖₂/√d_head and the radius bound for a Llama-style
- *   checkpoint, base vs adapted (W + s·B·A). Full weight products go through onnxruntime (Gram matrices); only
+ *   or GPT-2 (fused Conv1D c_attn) checkpoint, base vs adapted (W + s·B·A). Full weight products go through onnxruntime (Gram matrices); only
  *   d_head×d_head problems are solved in TypeScript.
  */
 import { Mat, mat, matmul, transpose } from '../linalg/dense';
@@ -307,16 +307,20 @@ export function lipschitzScaling(h: AttentionHead, ns: number[], R: number, opts
 // Per-layer / per-head table for a real checkpoint
 // ------------------------------------------------------------------------------------------------------------
 
+export type ProjectionKind = 'q' | 'k' | 'v' | 'o';
+
 export interface AttentionLayout {
+  /** 'llama': separate q/k/v/o_proj nn.Linear weights [out, in]; 'gpt2': fused attn.c_attn and attn.c_proj (Conv1D, stored [in, out]). */
+  family: 'llama' | 'gpt2';
   layers: number;
   hidden: number;
   heads: number;
   kvHeads: number;
   headDim: number;
-  /** Weight name of a projection, e.g. (l, 'q') → `model.layers.l.self_attn.q_proj.weight`. */
-  weightName(layer: number, kind: 'q' | 'k' | 'v'): string;
-  /** Module name as used by adapters (no `.weight`). */
-  moduleName(layer: number, kind: 'q' | 'k' | 'v'): string;
+  /** Stored tensor holding a projection, e.g. (l, 'q') → `model.layers.l.self_attn.q_proj.weight`; GPT-2: `h.l.attn.c_attn.weight` for q, k and v. */
+  weightName(layer: number, kind: ProjectionKind): string;
+  /** Module name as used by adapters (no `.weight`); GPT-2: the fused c_attn for q, k and v. */
+  moduleName(layer: number, kind: ProjectionKind): string;
 }
 
 /** Layout of a Llama-style model from its config.json (num_attention_heads, num_key_value_heads, head_dim). */
@@ -328,8 +332,43 @@ export function llamaAttentionLayout(config: Record<string, unknown>): Attention
   if (!hidden || !heads || !layers) throw new Error('config.json lacks hidden_size / num_attention_heads / num_hidden_layers');
   const kvHeads = num('num_key_value_heads') ?? heads;
   const headDim = num('head_dim') ?? hidden / heads;
-  const moduleName = (l: number, k: 'q' | 'k' | 'v'): string => `model.layers.${l}.self_attn.${k}_proj`;
-  return { layers, hidden, heads, kvHeads, headDim, moduleName, weightName: (l, k) => `${moduleName(l, k)}.weight` };
+  const moduleName = (l: number, k: ProjectionKind): string => `model.layers.${l}.self_attn.${k}_proj`;
+  return { family: 'llama', layers, hidden, heads, kvHeads, headDim, moduleName, weightName: (l, k) => `${moduleName(l, k)}.weight` };
+}
+
+/**
+ * Layout of a GPT-2 checkpoint (config n_embd / n_head / n_layer): per layer one fused Conv1D
+ * `attn.c_attn` [d, 3d] (columns q | k | v) and `attn.c_proj` [d, d], stored [in, out]. `prefix` is
+ * the tensors' prefix ('' for `h.0…`, 'transformer.' for `transformer.h.0…`).
+ */
+export function gpt2AttentionLayout(config: Record<string, unknown>, prefix = ''): AttentionLayout {
+  const num = (k: string): number | undefined => (typeof config[k] === 'number' ? (config[k] as number) : undefined);
+  const hidden = num('n_embd') ?? num('hidden_size');
+  const heads = num('n_head') ?? num('num_attention_heads');
+  const layers = num('n_layer') ?? num('num_hidden_layers');
+  if (!hidden || !heads || !layers) throw new Error('config.json lacks n_embd / n_head / n_layer');
+  if (hidden % heads) throw new Error(`n_embd ${hidden} is not a multiple of n_head ${heads}`);
+  const moduleName = (l: number, k: ProjectionKind): string => `${prefix}h.${l}.attn.${k === 'o' ? 'c_proj' : 'c_attn'}`;
+  return { family: 'gpt2', layers, hidden, heads, kvHeads: heads, headDim: hidden / heads, moduleName, weightName: (l, k) => `${moduleName(l, k)}.weight` };
+}
+
+/** The attention layout of a checkpoint: GPT-2 (config model_type gpt2 or n_embd, names h.N.attn.c_attn) or Llama-style. */
+export function attentionLayout(config: Record<string, unknown>, tensorNames: Iterable<string>): AttentionLayout {
+  if (config.model_type === 'gpt2' || typeof config.n_embd === 'number') {
+    for (const n of tensorNames) {
+      const m = /^(.*?)h\.0\.attn\.c_attn\.weight$/.exec(n);
+      if (m) return gpt2AttentionLayout(config, m[1]);
+    }
+    throw new Error('GPT-2 config, but no h.0.attn.c_attn.weight tensor in the weights');
+  }
+  return llamaAttentionLayout(config);
+}
+
+/** The adapter module updating `name` (exact, or equal up to a leading `transformer.` / `model.` wrapper). */
+export function findModule(adapter: Adapter | undefined, name: string): LoraModule | undefined {
+  if (!adapter) return undefined;
+  const norm = (x: string): string => x.replace(/^(transformer\.|model\.(?=h\.))/, '');
+  return adapter.modules.find((m) => m.name === name) ?? adapter.modules.find((m) => norm(m.name) === norm(name));
 }
 
 export interface HeadLipschitzRow {
@@ -365,15 +404,35 @@ export interface LipschitzTableOptions {
   R?: number;
 }
 
-/** Weight (out×in, fp32) with an optional LoRA update W + s·B·A (products through onnxruntime). */
-async function loadWeight(store: TensorStore, name: string, engine: Engine, mod?: LoraModule, adapter?: Adapter): Promise<{ w: Float32Array; rows: number; cols: number }> {
+/**
+ * One attention projection of `layer` as a [out, in] fp32 matrix (torch nn.Linear orientation), plus
+ * s·B·A of the adapter's module when it has one (the product through onnxruntime). GPT-2 Conv1D
+ * weights are stored [in, out] and transposed; its fused c_attn [d, 3d] → [3d, d] gets ΔW (PEFT's
+ * B·A is [out, in] = [3d, d], fan_in_fan_out only describes the base's storage) and then the rows of
+ * q, k or v are cut out.
+ */
+export async function projectionWeight(
+  store: TensorStore, layout: AttentionLayout, layer: number, kind: ProjectionKind, engine: Engine, adapter?: Adapter,
+): Promise<{ w: Float32Array; rows: number; cols: number; module?: string }> {
+  const name = layout.weightName(layer, kind);
   const info = store.tensors.get(name);
   if (!info) throw new Error(`${store.path}: no tensor "${name}"`);
   if (info.shape.length !== 2) throw new Error(`${name}: expected a 2-D weight, got shape [${info.shape.join(', ')}]`);
-  const [rows, cols] = info.shape;
-  const w = store.readF32(name);
+  const d = layout.hidden;
+  let [rows, cols] = info.shape;
+  let w = store.readF32(name);
+  if (layout.family === 'gpt2') {
+    // Conv1D: [in, out]. c_attn is [d, 3d], c_proj [d, d].
+    const out = kind === 'o' ? d : 3 * d;
+    if (rows !== d || cols !== out) throw new Error(`${name}: a GPT-2 Conv1D weight of shape [${d}, ${out}] was expected, got [${rows}, ${cols}]`);
+    const t = new Float32Array(w.length);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) t[j * rows + i] = w[i * cols + j];
+    w = t;
+    [rows, cols] = [cols, rows];
+  }
+  const mod = findModule(adapter, layout.moduleName(layer, kind));
   if (mod && adapter) {
-    if (mod.fanInFanOut || mod.conv) throw new Error(`${mod.name}: fan_in_fan_out / conv LoRA is not supported here`);
+    if (mod.conv) throw new Error(`${mod.name}: conv LoRA is not supported here`);
     if (mod.outFeatures !== rows || mod.inFeatures !== cols) throw new Error(`${mod.name}: ΔW is ${mod.outFeatures}×${mod.inFeatures}, weight is ${rows}×${cols}`);
     const r = mod.rank;
     const readFactor = (f: LoraModule['A'], p: number, q: number): Float32Array => {
@@ -388,7 +447,27 @@ async function loadWeight(store: TensorStore, name: string, engine: Engine, mod?
     const BA = await ortMatmul(engine, B, rows, r, A, cols);
     for (let i = 0; i < w.length; i++) w[i] += mod.scale * BA[i];
   }
-  return { w, rows, cols };
+  if (layout.family === 'gpt2' && kind !== 'o') {
+    const off = { q: 0, k: 1, v: 2 }[kind] * d;
+    w = w.slice(off * cols, (off + d) * cols);
+    rows = d;
+  }
+  return { w, rows, cols, module: mod?.name };
+}
+
+export interface HeadMatrices { Q: Mat; K: Mat; V: Mat; O: Mat }
+
+/** Q_h, K_h, V_h (d_head×d, fp64) and O_h (d×d_head) of one head, base or adapted (W + s·B·A). */
+export async function headMatrices(store: TensorStore, lay: AttentionLayout, layer: number, head: number, engine: Engine, adapter?: Adapter): Promise<HeadMatrices> {
+  const dh = lay.headDim, kv = Math.floor(head / (lay.heads / lay.kvHeads));
+  const rowsOf = async (kind: 'q' | 'k' | 'v', r0: number): Promise<Mat> => {
+    const p = await projectionWeight(store, lay, layer, kind, engine, adapter);
+    return mat(dh, p.cols, Float64Array.from(p.w.subarray(r0 * p.cols, (r0 + dh) * p.cols)));
+  };
+  const o = await projectionWeight(store, lay, layer, 'o', engine, adapter);
+  const O = mat(o.rows, dh);
+  for (let i = 0; i < o.rows; i++) for (let j = 0; j < dh; j++) O.data[i * dh + j] = o.w[i * o.cols + head * dh + j];
+  return { Q: await rowsOf('q', head * dh), K: await rowsOf('k', kv * dh), V: await rowsOf('v', kv * dh), O };
 }
 
 /** Per-head row Grams W_h W_hᵀ (d_head×d_head, fp64) of a projection stored as [heads·d_head, d]. */
@@ -444,22 +523,20 @@ export async function attentionLipschitzTable(store: TensorStore, layout: Attent
   const R = opts.R ?? Math.sqrt(layout.hidden);
   const radiusNote = opts.R === undefined ? `R = √hidden = ${R.toFixed(3)} (assumed: RMSNorm output with unit gain)` : `R = ${R} (assumed input norm)`;
   if (layout.heads % layout.kvHeads !== 0) throw new Error(`heads ${layout.heads} not a multiple of kv heads ${layout.kvHeads}`);
-  const mods = new Map<string, LoraModule>();
-  for (const m of opts.adapter?.modules ?? []) mods.set(m.name, m);
   const rows: HeadLipschitzRow[] = [];
   const layers: LipschitzTable['layers'] = [];
   const adaptedModules: string[] = [];
   for (let l = 0; l < layout.layers; l++) {
     const kinds = ['q', 'k', 'v'] as const;
-    const base = await Promise.all(kinds.map((k) => loadWeight(store, layout.weightName(l, k), opts.engine)));
+    const base = await Promise.all(kinds.map((k) => projectionWeight(store, layout, l, k, opts.engine)));
     const b = await headNorms(opts.engine, base[0].w, base[1].w, base[2].w, layout);
     let a: { normA: number[]; normV: number[] } | undefined;
-    const lmods = kinds.map((k) => mods.get(layout.moduleName(l, k)));
+    const lmods = kinds.map((k) => findModule(opts.adapter, layout.moduleName(l, k)));
     if (opts.adapter) {
       if (lmods.some((m) => m)) {
-        const ad = await Promise.all(kinds.map((k, i) => lmods[i] ? loadWeight(store, layout.weightName(l, k), opts.engine, lmods[i], opts.adapter) : Promise.resolve(base[i])));
+        const ad = await Promise.all(kinds.map((k, i) => lmods[i] ? projectionWeight(store, layout, l, k, opts.engine, opts.adapter) : Promise.resolve(base[i])));
         a = await headNorms(opts.engine, ad[0].w, ad[1].w, ad[2].w, layout);
-        for (const m of lmods) if (m) adaptedModules.push(m.name);
+        for (const m of new Set(lmods)) if (m) adaptedModules.push(m.name);
       } else a = b;
     }
     let lb = 0, la = 0;

@@ -275,3 +275,27 @@ export async function crossLayerIncrements(store: TensorStore, opts: CrossLayerO
   const vloraParams = kinds.reduce((s, k) => s + k.vloraParams, 0);
   return { rank: r, compoundSize: opts.compoundSize ?? 0, kinds, fullParams, vloraParams, saving: fullParams ? 1 - vloraParams / fullParams : 0 };
 }
+
+export interface VloraSavingRow { compounds: number; size: number; rank: number; params: number; saving: number }
+
+/**
+ * Parameter budget of VLoRA on the stacked weights of `report` (the chosen model) for every way of
+ * cutting its L layers into equal compounds (size | L): per kind, compounds full matrices plus one
+ * rank-r pair per other layer (as KindReport.vloraParams). `full` = all stacked weights.
+ */
+export function vloraSavings(report: CrossLayerReport, rank: number): { full: number; layers: number; rows: VloraSavingRow[] } {
+  const full = report.kinds.reduce((s, k) => s + k.fullParams, 0);
+  const L = Math.max(0, ...report.kinds.map((k) => k.layers.length));
+  const rows: VloraSavingRow[] = [];
+  for (let size = 1; size <= L; size++) {
+    if (L % size) continue;
+    let params = 0;
+    for (const k of report.kinds) {
+      const n = k.layers.length;
+      const compounds = Math.ceil(n / size);
+      params += compounds * k.rows * k.cols + (n - compounds) * rank * (k.rows + k.cols);
+    }
+    rows.push({ compounds: L / size, size, rank, params, saving: full ? 1 - params / full : 0 });
+  }
+  return { full, layers: L, rows };
+}

@@ -4,16 +4,17 @@
  * Each handler is a thin wrapper over src/core/research (the compute functions are exported for tests).
  */
 import type { Engine } from '../../core/engine/ort';
-import type { Adapter, LoraModule } from '../../core/formats/adapter';
+import type { Adapter } from '../../core/formats/adapter';
 import { CancelledError } from '../../core/util/cancel';
 import { openAdapter, openStore } from '../../core/formats/open';
 import { readJsonFile } from '../../core/util/json';
 import type { TensorStore } from '../../core/formats/store';
 import { Rng } from '../../core/util/rng';
 import { mat, Mat, matmul, transpose } from '../../core/linalg/dense';
-import { attentionLipschitzTable, headFromQKV, lipschitzScaling, llamaAttentionLayout, AttentionLayout } from '../../core/research/lipschitz';
+export { headMatrices } from '../../core/research/lipschitz';
+import { attentionLayout, attentionLipschitzTable, findModule, headFromQKV, headMatrices, lipschitzScaling, AttentionLayout } from '../../core/research/lipschitz';
 import { cloudMoments, gaussianOde, koubbiBifurcation, koubbiDivergence, frameDeviation, pcaProjector, simulateParticles } from '../../core/research/dynamics';
-import { crossLayerIncrements, vitB16, vloraParamCount, fullParamCount } from '../../core/research/vlora';
+import { crossLayerIncrements, vloraSavings } from '../../core/research/vlora';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { Dynamics, Koubbi, Lipschitz, Vlora } from '../../shared/jobs';
@@ -40,84 +41,36 @@ function openBase(base: string): { store: TensorStore; config: Record<string, un
   const config = readJsonFile(path.join(dir, 'config.json'));
   const idx = fs.readdirSync(dir).find((n) => n.endsWith('.safetensors.index.json'));
   const store = openStore(path.join(dir, idx ?? 'model.safetensors'));
-  return { store, config, layout: llamaAttentionLayout(config) };
-}
-
-const cancelCheck = (ctx: JobContext): void => { if (ctx.token.cancelled) throw new CancelledError(); };
-
-/** Rows [r0, r0+k) of a 2-D weight (fp64), optionally + s·B·A of an adapter module on those rows. */
-function weightRows(store: TensorStore, name: string, r0: number, k: number, adapter?: Adapter, mod?: LoraModule): Mat {
-  const t = store.tensors.get(name);
-  if (!t) throw new Error(`${store.path}: no tensor "${name}"`);
-  const cols = t.shape[1];
-  const w = store.readF32(name);
-  const out = mat(k, cols);
-  for (let i = 0; i < k * cols; i++) out.data[i] = w[r0 * cols + i];
-  if (adapter && mod) addDelta(out, adapter, mod, r0, 0, k, cols);
-  return out;
-}
-
-/** out += s·B[r0:r0+k]·A[:, c0:c0+cols] (PEFT orientation, transposed factors handled). */
-function addDelta(out: Mat, adapter: Adapter, m: LoraModule, r0: number, c0: number, k: number, cols: number): void {
-  const r = m.rank;
-  let A = adapter.store.readF32(m.A.tensor.name), B = adapter.store.readF32(m.B.tensor.name);
-  if (m.A.transposed) { const t = new Float32Array(A.length); for (let i = 0; i < m.inFeatures; i++) for (let j = 0; j < r; j++) t[j * m.inFeatures + i] = A[i * r + j]; A = t; }
-  if (m.B.transposed) { const t = new Float32Array(B.length); for (let i = 0; i < r; i++) for (let j = 0; j < m.outFeatures; j++) t[j * r + i] = B[i * m.outFeatures + j]; B = t; }
-  for (let i = 0; i < k; i++) for (let q = 0; q < r; q++) {
-    const b = m.scale * B[(r0 + i) * r + q];
-    if (b === 0) continue;
-    for (let j = 0; j < cols; j++) out.data[i * cols + j] += b * A[q * m.inFeatures + c0 + j];
+  try {
+    return { store, config, layout: attentionLayout(config, store.tensors.keys()) };
+  } catch (e) {
+    store.close();
+    throw new Error(`${path.join(dir, 'config.json')}: ${(e as Error).message}`);
   }
 }
 
-/** Weight columns [c0, c0+k) of o_proj (d×k), adapted when given. */
-function weightCols(store: TensorStore, name: string, c0: number, k: number, adapter?: Adapter, mod?: LoraModule): Mat {
-  const t = store.tensors.get(name);
-  if (!t) throw new Error(`${store.path}: no tensor "${name}"`);
-  const [rows, cols] = t.shape;
-  const w = store.readF32(name);
-  const out = mat(rows, k);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < k; j++) out.data[i * k + j] = w[i * cols + c0 + j];
-  if (adapter && mod) addDelta(out, adapter, mod, 0, c0, rows, k);
-  return out;
-}
-
-export interface HeadMatrices { Q: Mat; K: Mat; V: Mat; O: Mat }
-
-/** Q_h, K_h, V_h (d_head×d) and O_h (d×d_head) of one head, base or adapted. */
-export function headMatrices(store: TensorStore, lay: AttentionLayout, layer: number, head: number, adapter?: Adapter): HeadMatrices {
-  const dh = lay.headDim, kv = Math.floor(head / (lay.heads / lay.kvHeads));
-  const mods = new Map((adapter?.modules ?? []).map((m) => [m.name, m]));
-  const mod = (k: string): LoraModule | undefined => mods.get(`model.layers.${layer}.self_attn.${k}_proj`);
-  const oName = `model.layers.${layer}.self_attn.o_proj.weight`;
-  return {
-    Q: weightRows(store, lay.weightName(layer, 'q'), head * dh, dh, adapter, mod('q')),
-    K: weightRows(store, lay.weightName(layer, 'k'), kv * dh, dh, adapter, mod('k')),
-    V: weightRows(store, lay.weightName(layer, 'v'), kv * dh, dh, adapter, mod('v')),
-    O: weightCols(store, oName, head * dh, dh, adapter, mod('o')),
-  };
-}
+const cancelCheck = (ctx: JobContext): void => { if (ctx.token.cancelled) throw new CancelledError(); };
 
 export async function computeLipschitz(p: LipschitzParams, engine: Engine, ctx?: JobContext): Promise<LipschitzResult> {
   const { store, layout } = openBase(p.base);
   const adapter = p.adapter ? openAdapter(p.adapter) : undefined;
   try {
-    ctx?.progress(0, 3, 'per-head norms');
+    ctx?.progress(0, 3, `Measuring every head's weights (${layout.layers} layers × ${layout.heads} heads)`);
     const table = await attentionLipschitzTable(store, layout, { engine, adapter, n: p.n, R: p.R });
     if (ctx) cancelCheck(ctx);
-    ctx?.progress(1, 3, 'adversarial √n scaling');
+    ctx?.progress(1, 3, 'Growing the input length on worst-case tokens (base model)');
     const layer = Math.min(p.layer ?? 0, layout.layers - 1), head = Math.min(p.head ?? 0, layout.heads - 1);
     const R = p.R ?? Math.sqrt(layout.hidden);
     const ns = p.ns ?? [2, 4, 8, 16, 32, 64];
-    const run = (a?: Adapter): { points: { n: number; lipschitz: number; codeBound: number; radiusBound: number }[]; slope: number } => {
-      const h = headMatrices(store, layout, layer, head, a);
+    const run = async (a?: Adapter): Promise<{ points: { n: number; lipschitz: number; codeBound: number; radiusBound: number }[]; slope: number }> => {
+      const h = await headMatrices(store, layout, layer, head, engine, a);
       return lipschitzScaling(headFromQKV(h.Q, h.K, h.V), ns, R, { maxIter: 200, tol: 1e-8, seed: 1 });
     };
-    const base = run();
+    const base = await run();
     if (ctx) cancelCheck(ctx);
-    ctx?.progress(2, 3, 'adapted head');
-    const adapted = adapter ? run(adapter) : undefined;
-    ctx?.progress(3, 3, 'done');
+    ctx?.progress(2, 3, 'Growing the input length on worst-case tokens (adapted model)');
+    const adapted = adapter ? await run(adapter) : undefined;
+    ctx?.progress(3, 3, 'Done');
     return { table, scaling: { layer, head, R, base, adapted }, layout: { layers: layout.layers, heads: layout.heads, kvHeads: layout.kvHeads, headDim: layout.headDim, hidden: layout.hidden } };
   } finally {
     store.close();
@@ -132,15 +85,15 @@ function project2(P: ReturnType<typeof pcaProjector>, X: Mat): number[][] {
   return out;
 }
 
-export function computeDynamics(p: DynamicsParams, ctx?: JobContext): DynamicsResult {
+export async function computeDynamics(p: DynamicsParams, engine: Engine, ctx?: JobContext): Promise<DynamicsResult> {
   const { store, layout } = openBase(p.base);
   const adapter = p.adapter ? openAdapter(p.adapter) : undefined;
   try {
     const layer = Math.min(p.layer ?? 0, layout.layers - 1), head = Math.min(p.head ?? 0, layout.heads - 1);
     const n = p.n ?? 32, steps = p.steps ?? 120, dt = p.dt ?? 0.05, seed = p.seed ?? 1;
     const d = layout.hidden;
-    const b = headMatrices(store, layout, layer, head);
-    const a = adapter ? headMatrices(store, layout, layer, head, adapter) : b;
+    const b = await headMatrices(store, layout, layer, head, engine);
+    const a = adapter ? await headMatrices(store, layout, layer, head, engine, adapter) : b;
     // Value map of the head in the residual stream: O_h·V_h (d×d), normalised by its spectral scale so that the
     // flow has O(1) speed; the same normaliser is used for base and LoRA.
     const Vb = matmul(b.O, b.V), Va = matmul(a.O, a.V);
@@ -150,14 +103,14 @@ export function computeDynamics(p: DynamicsParams, ctx?: JobContext): DynamicsRe
     const rng = new Rng(seed);
     const X0 = mat(n, d, rng.normals(n * d, 1));
     const scoreScale = 1 / Math.sqrt(layout.headDim);
-    ctx?.progress(0, 3, 'base particles');
+    ctx?.progress(0, 3, 'Moving the tokens through the base head');
     const opts = { dt, steps, scoreScale, recordEvery: 1 };
     const tb = simulateParticles(b.Q, b.K, Vb, X0, opts);
     if (ctx) cancelCheck(ctx);
-    ctx?.progress(1, 3, 'LoRA particles');
+    ctx?.progress(1, 3, 'Moving the tokens through the adapted head');
     const ta = simulateParticles(a.Q, a.K, Va, X0, opts);
     if (ctx) cancelCheck(ctx);
-    ctx?.progress(2, 3, 'Gaussian ODE');
+    ctx?.progress(2, 3, 'Solving the Gaussian approximation');
     const P = pcaProjector(tb.frames[0], 2);
     const { mean, cov } = cloudMoments(X0);
     const ellipses = (Q: Mat, K: Mat, V: Mat): DynamicsResult['base']['gaussian'] => {
@@ -173,13 +126,14 @@ export function computeDynamics(p: DynamicsParams, ctx?: JobContext): DynamicsRe
       });
     };
     const gb = ellipses(b.Q, b.K, Vb), ga = ellipses(a.Q, a.K, Va);
-    ctx?.progress(3, 3, 'done');
+    ctx?.progress(3, 3, 'Done');
+    const kinds = ['q', 'k', 'v', 'o'] as const;
     return {
       layer, head, n, seed, dt, steps, times: tb.times,
       base: { frames: tb.frames.map((f) => project2(P, f)), gaussian: gb },
       lora: { frames: ta.frames.map((f) => project2(P, f)), gaussian: ga },
       deviation: frameDeviation(tb.frames, ta.frames),
-      adapted: adapter ? adapter.modules.filter((m) => m.layer === layer && /self_attn\.(q|k|v|o)_proj$/.test(m.name)).map((m) => m.name) : [],
+      adapted: [...new Set(kinds.map((k) => findModule(adapter, layout.moduleName(layer, k))?.name).filter((n): n is string => !!n))],
       layout: { layers: layout.layers, heads: layout.heads },
     };
   } finally {
@@ -201,21 +155,28 @@ export function computeKoubbi(): KoubbiResult {
 
 export async function computeVlora(p: VloraParams, engine: Engine, ctx?: JobContext): Promise<VloraResult> {
   const { store } = openBase(p.base);
+  const adapter = p.adapter ? openAdapter(p.adapter) : undefined;
   try {
-    ctx?.progress(0, 1, 'cross-layer increments');
-    const report = await crossLayerIncrements(store, { engine, rank: p.rank ?? 8, compoundSize: p.compoundSize, consecutiveOnly: true });
-    const vit = vitB16();
-    const vitRows = [1, 2, 3, 4, 6, 12].map((size) => ({ compounds: 12 / size, size, rank: p.rank ?? 8, params: vloraParamCount(vit, { compounds: 12 / size, size, rank: p.rank ?? 8 }) }));
-    ctx?.progress(1, 1, 'done');
-    return { report, vit: { name: vit.name, full: fullParamCount(vit), rows: vitRows } };
+    const rank = p.rank ?? 8;
+    ctx?.progress(0, 1, 'Comparing each layer\'s weights with the next layer\'s');
+    const report = await crossLayerIncrements(store, { engine, rank, compoundSize: p.compoundSize, consecutiveOnly: true });
+    if (ctx) cancelCheck(ctx);
+    ctx?.progress(1, 1, 'Done');
+    const ad = adapter ? {
+      path: p.adapter!, modules: adapter.modules.length,
+      params: adapter.modules.reduce((s, m) => s + m.rank * (m.inFeatures + m.outFeatures), 0),
+      ranks: [...new Set(adapter.modules.map((m) => m.rank))].sort((a, b) => a - b),
+    } : undefined;
+    return { report, savings: vloraSavings(report, rank), adapter: ad };
   } finally {
     store.close();
+    adapter?.store.close();
   }
 }
 
 export const researchHandlers: JobHandler[] = [
   handle(Lipschitz, (params, ctx) => computeLipschitz(params, ctx.engine, ctx)),
-  handle(Dynamics, async (params, ctx) => computeDynamics(params, ctx)),
+  handle(Dynamics, (params, ctx) => computeDynamics(params, ctx.engine, ctx)),
   handle(Koubbi, async () => computeKoubbi()),
   handle(Vlora, (params, ctx) => computeVlora(params, ctx.engine, ctx)),
 ];

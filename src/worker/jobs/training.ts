@@ -1,10 +1,13 @@
 /**
  * `training.run`: LoRA and BaLoRA side by side (interleaved step by step, same data order and init).
  *
- * Task `modular-subtraction` (papers.md §5.3): a tiny attention-only transformer pre-trained on
- * (x + y) mod p is fine-tuned to (x − y) mod p. The pre-trained base is read from `baseDir`, or
- * pre-trained once and written there (new folder) when missing. Cancellation stops between steps
- * and returns the resume state instead of throwing (the host offers Resume).
+ * Built-in tasks (presets in src/core/train/tasks.ts: `second-operand`, the default, and the research
+ * preset `modular-subtraction`): a tiny attention-only transformer whose base is pre-trained once per
+ * task (read from `baseDir`, or pre-trained and written there as a new folder when missing), then
+ * LoRA and BaLoRA on `preset.data(seed)`, full batch, with the cosine learning-rate decay of
+ * `lora-lens train-demo`. Held-out answer accuracy is measured every EVAL_EVERY steps and streamed
+ * with the points. Cancellation stops between steps and returns the resume state instead of
+ * throwing (the host offers Resume).
  *
  * Task `causal-lm`: a Hugging Face causal LM folder (Llama family / GPT-2) on a JSONL / text dataset
  * (hfTrainer.ts), 10 % of the packed sequences held out for the final evaluation (LoRA, BaLoRA and
@@ -13,7 +16,7 @@
  *
  * Streams `TrainProgressData` through `progress(…, data)`: batched points (≥ 50 ms apart), phases and
  * the execution provider actually used. On completion both adapters are saved as PEFT folders into
- * `saveDirs` (refused if they exist).
+ * `saveDirs` (refused if they exist), each with a `training_metrics.json` (METRIC_DEFINITIONS).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,47 +26,55 @@ import { batchIndices, loadPackedDataset, loadTokenizer, makeBatch, permutation,
 import type { HfLoraSpec } from '../../core/train/hf';
 import { loadHfModel } from '../../core/train/hf';
 import { HfTrainer, defaultTargets, supportedTargets } from '../../core/train/hfTrainer';
-import { LORA_TARGETS, modularData, type LoraSpec, type ParamSet, type TinyTransformerConfig } from '../../core/train/models';
-import { Trainer, loadBase, type TrainState } from '../../core/train/trainer';
+import { LORA_TARGETS, type LoraSpec, type ModData, type ParamSet, type TinyTransformerConfig } from '../../core/train/models';
+import { TRAIN_TASKS as PRESETS, cosineLr, pretrainBase, type TrainTaskPreset } from '../../core/train/tasks';
+import { Trainer, loadBase, saveBase, type TrainState } from '../../core/train/trainer';
 import {
-  checkForm, type EvalResult, type ProviderName, type TrainForm, type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData,
+  checkForm, isBuiltinTask, METRIC_DEFINITIONS, type EvalResult, type ProviderName, type TrainForm, type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData,
 } from '../../shared/training';
 import { Train } from '../../shared/jobs';
 import { handle, type JobContext, type JobHandler } from './registry';
 
-/** The built-in model: p = 23, d = 32, two shared attention layers (pre-trains to ~97 % in ~400 full-batch steps). */
-export const TRAIN_MODEL: TinyTransformerConfig = { p: 23, dModel: 32, depth: 2 };
-export const PRETRAIN_STEPS = 400;
-
 const tick = (): Promise<void> => new Promise((res) => setImmediate(res));
 
-async function ensureBase(baseDir: string, provider: ProviderName, ctx: JobContext<TrainProgressData>, send: (d: TrainProgressData) => void): Promise<{ config: TinyTransformerConfig; params: ParamSet; pretrained: boolean }> {
+/** Held-out accuracy is measured (and charted) every this many steps, and after the last. */
+export const EVAL_EVERY = 20;
+
+/**
+ * The task's pre-trained base from `baseDir`, or pre-trained now (pretrainBase of the preset) and
+ * written there as a new folder. A base made for another model shape is refused.
+ */
+async function ensureBase(preset: TrainTaskPreset, baseDir: string, provider: ProviderName, ctx: JobContext<TrainProgressData>, send: (d: TrainProgressData) => void): Promise<{ config: TinyTransformerConfig; params: ParamSet; pretrained: boolean }> {
   if (fs.existsSync(path.join(baseDir, 'config.json')) && fs.existsSync(path.join(baseDir, 'model.safetensors'))) {
     const b = loadBase(baseDir);
+    const m = preset.model;
+    if (b.config.p !== m.p || b.config.dModel !== m.dModel || b.config.depth !== m.depth) {
+      throw new Error(`${baseDir}: this base (p ${b.config.p}, d ${b.config.dModel}, depth ${b.config.depth}) is not the one of task "${preset.id}" (p ${m.p}, d ${m.dModel}, depth ${m.depth}); move the folder away to pre-train it again`);
+    }
     return { ...b, pretrained: false };
   }
   if (fs.existsSync(baseDir)) throw new OutputExistsError(baseDir);
-  send({ kind: 'phase', phase: 'pretrain', message: `pre-training the base on (x + y) mod ${TRAIN_MODEL.p}` });
-  const add = modularData(TRAIN_MODEL.p, '+', 1, 0).train;
-  const full = await Trainer.create({ model: TRAIN_MODEL, mode: 'full', lr: 1e-2, batchSize: add.n, seed: 0, provider });
+  const total = preset.pretrain.steps;
+  send({ kind: 'phase', phase: 'pretrain', message: `Pre-training the base model (${preset.pretrain.what}), once for this task: ${total} steps` });
+  const ac = new AbortController();
+  const b = await pretrainBase(preset, {
+    provider, signal: ac.signal,
+    onProgress: (_phase, done, n, loss) => {
+      if (ctx.token.cancelled) ac.abort();
+      ctx.progress(done, n, `Pre-training the base model: step ${done} of ${n} (loss ${loss.toFixed(3)})`);
+    },
+  }).catch((e) => { if (ctx.token.cancelled) throw new CancelledError(); throw e; });
+  // Written as a temp folder then renamed, so a half-written base is never picked up.
+  const tmp = `${baseDir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
   try {
-    for (let i = 0; i < PRETRAIN_STEPS; i++) {
-      if (ctx.token.cancelled) throw new CancelledError();
-      const s = await full.trainStep(add);
-      if (i % 20 === 19) {
-        ctx.progress(i + 1, PRETRAIN_STEPS, `pre-training base: step ${i + 1}/${PRETRAIN_STEPS}, loss ${s.loss.toFixed(3)}`);
-        await tick();
-      }
-    }
-    // Written as a temp folder then renamed, so a half-written base is never picked up.
-    const tmp = `${baseDir}.tmp-${process.pid}`;
-    fs.rmSync(tmp, { recursive: true, force: true });
-    full.saveBase(tmp);
+    saveBase(tmp, preset.model, b.params);
     fs.renameSync(tmp, baseDir);
-    return { config: TRAIN_MODEL, params: full.parameters(), pretrained: true };
-  } finally {
-    await full.dispose();
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
   }
+  return { config: preset.model, params: b.params, pretrained: true };
 }
 
 function assertNew(dir: string): void {
@@ -84,30 +95,47 @@ function pointStream(ctx: JobContext<TrainProgressData>, form: TrainForm) {
       lastFlush = now;
       const pts = pending;
       pending = [];
-      s.send({ kind: 'points', points: pts }, `step ${s.done}/${form.steps}`);
+      s.send({ kind: 'points', points: pts }, `Training: step ${s.done} of ${form.steps}`);
     },
   };
   return s;
+}
+
+/** Writes `training_metrics.json` (the same definitions as the panel) into a saved adapter folder. */
+function writeMetrics(dir: string, form: TrainForm, mode: 'lora' | 'balora', res: TrainJobResult, trainLoss: number | undefined): void {
+  const e = res.eval!;
+  const causal = form.task === 'causal-lm';
+  const ev = (x: EvalResult) => ({ loss: x.loss, accuracy: x.acc, ...(causal ? { perplexity: Math.exp(x.loss) } : {}) });
+  const out = {
+    task: form.task, mode, steps: res.step, r: form.r, alpha: form.alpha, lr: form.lr, seed: form.seed,
+    definitions: causal ? METRIC_DEFINITIONS.causal : METRIC_DEFINITIONS.builtin,
+    finalTrainingLoss: trainLoss ?? null,
+    heldOut: ev(e[mode]), baseHeldOut: ev(e.base),
+    ...(res.data ? { data: res.data } : {}),
+  };
+  fs.writeFileSync(path.join(dir, 'training_metrics.json'), JSON.stringify(out, null, 2));
 }
 
 export async function trainingJob(p: TrainJobParams, ctx: JobContext<TrainProgressData>): Promise<TrainJobResult> {
   const t0 = performance.now();
   const form = checkForm(p?.form);
   if (!p.saveDirs || typeof p.saveDirs.lora !== 'string' || typeof p.saveDirs.balora !== 'string') throw new Error('training.run: saveDirs are required');
-  if (form.task === 'modular-subtraction' && typeof p.baseDir !== 'string') throw new Error('training.run: baseDir is required for modular-subtraction');
+  if (isBuiltinTask(form.task) && typeof p.baseDir !== 'string') throw new Error(`training.run: baseDir is required for ${form.task}`);
   const provider: ProviderName = p.provider === 'webgpu' || p.provider === 'cuda' ? p.provider : 'cpu';
   assertNew(p.saveDirs.lora);
   assertNew(p.saveDirs.balora);
-  if (form.task === 'causal-lm') return causalLmJob(p, form, provider, ctx, t0);
+  if (!isBuiltinTask(form.task)) return causalLmJob(p, form, provider, ctx, t0);
 
+  const preset = PRESETS[form.task];
   const ps = pointStream(ctx, form);
   const send = ps.send, flush = ps.flush;
   const baseDir = p.baseDir!;
-  const base = await ensureBase(baseDir, provider, ctx, (d) => send(d, d.kind === 'phase' ? d.message : ''));
+  const base = await ensureBase(preset, baseDir, provider, ctx, (d) => send(d, d.kind === 'phase' ? d.message : ''));
   const model = base.config;
   const spec: LoraSpec = { targets: LORA_TARGETS, r: form.r, alpha: form.alpha };
-  const { train, test } = modularData(model.p, '-', 0.8, form.seed);
+  const { train, test } = preset.data(form.seed);
   const resume = p.resume as { lora: TrainState; balora: TrainState } | undefined;
+  // metricsEvery 1: the balance gap and κ are charted every step.
   const mk = (mode: 'lora' | 'balora') => Trainer.create({
     model, mode, lora: spec, base: base.params, lr: form.lr, batchSize: train.n, seed: form.seed, provider, resume: resume?.[mode],
   });
@@ -116,14 +144,24 @@ export async function trainingJob(p: TrainJobParams, ctx: JobContext<TrainProgre
   try {
     const prov = lora.provider;
     send({ kind: 'provider', requested: provider, used: prov.used as ProviderName, reason: prov.reason });
-    send({ kind: 'phase', phase: 'train', message: `training LoRA and BaLoRA (r = ${form.r}, α = ${form.alpha}, lr = ${form.lr})` });
+    send({ kind: 'phase', phase: 'train', message: `Training LoRA and BaLoRA side by side (rank ${form.r}, alpha ${form.alpha}, learning rate ${form.lr} with cosine decay)` });
     ps.done = lora.step;
     let stopped = false;
+    const last: Partial<Record<'lora' | 'balora', number>> = {};
     while (ps.done < form.steps) {
       if (ctx.token.cancelled) { stopped = true; break; }
+      // Cosine decay over the run's steps (as `lora-lens train-demo`); the step index survives Stop → Resume.
+      const lr = cosineLr(form.lr, lora.step, form.steps, 0.02);
       for (const [mode, tr] of [['lora', lora], ['balora', balora]] as const) {
-        const s = await tr.trainStep(train);
-        ps.push({ mode, step: s.step, loss: s.loss, balanceGap: s.balanceGap, kappaA: s.kappaA, kappaB: s.kappaB });
+        const s = await tr.trainStep(train, lr);
+        const pt: TrainPoint = { mode, step: s.step, loss: s.loss, balanceGap: s.balanceGap, kappaA: s.kappaA, kappaB: s.kappaB };
+        if (s.step % EVAL_EVERY === 0 || s.step === form.steps) {
+          const ev = await tr.evaluate(test);
+          pt.heldOutAccuracy = ev.acc;
+          pt.heldOutLoss = ev.loss;
+        }
+        last[mode] = s.loss;
+        ps.push(pt);
       }
       ps.done = lora.step;
       flush();
@@ -137,7 +175,7 @@ export async function trainingJob(p: TrainJobParams, ctx: JobContext<TrainProgre
     if (stopped) {
       res.resume = { lora: lora.getState(), balora: balora.getState() };
     } else {
-      send({ kind: 'phase', phase: 'save', message: 'evaluating and saving adapters' });
+      send({ kind: 'phase', phase: 'save', message: `Evaluating on the ${test.n} held-out pairs and saving both adapters` });
       const baseEval = await evaluateBase(lora, test);
       res.eval = { lora: await lora.evaluate(test), balora: await balora.evaluate(test), base: baseEval };
       for (const [mode, tr] of [['lora', lora], ['balora', balora]] as const) {
@@ -145,8 +183,14 @@ export async function trainingJob(p: TrainJobParams, ctx: JobContext<TrainProgre
         assertNew(dir);
         const tmp = `${dir}.tmp-${process.pid}`;
         fs.rmSync(tmp, { recursive: true, force: true });
-        tr.saveAdapter(tmp, path.relative(dir, baseDir) || '.');
-        fs.renameSync(tmp, dir);
+        try {
+          tr.saveAdapter(tmp, path.relative(dir, baseDir) || '.');
+          writeMetrics(tmp, form, mode, res, last[mode]);
+          fs.renameSync(tmp, dir);
+        } catch (e) {
+          fs.rmSync(tmp, { recursive: true, force: true });
+          throw e;
+        }
       }
       res.saved = { ...p.saveDirs };
     }
@@ -159,7 +203,7 @@ export async function trainingJob(p: TrainJobParams, ctx: JobContext<TrainProgre
 }
 
 /** Held-out loss/accuracy of the frozen base on the new task (LoRA B = 0 at step 0 ⇒ same as no adapter). */
-async function evaluateBase(tr: Trainer, test: ReturnType<typeof modularData>['test']): Promise<EvalResult> {
+async function evaluateBase(tr: Trainer, test: ModData): Promise<EvalResult> {
   const t = await Trainer.create({ ...tr.opts, resume: undefined });
   try {
     return await t.evaluate(test);
@@ -223,7 +267,7 @@ async function evaluateLm(tr: HfTrainer, test: PackedData, batchSize: number, ze
     await tick();
   }
   if (!count) throw new Error('the held-out split has no target tokens');
-  return { loss: lossSum / count, acc: correct / count };
+  return { loss: lossSum / count, acc: correct / count, perplexity: Math.exp(lossSum / count) };
 }
 
 async function causalLmJob(p: TrainJobParams, form: TrainForm, provider: ProviderName, ctx: JobContext<TrainProgressData>, t0: number): Promise<TrainJobResult> {
@@ -233,7 +277,7 @@ async function causalLmJob(p: TrainJobParams, form: TrainForm, provider: Provide
   for (const f of ['config.json', 'tokenizer.json']) if (!fs.existsSync(path.join(modelDir, f))) throw new Error(`${modelDir} has no ${f} (a Hugging Face model folder is needed)`);
   if (!fs.existsSync(dataFile)) throw new Error(`dataset ${dataFile} not found`);
   const ps = pointStream(ctx, form);
-  ps.send({ kind: 'phase', phase: 'train', message: `loading ${path.basename(modelDir)} and tokenizing ${path.basename(dataFile)}` });
+  ps.send({ kind: 'phase', phase: 'train', message: `Loading ${path.basename(modelDir)} and tokenizing ${path.basename(dataFile)}` });
   const model = loadHfModel(modelDir, 'float32');
   const packed = loadPackedDataset(dataFile, loadTokenizer(modelDir), seqLen);
   let maxId = 0;
@@ -252,13 +296,15 @@ async function causalLmJob(p: TrainJobParams, form: TrainForm, provider: Provide
     balora = await mk('balora');
     const prov = lora.provider;
     ps.send({ kind: 'provider', requested: provider, used: prov.used as ProviderName, reason: prov.reason });
-    ps.send({ kind: 'phase', phase: 'train', message: `training LoRA and BaLoRA on ${path.basename(modelDir)} (${targets.join(', ')}; r = ${form.r}, α = ${form.alpha}, lr = ${form.lr}; ${train.n} train / ${test.n} held-out sequences of ${seqLen} tokens)` });
+    ps.send({ kind: 'phase', phase: 'train', message: `Training LoRA and BaLoRA on ${path.basename(modelDir)} (${targets.join(', ')}; r = ${form.r}, α = ${form.alpha}, lr = ${form.lr}; ${train.n} train / ${test.n} held-out sequences of ${seqLen} tokens)` });
     let stopped = false;
+    const last: Partial<Record<'lora' | 'balora', number>> = {};
     while (ps.done < form.steps) {
       if (ctx.token.cancelled) { stopped = true; break; }
       const batch = makeBatch(train, batchIndices(train.n, batchSize, ps.done, form.seed));
       for (const [mode, tr] of [['lora', lora], ['balora', balora]] as const) {
         const s = await tr.trainStep(batch);
+        last[mode] = s.loss;
         ps.push({ mode, step: s.step, loss: s.loss, balanceGap: s.balanceGap, kappaA: s.kappaA, kappaB: s.kappaB });
       }
       ps.done = lora.step;
@@ -271,12 +317,13 @@ async function causalLmJob(p: TrainJobParams, form: TrainForm, provider: Provide
       pretrained: false, baseDir: modelDir, data: { train: train.n, test: test.n, seqLen }, ms: 0,
     };
     if (!stopped) {
-      ps.send({ kind: 'phase', phase: 'save', message: `evaluating on ${Math.min(test.n, MAX_EVAL_SEQS)} held-out sequences and saving adapters` });
+      ps.send({ kind: 'phase', phase: 'save', message: `Evaluating on ${Math.min(test.n, MAX_EVAL_SEQS)} held-out sequences and saving both adapters` });
       res.eval = { lora: await evaluateLm(lora, test, batchSize), balora: await evaluateLm(balora, test, batchSize), base: await evaluateLm(lora, test, batchSize, true) };
       for (const [mode, tr] of [['lora', lora], ['balora', balora]] as const) {
         const dir = path.resolve(p.saveDirs[mode]);
         assertNew(dir);
         tr.save(dir, path.relative(dir, modelDir).split(path.sep).join('/') || '.');
+        writeMetrics(dir, form, mode, res, last[mode]);
       }
       res.saved = { ...p.saveDirs };
     }

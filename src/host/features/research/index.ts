@@ -3,7 +3,8 @@
  *   loraLens.attentionLipschitz  per-layer/head ‖V‖₂, ‖KᵀQ‖₂/√d, radius bound (base vs adapted) + adversarial √n chart
  *   loraLens.tokenDynamics       base vs LoRA token-particle animation + Gaussian ODE overlay + Koubbi bifurcation table
  *   loraLens.vloraIncrements     σ of W_{l+1} − W_l per weight kind, effective ranks, VLoRA parameter savings
- * All numbers come from worker jobs (src/worker/jobs/research.ts) with progress and cancel.
+ * All numbers come from worker jobs (src/worker/jobs/research.ts) with progress and cancel; a failure stays
+ * visible in the panel (an `error` message), not only in the log.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
@@ -54,7 +55,7 @@ class ResearchPanel extends LensPanel<WebviewToHost, HostToWebview> {
 
   static show(ctx: ResearchDeps, view: ResearchView, target: Target): ResearchPanel {
     const p = ResearchPanel.panels.get(view);
-    if (p) { p.target = target; p.panel.reveal(); void p.compute(); return p; }
+    if (p) { p.retarget(target); return p; }
     const panel = createWebviewPanel(ctx.extensionUri, 'loraLens.research', `LoRA Lens: ${TITLES[view]}`, vscode.ViewColumn.Active);
     return ResearchPanel.panels.add(view, new ResearchPanel(panel, ctx, view, target));
   }
@@ -62,7 +63,16 @@ class ResearchPanel extends LensPanel<WebviewToHost, HostToWebview> {
   static disposeAll(): void { ResearchPanel.panels.disposeAll(); }
 
   private constructor(panel: vscode.WebviewPanel, private readonly ctx: ResearchDeps, private readonly view: ResearchView, private target: Target) {
-    super(panel, ctx.extensionUri, { name: 'research', title: TITLES[view], script: 'research.js', styles: ['webview.css', 'research.css'], bodyClass: `research view-${view}` });
+    super(panel, ctx.extensionUri, { name: 'research', title: TITLES[view], script: 'research.js', styles: ['webview.css', 'report.css', 'research.css'], bodyClass: `research view-${view}` });
+  }
+
+  /** Another model / adapter for an open view: the header, inputs and result start afresh. */
+  private retarget(target: Target): void {
+    this.target = target;
+    this.last = undefined;
+    this.panel.reveal();
+    this.post({ type: 'init', view: this.view, base: target.base, adapter: target.adapter });
+    void this.compute();
   }
 
   override dispose(): void {
@@ -90,7 +100,7 @@ class ResearchPanel extends LensPanel<WebviewToHost, HostToWebview> {
     const cts = new vscode.CancellationTokenSource();
     this.running = cts;
     const i = this.inputs, t = this.target;
-    this.post({ type: 'busy', message: 'computing…' });
+    this.post({ type: 'busy', message: 'Reading the weights…' });
     try {
       const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `LoRA Lens: ${TITLES[this.view]}`, cancellable: true }, async (progress, token) => {
         token.onCancellationRequested(() => cts.cancel());
@@ -108,7 +118,7 @@ class ResearchPanel extends LensPanel<WebviewToHost, HostToWebview> {
           const koubbi = await w.run(Koubbi, {}, opts);
           return { view: 'dynamics', data, koubbi } as ResearchResult;
         }
-        const data = await w.run(Vlora, { base: t.base, rank: i.rank }, opts);
+        const data = await w.run(Vlora, { base: t.base, adapter: t.adapter, rank: i.rank }, opts);
         return { view: 'vlora', data } as ResearchResult;
       });
       if (cts.token.isCancellationRequested) return;

@@ -8,9 +8,11 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Train } from '../../../shared/jobs';
+// Preset texts only (no trainer, no onnxruntime on the extension host).
+import { TRAIN_TASKS as PRESETS } from '../../../core/train/presets';
 import type { WorkerClient } from '../../../worker/client';
 import {
-  DEFAULT_FORM, checkForm, parseWebviewToHost, type HostToWebview, type ResumeStates, type RunSnapshot, type RunStatus, type TrainForm,
+  BUILTIN_TASKS, DEFAULT_FORM, checkForm, isBuiltinTask, parseWebviewToHost, type TaskInfo, type HostToWebview, type ResumeStates, type RunSnapshot, type RunStatus, type TrainForm,
   type TrainJobParams, type TrainJobResult, type TrainPoint, type TrainProgressData, type WebviewToHost,
 } from '../../../shared/training';
 import { errorMessage, log } from '../../log';
@@ -59,13 +61,24 @@ export async function detectTrainingInputs(root: string): Promise<{ models: stri
   return { models: models.slice(0, MAX_LISTED), datasets: datasets.slice(0, MAX_LISTED) };
 }
 
+/** The built-in tasks as the panel shows them. */
+export function taskInfos(): TaskInfo[] {
+  return BUILTIN_TASKS.map((id) => {
+    const t = PRESETS[id];
+    return { id, title: t.title, description: t.description, caveat: t.caveat, research: t.research, chance: 1 / t.model.p };
+  });
+}
+
+/** Folder (under lora-lens-training/) of a built-in task's pre-trained base: one per task. */
+export const baseFolderName = (task: string): string => `base-${task}-p${PRESETS[task as keyof typeof PRESETS]?.model.p ?? 0}`;
+
 export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
   static readonly viewType = 'loraLens.training';
   /** A singleton: one key. */
   private static readonly panels = new PanelMap<'training', TrainingPanel>();
 
   private status: RunStatus = 'idle';
-  private message = 'Ready. LoRA and BaLoRA are trained side by side from the same initialisation.';
+  private message = 'Ready. Start trains LoRA and BaLoRA side by side from the same initialisation.';
   private form: TrainForm = { ...DEFAULT_FORM };
   private points: TrainPoint[] = [];
   private unsent: TrainPoint[] = [];
@@ -92,7 +105,7 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
   }
 
   private constructor(panel: vscode.WebviewPanel, private readonly deps: TrainingDeps) {
-    super(panel, deps.extensionUri, { name: 'training', title: 'LoRA Lens: Training', script: 'training.js', styles: ['webview.css', 'report.css', 'surgery.css'], bodyClass: 'training' });
+    super(panel, deps.extensionUri, { name: 'training', title: 'LoRA Lens: Training', script: 'training.js', styles: ['webview.css', 'report.css', 'surgery.css', 'training.css'], bodyClass: 'training' });
     this.statusItem.name = 'LoRA Lens training';
     this.statusItem.command = { title: 'Show training', command: 'loraLens.trainAdapter' };
     this.register(vscode.workspace.onDidChangeConfiguration((e) => {
@@ -120,6 +133,7 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
     return {
       status: this.status, message: this.message, form, points: this.points,
       provider: { setting: providerSetting(), ...this.providerUsed }, result: this.result, canResume: !!this.resumeStates && !this.cts, ...found,
+      tasks: taskInfos(),
     };
   }
 
@@ -188,8 +202,9 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
       for (let i = 2; (await exists(`${model}-lora-${suffix}`)) || (await exists(`${model}-balora-${suffix}`)); i++) suffix = `${stamp}-${i}`;
       return { lora: path.join(root, `${model}-lora-${suffix}`), balora: path.join(root, `${model}-balora-${suffix}`) };
     }
-    let base = `sub-r${form.r}-${stamp}`;
-    for (let i = 2; (await exists(`${base}-lora`)) || (await exists(`${base}-balora`)); i++) base = `sub-r${form.r}-${stamp}-${i}`;
+    const short = form.task === 'modular-subtraction' ? 'sub' : form.task;
+    let base = `${short}-r${form.r}-${stamp}`;
+    for (let i = 2; (await exists(`${base}-lora`)) || (await exists(`${base}-balora`)); i++) base = `${short}-r${form.r}-${stamp}-${i}`;
     return { lora: path.join(root, `${base}-lora`), balora: path.join(root, `${base}-balora`) };
   }
 
@@ -222,10 +237,10 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
         form: causal
           ? { ...this.form, modelDir: await this.inWorkspace(this.form.modelDir!, 'model folder', 'dir'), dataFile: await this.inWorkspace(this.form.dataFile!, 'dataset', 'file') }
           : this.form,
-        baseDir: causal ? undefined : path.join(this.workspaceRoot(), TRAIN_FOLDER, 'modular-base-p23'), provider: providerSetting(),
+        baseDir: causal ? undefined : path.join(this.workspaceRoot(), TRAIN_FOLDER, baseFolderName(this.form.task)), provider: providerSetting(),
         resume: resume && !causal ? this.resumeStates : undefined, saveDirs: dirs,
       };
-      this.setStatus('running', resume ? 'Resuming…' : 'Starting…');
+      this.setStatus('running', resume ? 'Resuming both runs…' : 'Starting…');
       log.info(`training: ${JSON.stringify(this.form)} provider ${params.provider}${resume ? ' (resume)' : ''}`);
       const r = await this.deps.trainingWorker().run(Train, params, {
         provider: params.provider,
@@ -244,7 +259,9 @@ export class TrainingPanel extends LensPanel<WebviewToHost, HostToWebview> {
           : `Stopped at step ${r.step}/${this.form.steps}. Resume continues both runs.`);
       }
       else {
-        this.setStatus('finished', `Finished ${r.step} steps in ${(r.ms / 1000).toFixed(1)} s; adapters saved.`);
+        const e = r.eval;
+        const acc = e ? ` Held-out ${isBuiltinTask(r.task) ? 'answer' : 'next-token'} accuracy: LoRA ${(100 * e.lora.acc).toFixed(1)} %, BaLoRA ${(100 * e.balora.acc).toFixed(1)} % (base ${(100 * e.base.acc).toFixed(1)} %).` : '';
+        this.setStatus('finished', `Finished ${r.step} steps in ${(r.ms / 1000).toFixed(1)} s; both adapters saved.${acc}`);
         this.deps.refreshTree();
         log.info(`training: saved ${r.saved?.lora} and ${r.saved?.balora}`);
       }
