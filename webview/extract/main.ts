@@ -7,7 +7,7 @@ import { BarController, BarElement, CategoryScale, Chart, LinearScale, Logarithm
 import { logTick } from '../common/format';
 import { onThemeChange, themeColors } from '../common/theme';
 import type { ExtractModuleView, ExtractView } from '../../src/shared/extract';
-import { act, badge, card, connect, fact, fmt, h, header, pct, short, SortTable } from '../peers/ui';
+import { act, badge, warningsCard, card, connect, fact, fmt, h, header, pct, short, SortTable } from '../peers/ui';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, LogarithmicScale, Tooltip);
 
@@ -54,7 +54,7 @@ function render(): void {
     app.replaceChildren(...parts);
     return;
   }
-  if (r.warnings.length) parts.push(h('section', { class: 'card warnings', id: 'extract-warnings' }, h('div', { class: 'warnings-title' }, 'Warnings'), h('ul', {}, ...r.warnings.map((w) => h('li', {}, w)))));
+  if (r.warnings.length) parts.push(warningsCard('extract-warnings', 'Warnings', r.warnings));
   const canvas = h('canvas', { id: 'extract-canvas', role: 'img', 'aria-label': 'relative error per module' });
   parts.push(card('extract-chart', 'Relative error per module', '‖D − s·B·A‖_F / ‖D‖_F with D = W_tuned − W0 (log scale)', h('div', { class: 'chart-box', 'data-points': r.modules.length }, canvas)));
   const t = new SortTable<ExtractModuleView>('extract-table', [

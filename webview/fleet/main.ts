@@ -102,7 +102,7 @@ function render(): void {
   const stop = h('button', { id: 'fleet-stop', class: 'secondary', type: 'button', hidden: !v.running, title: 'Stop the analysis (rows so far stay)' }, 'Stop');
   stop.addEventListener('click', () => void act(channel, { type: 'stop' }, 'Stopping…'));
   const state = v.running ? badge('running', 'accent') : v.summary?.cancelled ? badge('stopped', 'warn') : badge('done', 'ok');
-  const facts = [fact('done', 'Analysed', ''), fact('failed', 'Unreadable', ''), fact('findings', 'With errors/warnings', ''), fact('bytes', 'Adapter bytes', ''),
+  const facts = [fact('done', 'Analysed', ''), fact('failed', 'Not analysed', ''), fact('findings', 'With errors/warnings', ''), fact('bytes', 'Adapter bytes', ''),
     fact('time', 'Time', v.summary ? `${(v.summary.ms / 1000).toFixed(1)} s` : '…')];
   const search = h('input', { type: 'search', id: 'fleet-filter', placeholder: 'Filter: name, path, format, base, finding code…', value: filters.text, 'aria-label': 'Filter adapters' });
   search.addEventListener('input', () => { filters.text = search.value; applyFilter(); });
@@ -118,7 +118,7 @@ function render(): void {
     header(channel, { id: 'fleet-header', title: `Fleet: ${v.dir.split(/[\\/]/).pop()}`, badges: [state], path: v.dir, actions: [stop], facts }),
     h('progress', { id: 'fleet-progress', class: 'fleet-progress', max: 1, value: 0 }),
     card('fleet-card', 'Adapters', 'click a column to sort · click a name to open its report',
-      h('div', { class: 'toolbar' }, search, fmtSel, chk('fleet-only-findings', 'with findings', 'findings'), chk('fleet-only-failed', 'unreadable', 'failed'), h('span', { class: 'spacer' }), h('span', { class: 'hint', id: 'fleet-count' })),
+      h('div', { class: 'toolbar' }, search, fmtSel, chk('fleet-only-findings', 'with findings', 'findings'), chk('fleet-only-failed', 'not analysed', 'failed'), h('span', { class: 'spacer' }), h('span', { class: 'hint', id: 'fleet-count' })),
       table.el),
   ];
   app.replaceChildren(...parts);

@@ -7,7 +7,7 @@
 import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
 import { onThemeChange, themeColors } from '../common/theme';
 import { methodUsesDensity, type MergePreviewModuleView, type MergeModuleResultView, type MergeView } from '../../src/shared/merge';
-import { act, badge, card, connect, fact, fmt, h, header, pct, short, SortTable } from '../peers/ui';
+import { act, badge, warningsCard, card, connect, fact, fmt, h, header, pct, short, SortTable } from '../peers/ui';
 
 Chart.register(BarController, BarElement, LineController, LineElement, PointElement, CategoryScale, LinearScale, Legend, Tooltip);
 
@@ -82,7 +82,7 @@ function render(): void {
       fact('conflict', 'Mean sign conflict', pct(meanConflict)), fact('kept', 'Mean energy kept', pct(meanKept)), ...(r ? [fact('out', 'Written', r.outDir, 'wide')] : [])],
   })];
   const warn = [...p.warnings, ...(r?.warnings ?? [])];
-  if (warn.length) parts.push(h('section', { class: 'card warnings', id: 'merge-warnings' }, h('div', { class: 'warnings-title' }, 'Warnings'), h('ul', {}, ...[...new Set(warn)].map((w) => h('li', {}, w)))));
+  if (warn.length) parts.push(warningsCard('merge-warnings', 'Warnings', [...new Set(warn)]));
   if (r) {
     const t = new SortTable<MergeModuleResultView>('merge-result-table', [
       { key: 'name', label: 'module', title: 'Module', value: (m) => m.name, num: false },

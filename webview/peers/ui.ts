@@ -48,7 +48,7 @@ export function act(channel: HostChannel<WebviewToHost, HostToWebview>, m: Param
 /** Header card: title, badges, path, actions (the export buttons last), facts. */
 export function header(channel: HostChannel<WebviewToHost, HostToWebview>, o: { id: string; title: string; badges?: HTMLElement[]; path?: string; actions?: HTMLElement[]; facts?: HTMLElement[]; exportable?: boolean }): HTMLElement {
   const exp = (fmtName: 'md' | 'html', label: string): HTMLElement => {
-    const b = h('button', { id: `export-${fmtName}`, class: 'secondary', type: 'button', title: `Export this view as ${label}` }, label);
+    const b = h('button', { id: `export-${fmtName}`, class: 'secondary', type: 'button', title: `Export this view as ${label} (save dialog)` }, `Export ${fmtName === 'md' ? '.md' : '.html'}`);
     b.addEventListener('click', () => void act(channel, { type: 'export', format: fmtName }, 'Exporting…'));
     return b;
   };
@@ -153,6 +153,14 @@ export class SortTable<T> {
     this.tbody.replaceChildren(frag);
     this.onRender(rows.length, this.rows.length);
   }
+}
+
+/** A warnings card; more than `open` items are folded into a <details>. */
+export function warningsCard(id: string, title: string, items: string[], open = 3): HTMLElement {
+  const list = h('ul', {}, ...items.map((w) => h('li', {}, w)));
+  return h('section', { class: 'card warnings', id }, items.length <= open
+    ? h('div', {}, h('div', { class: 'warnings-title' }, title), list)
+    : h('details', {}, h('summary', { class: 'warnings-title' }, `${title} (${items.length})`), list));
 }
 
 export type { PeersView };

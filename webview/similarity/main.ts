@@ -46,7 +46,10 @@ function heatmap(): HTMLElement {
         'data-i': i, 'data-j': j, 'data-value': String(v), tabindex: i === j ? undefined : 0,
         title: `${names[i]} × ${names[j]}: ${fmt(v)} (${r.shared[i][j]} shared modules)`,
       }, fmt(v, 2));
-      td.style.background = cellColour(v, signed);
+      if (i !== j) {
+        td.style.background = cellColour(v, signed);
+        if (Math.abs(v) > 0.5) td.classList.add('strong');
+      }
       if (i !== j) {
         const pick = (): void => { pair = [Math.min(i, j), Math.max(i, j)]; render(); };
         td.addEventListener('click', pick);

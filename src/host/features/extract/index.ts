@@ -12,10 +12,19 @@ import { errorMessage } from '../../log';
 import { jobProgress, pathExists, providerSetting, registerBoundaryCommands } from '../../ui';
 import { PeersPanel } from '../report/peersPanel';
 
-async function pickModel(title: string, near?: string): Promise<string | undefined> {
+/** Model folders of the workspace (a model.safetensors[.index.json] inside), then "Browse…". */
+async function pickModel(title: string, exclude?: string): Promise<string | undefined> {
+  const found = await vscode.workspace.findFiles('**/{model.safetensors,model.safetensors.index.json}', '**/node_modules/**', 500);
+  const dirs = [...new Set(found.map((u) => path.dirname(u.fsPath)))].filter((d) => d !== exclude).sort();
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  const items: (vscode.QuickPickItem & { dir?: string })[] = dirs.map((d) => ({ label: path.basename(d), description: root ? path.relative(root, d) : d, dir: d }));
+  items.push({ label: '$(folder-opened) Browse…', description: 'a model folder or .safetensors file elsewhere' });
+  const pick = await vscode.window.showQuickPick(items, { title, placeHolder: 'Model folder (config.json + model.safetensors)' });
+  if (!pick) return undefined;
+  if (pick.dir) return pick.dir;
   const sel = await vscode.window.showOpenDialog({
     canSelectFolders: true, canSelectFiles: true, canSelectMany: false, title, openLabel: 'Select',
-    defaultUri: near ? vscode.Uri.file(near) : vscode.workspace.workspaceFolders?.[0]?.uri, filters: { 'Model weights': ['safetensors', 'json'] },
+    defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri, filters: { 'Model weights': ['safetensors', 'json'] },
   });
   return sel?.[0]?.fsPath;
 }
@@ -59,7 +68,7 @@ async function askOut(tuned: string, rule: ExtractRuleView): Promise<string | un
 async function extract(ctx: LensContext, arg: unknown): Promise<void> {
   const base = await pickModel('Extract LoRA: BASE model (folder or .safetensors)');
   if (!base) return;
-  const tuned = typeof arg === 'string' ? arg : arg instanceof vscode.Uri ? arg.fsPath : await pickModel('Extract LoRA: FINE-TUNED model (folder or .safetensors)', path.dirname(base));
+  const tuned = typeof arg === 'string' ? arg : arg instanceof vscode.Uri ? arg.fsPath : await pickModel('Extract LoRA: FINE-TUNED model (folder or .safetensors)', base);
   if (!tuned) return;
   const rule = await askRule();
   if (!rule) return;
