@@ -91,7 +91,8 @@ async function runDoctor(ctx: LensContext, diags: DoctorDiagnostics, p: string, 
   log.info(`doctor ${p}: ${r.summary.error} error(s), ${r.summary.warning} warning(s), ${r.summary.info} info (${r.ms.toFixed(0)} ms)`);
   diags.set(p, r);
   const view = { kind: 'doctor' as const, result: r, updated: new Date().toISOString() };
-  if (!show && !PeersPanel.get('doctor', p)) return;
+  const have = PeersPanel.get('doctor', p);
+  if (!show) { have?.update(view); return; } // background re-run: refresh in place, no focus change
   PeersPanel.show(ctx, p, title, view, {
     reportSource: () => ({ kind: 'doctor', result: r }),
     rerun: () => runDoctor(ctx, diags, p, false),
