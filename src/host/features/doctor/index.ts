@@ -94,7 +94,10 @@ async function runDoctor(ctx: LensContext, diags: DoctorDiagnostics, p: string, 
   const have = PeersPanel.get('doctor', p);
   if (!show) { have?.update(view); return; } // background re-run: refresh in place, no focus change
   PeersPanel.show(ctx, p, title, view, {
-    reportSource: () => ({ kind: 'doctor', result: r }),
+    reportSource: () => {
+      const v = PeersPanel.get('doctor', p)?.view;
+      return v?.kind === 'doctor' ? { kind: 'doctor', result: v.result } : undefined;
+    },
     rerun: () => runDoctor(ctx, diags, p, false),
   });
 }
