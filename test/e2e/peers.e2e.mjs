@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, webviewFrame, step,
+  REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step,
 } from './harness.mjs';
 
 const DEMO = path.join(REPO_ROOT, 'demo-workspace');
@@ -208,6 +208,16 @@ test('doctor, similarity, fleet, N-adapter merge, extract and reports in VS Code
     assert.match(html, /<html/i);
     assert.match(html, /Model card/);
     assert.doesNotMatch(html, /<script[^>]+src=|<link[^>]+href="http/i);
+  });
+
+  await step(page, 'peers-11b-tree-menu', 'the Checkpoints tree context menu of demo-lora offers Run Doctor: a clean adapter shows "No findings"', async () => {
+    await openView(page, 'LoRA Lens');
+    const row = await waitForTreeItem(page, 'demo-lora', { timeout: 30000 });
+    await row.click({ button: 'right' });
+    const item = await page.waitForFunction(() => [...document.querySelectorAll('.monaco-menu .action-item')].find((a) => (a.textContent || '').trim().startsWith('Run Doctor')) || null, null, { timeout: 30000 });
+    await ((await item.asElement().$('.action-menu-item, .action-label')) ?? item.asElement()).click();
+    frame = await webviewFrame(page, 'Doctor: demo-lora', { timeout: JOB_TIMEOUT });
+    await frame.waitForSelector('#doctor-clean', { timeout: JOB_TIMEOUT });
   });
 
   await step(page, 'peers-12-narrow', 'with the sidebar open at 1200 px the fleet table and the similarity heatmap still fit', async () => {
