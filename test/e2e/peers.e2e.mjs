@@ -199,11 +199,15 @@ test('doctor, similarity, fleet, N-adapter merge, extract and reports in VS Code
     assert.ok(fs.existsSync(path.join(ws, 'tuned-model-lora-r8', 'adapter_config.json')));
   });
 
-  await step(page, 'peers-11-report-html', 'Export Report (Markdown / HTML)… of demo-lora writes one self-contained HTML file with the model card', async () => {
-    await runCommand(page, 'LoRA Lens: Export Report (Markdown / HTML)…');
+  await step(page, 'peers-11-report-html', 'the Analyze report panel\'s title button "Export Report (Markdown / HTML)…" writes one self-contained HTML file with the model card', async () => {
+    await runCommand(page, 'LoRA Lens: Analyze Adapter');
     await pickQuickItem(page, 'demo-lora');
+    await webviewFrame(page, 'LoRA Lens: demo-lora', { timeout: JOB_TIMEOUT });
+    const btn = await page.waitForSelector('.part.editor .action-label[aria-label^="Export Report (Markdown / HTML)"]', { timeout: 30000 });
+    await btn.click();
     await pickQuickItem(page, 'HTML');
     const target = await acceptSaveDialog(page);
+    assert.equal(path.basename(target), 'demo-lora-report.html');
     const html = await waitForFile(target, JOB_TIMEOUT);
     assert.match(html, /<html/i);
     assert.match(html, /Model card/);

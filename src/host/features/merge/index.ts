@@ -59,7 +59,18 @@ async function combineN(ctx: LensContext, arg: unknown): Promise<void> {
   if (!a) return;
   const { names } = a;
   let params = a.params;
-  const preview = await runJobWithProgress(ctx.worker, MergePreview, params, `LoRA Lens: previewing the ${params.method} merge`);
+  let preview;
+  try {
+    preview = await runJobWithProgress(ctx.worker, MergePreview, params, `LoRA Lens: previewing the ${params.method} merge`);
+  } catch (e) {
+    // Adapters made for different bases (core/base/match.ts): the user may go on, as with --force.
+    const msg = e instanceof Error ? e.message : String(e);
+    if (!/use --force/.test(msg)) throw e;
+    const go = await vscode.window.showWarningMessage(`LoRA Lens: ${msg.replace(/ \(use --force[^)]*\)/, '')}`, { modal: true }, 'Combine anyway');
+    if (go !== 'Combine anyway') return;
+    params = { ...params, force: true };
+    preview = await runJobWithProgress(ctx.worker, MergePreview, params, `LoRA Lens: previewing the ${params.method} merge`);
+  }
   const key = `${Date.now()}`;
   const title = `Combine (${params.method}): ${names.join(' + ')}`.slice(0, 80);
   let view: MergeView = { kind: 'merge', params, names, preview };

@@ -5,7 +5,8 @@ import { ExportReport } from '../../../shared/jobs';
 import type { ReportFormat, ReportResult, ReportSource } from '../../../shared/peers';
 import type { LensContext } from '../../context';
 import { log } from '../../log';
-import { adapterFromArgOrPick, adapterName, pathExists, registerBoundaryCommands, runJobWithProgress } from '../../ui';
+import { ReportPanel } from '../../reportPanel';
+import { adapterArg, adapterFromArgOrPick, adapterName, pathExists, registerBoundaryCommands, runJobWithProgress } from '../../ui';
 
 /** Asks for the new file (save dialog) and writes the report; undefined when the user cancels. */
 export async function exportReport(ctx: LensContext, source: ReportSource, format: ReportFormat, name: string): Promise<ReportResult | undefined> {
@@ -43,7 +44,10 @@ export async function pickFormat(title: string): Promise<ReportFormat | undefine
 export function registerReport(ctx: LensContext): void {
   registerBoundaryCommands(ctx.extension, {
     'loraLens.exportAdapterReport': async (arg, fmt) => {
-      const p = await adapterFromArgOrPick(ctx.reader, arg, 'LoRA Lens: Export Report');
+      // From the Analyze report panel's title bar (no argument): that report's adapter.
+      const shown = ReportPanel.current();
+      const fromPanel = adapterArg(arg) === undefined && shown?.panel.active ? shown.report.adapter.path : undefined;
+      const p = fromPanel ?? await adapterFromArgOrPick(ctx.reader, arg, 'LoRA Lens: Export Report');
       if (!p) return;
       const format = fmt === 'md' || fmt === 'html' ? fmt : await pickFormat(`Export report of ${adapterName(p)}`);
       if (!format) return;
