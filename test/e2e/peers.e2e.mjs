@@ -154,6 +154,7 @@ test('doctor, similarity, fleet, N-adapter merge, extract and reports in VS Code
     await frame.click('#fleet-table th[data-key="sigma1"]');
     const s = await frame.$$eval('#fleet-table tbody td[data-metric="sigma1"]', (tds) => tds.map((td) => td.getAttribute('data-value')).filter((v) => v !== '').map(Number));
     assert.deepEqual(s, [...s].sort((a, b) => b - a));
+    await screenshot(page, 'peers-07a-fleet-all');
     await frame.fill('#fleet-filter', 'demo-rslora');
     await frame.waitForFunction(() => document.querySelectorAll('#fleet-table tbody tr').length === 1 && /of/.test(document.getElementById('fleet-count')?.textContent ?? ''));
   });

@@ -24,7 +24,9 @@ const channel = connect((m) => {
 });
 
 const rec = (f: (r: FleetRecordView) => number | string | null) => (e: FleetEntryView): number | string | null => (e.ok ? f(e) : null);
-const nameOf = (e: FleetEntryView): string => (e.ok ? e.name : e.path.split(/[\\/]/).pop() ?? e.path);
+const nameOf = (e: FleetEntryView): string => (e.ok ? e.name : e.path.split(/[\\/]/).slice(-2).join('/'));
+/** The reason without the path the row already names. */
+const reason = (e: { path: string; error: string }): string => (e.error.startsWith(e.path) ? e.error.slice(e.path.length).replace(/^[:\s]+/, '') : e.error);
 
 function nameCell(e: FleetEntryView): HTMLElement {
   const a = h('a', { href: '#', class: 'loc', title: `${e.path}\nClick to open the analysis report` }, nameOf(e));
@@ -53,7 +55,7 @@ function makeTable(): SortTable<FleetEntryView> {
     { key: 'findings', label: 'doctor', title: 'Doctor findings: errors / warnings / info (codes in the tooltip)', value: (e) => (e.ok ? e.errors * 1e6 + e.warnings * 1e3 + e.infos : null), text: findingsCell },
     { key: 'modules', label: 'modules', title: 'LoRA modules', value: rec((r) => r.modules) },
     { key: 'bytes', label: 'size', title: 'Weights file size', value: rec((r) => r.bytes), text: (e) => (e.ok ? bytes(e.bytes) : '–') },
-    { key: 'error', label: 'error', title: 'Why the file could not be analysed', value: (e) => (e.ok ? '' : e.error), text: (e) => (e.ok ? '' : h('span', { class: 'err', title: e.error }, e.error)), num: false },
+    { key: 'error', label: 'error', title: 'Why the file could not be analysed', value: (e) => (e.ok ? '' : e.error), text: (e) => (e.ok ? '' : h('span', { class: 'err', title: e.error }, reason(e))), num: false },
   ], (e) => ({ 'data-path': e.path, 'data-ok': String(e.ok), class: e.ok ? (e.errors ? 'row-findings-error' : undefined) : 'row-error' }));
   t.onRender = (shown, total) => {
     const c = document.getElementById('fleet-count');
@@ -103,7 +105,7 @@ function render(): void {
   stop.addEventListener('click', () => void act(channel, { type: 'stop' }, 'Stopping…'));
   const state = v.running ? badge('running', 'accent') : v.summary?.cancelled ? badge('stopped', 'warn') : badge('done', 'ok');
   const facts = [fact('done', 'Analysed', ''), fact('failed', 'Not analysed', ''), fact('findings', 'With errors/warnings', ''), fact('bytes', 'Adapter bytes', ''),
-    fact('time', 'Time', v.summary ? `${(v.summary.ms / 1000).toFixed(1)} s` : '…')];
+    fact('time', 'Time', v.summary ? (v.summary.ms < 1000 ? `${v.summary.ms.toFixed(0)} ms` : `${(v.summary.ms / 1000).toFixed(1)} s`) : '…')];
   const search = h('input', { type: 'search', id: 'fleet-filter', placeholder: 'Filter: name, path, format, base, finding code…', value: filters.text, 'aria-label': 'Filter adapters' });
   search.addEventListener('input', () => { filters.text = search.value; applyFilter(); });
   const fmtSel = h('select', { id: 'fleet-format', 'aria-label': 'Format' });
