@@ -24,9 +24,16 @@ async function folderArg(arg: unknown): Promise<string | undefined> {
   return sel?.[0]?.fsPath;
 }
 
+/** The latest run per folder: an older run's rows and end never touch a newer run's view. */
+const runs = new Map<string, number>();
+
 async function analyzeFolder(ctx: LensContext, arg: unknown): Promise<void> {
   const dir = await folderArg(arg);
   if (!dir) return;
+  PeersPanel.get('fleet', dir)?.stop(); // a new run of the same folder replaces a running one
+  const run = (runs.get(dir) ?? 0) + 1;
+  runs.set(dir, run);
+  const mine = (): boolean => runs.get(dir) === run;
   const cts = new vscode.CancellationTokenSource();
   const view: FleetView = { kind: 'fleet', dir, entries: [], done: 0, total: 0, running: true };
   const panel = PeersPanel.show(ctx, dir, `Fleet: ${path.basename(dir)}`, view, {
@@ -36,13 +43,14 @@ async function analyzeFolder(ctx: LensContext, arg: unknown): Promise<void> {
   panel.onDispose(() => cts.cancel());
   const finish = (patch: Partial<FleetView>): void => {
     const v = panel.view;
+    if (!mine()) return; // replaced by a newer run of this folder
     if (v.kind === 'fleet') panel.update({ ...v, running: false, ...patch });
   };
   try {
     const summary = await vscode.window.withProgress({ location: vscode.ProgressLocation.Window, title: `LoRA Lens: analysing ${path.basename(dir)}` }, () =>
       ctx.worker.run(Fleet, { dir }, {
         provider: providerSetting(),
-        onProgress: (done, total, _m, data) => panel.append(data?.entries ?? [], done, total),
+        onProgress: (done, total, _m, data) => { if (mine()) panel.append(data?.entries ?? [], done, total); },
         token: { get cancelled() { return cts.token.isCancellationRequested; }, onCancellationRequested: (cb) => cts.token.onCancellationRequested(cb) },
       }));
     log.info(`fleet ${dir}: ${summary.count} adapters, ${summary.failed} failed, ${(summary.ms / 1000).toFixed(1)} s`);
@@ -50,7 +58,8 @@ async function analyzeFolder(ctx: LensContext, arg: unknown): Promise<void> {
   } catch (e) {
     const cancelled = cts.token.isCancellationRequested;
     const v = panel.view as FleetView;
-    finish({ summary: { dir, count: v.entries.length, failed: v.entries.filter((x) => !x.ok).length, bytes: 0, ms: 0, cancelled } });
+    const bytes = v.entries.reduce((a, x) => a + (x.ok ? x.bytes : 0), 0);
+    finish({ summary: { dir, count: v.entries.length, failed: v.entries.filter((x) => !x.ok).length, bytes, ms: 0, cancelled } });
     if (!cancelled) throw e;
     log.info(`fleet ${dir}: stopped (${errorMessage(e)})`);
   } finally {

@@ -52,6 +52,11 @@ export class PeersPanel extends LensPanel<WebviewToHost, HostToWebview> {
     super(panel, ctx.extensionUri, { name: current.kind, title, script: `${current.kind}.js`, styles: ['webview.css', 'report.css', 'peers.css'], bodyClass: `peers ${current.kind}` }, ctx.status);
   }
 
+  /** Stops the panel's running job, if it has one (a fleet run replaced by a new one). */
+  stop(): void {
+    this.actions.stop?.();
+  }
+
   get view(): PeersView {
     return this.current;
   }
