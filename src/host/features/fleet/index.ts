@@ -35,6 +35,7 @@ async function analyzeFolder(ctx: LensContext, arg: unknown): Promise<void> {
   runs.set(dir, run);
   const mine = (): boolean => runs.get(dir) === run;
   const cts = new vscode.CancellationTokenSource();
+  const t0 = Date.now();
   const view: FleetView = { kind: 'fleet', dir, entries: [], done: 0, total: 0, running: true };
   const panel = PeersPanel.show(ctx, dir, `Fleet: ${path.basename(dir)}`, view, {
     reportSource: () => ({ kind: 'fleet', view: panel.view as FleetView }),
@@ -59,7 +60,7 @@ async function analyzeFolder(ctx: LensContext, arg: unknown): Promise<void> {
     const cancelled = cts.token.isCancellationRequested;
     const v = panel.view as FleetView;
     const bytes = v.entries.reduce((a, x) => a + (x.ok ? x.bytes : 0), 0);
-    finish({ summary: { dir, count: v.entries.length, failed: v.entries.filter((x) => !x.ok).length, bytes, ms: 0, cancelled } });
+    finish({ summary: { dir, count: v.entries.length, failed: v.entries.filter((x) => !x.ok).length, bytes, ms: Date.now() - t0, cancelled } });
     if (!cancelled) throw e;
     log.info(`fleet ${dir}: stopped (${errorMessage(e)})`);
   } finally {
