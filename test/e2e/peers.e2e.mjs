@@ -141,6 +141,16 @@ test('doctor, similarity, fleet, N-adapter merge, extract and reports in VS Code
     const rows = await frame.$$eval('#module-similarity tbody tr', (trs) => trs.map((tr) => [tr.getAttribute('data-module'), Number(tr.querySelector('td[data-metric="cos"]').getAttribute('data-value'))]));
     assert.equal(rows.length, sim.shared[1][2]);
     for (const [m, c] of rows) assert.ok(Math.abs(c - sim.modules[m].cosine[1][2]) < 1e-12, m);
+    const m0 = rows[0][0];
+    await frame.click(`#module-similarity tbody tr[data-module="${m0}"]`);
+    await frame.waitForSelector('#module-heatmap td.hm-cell');
+    await frame.$eval('#modules-table', (e) => e.scrollIntoView());
+    const mcells = await frame.$$eval('#module-heatmap td.hm-cell', (tds) => tds.map((td) => [Number(td.getAttribute('data-i')), Number(td.getAttribute('data-j')), td.getAttribute('data-value')]));
+    for (const [i, j, v] of mcells) {
+      const want = sim.modules[m0].cosine[i][j];
+      if (want === null) assert.equal(v, '', `${m0} ${i},${j}`);
+      else assert.ok(Math.abs(Number(v) - want) < 1e-12, `${m0} ${i},${j}: ${v} vs ${want}`);
+    }
   });
 
   await step(page, 'peers-07-fleet', 'Analyze Folder lists every adapter of the workspace (as the CLI does), sortable and filterable', async () => {

@@ -21,6 +21,7 @@ const METRICS: { key: SimilarityMetric; label: string; hint: string; module: key
 let view: SimilarityView | undefined;
 let metric: SimilarityMetric = 'matrix';
 let pair: [number, number] = [0, 1];
+let moduleName: string | undefined;
 let chart: { destroy(): void } | undefined;
 const app = document.getElementById('app')!;
 const channel = connect((m) => {
@@ -33,18 +34,18 @@ function cellColour(v: number, signed: boolean): string {
   return `color-mix(in srgb, ${c} ${Math.round(8 + 82 * x)}%, transparent)`;
 }
 
-function heatmap(): HTMLElement {
+function heatmap(m: (number | null)[][] = view!.result[metric], id = 'heatmap', shared?: number[][]): HTMLElement {
   const r = view!.result;
-  const m = r[metric];
   const names = r.adapters.map((a) => a.name);
   const signed = metric === 'signed';
   const rows = names.map((n, i) => h('tr', {}, h('th', { scope: 'row', class: 'hm-label', title: r.adapters[i].path }, n),
     ...names.map((_, j) => {
       const v = m[i][j];
+      if (v === null) return h('td', { class: 'hm-cell empty', 'data-i': i, 'data-j': j, 'data-value': '', title: `${names[i]} × ${names[j]}: module missing or ΔW = 0` }, '–');
       const td = h('td', {
         class: `hm-cell${i === j ? ' diag' : ''}${(pair[0] === i && pair[1] === j) || (pair[0] === j && pair[1] === i) ? ' selected' : ''}`,
         'data-i': i, 'data-j': j, 'data-value': String(v), tabindex: i === j ? undefined : 0,
-        title: `${names[i]} × ${names[j]}: ${fmt(v)} (${r.shared[i][j]} shared modules)`,
+        title: `${names[i]} × ${names[j]}: ${fmt(v)}${shared ? ` (${shared[i][j]} shared modules)` : ''}`,
       }, fmt(v, 2));
       if (i !== j) {
         td.style.background = cellColour(v, signed);
@@ -57,7 +58,7 @@ function heatmap(): HTMLElement {
       }
       return td;
     })));
-  return h('div', { class: 'hm-wrap' }, h('table', { class: 'heatmap', id: 'heatmap', 'data-metric': metric },
+  return h('div', { class: 'hm-wrap' }, h('table', { class: 'heatmap', id, 'data-metric': metric },
     h('thead', {}, h('tr', {}, h('th', {}), ...names.map((n) => h('th', { scope: 'col', class: 'hm-col', title: n }, n)))), h('tbody', {}, ...rows)));
 }
 
@@ -96,7 +97,7 @@ function drillDown(): HTMLElement[] {
     { key: 'row', label: 'row overlap', title: 'mean cos² of the principal angles between row spaces', value: (x) => x.row },
     { key: 'colAngles', label: 'column angles', title: 'principal angles between the column spaces (ascending)', value: (x) => x.colAngles[0] ?? null, text: (x) => angles(x.colAngles), num: false },
     { key: 'rowAngles', label: 'row angles', title: 'principal angles between the row spaces (ascending)', value: (x) => x.rowAngles[0] ?? null, text: (x) => angles(x.rowAngles), num: false },
-  ], (x) => ({ 'data-module': x.name }));
+  ], (x) => ({ 'data-module': x.name, class: x.name === moduleName ? 'selected' : undefined }), (x) => { moduleName = x.name; render(); });
   table.setRows(rows);
   requestAnimationFrame(() => {
     chart?.destroy();
@@ -114,7 +115,13 @@ function drillDown(): HTMLElement[] {
       },
     });
   });
-  return [chartCard, card('modules-table', `Modules: ${title}`, 'principal angles in degrees; 0° = shared direction', table.el)];
+  const out = [chartCard, card('modules-table', `Modules: ${title}`, 'principal angles in degrees; 0° = shared direction · click a module for its adapters × adapters matrix', table.el)];
+  const sel = moduleName ? r.modules[moduleName] : undefined;
+  if (sel && moduleName) {
+    out.push(card('module-matrix', `${moduleName}: adapters × adapters`, `${spec.label} of this module's ΔW (${sel.shape[0]}×${sel.shape[1]}); – = the adapter lacks it`, heatmap(sel[spec.module], 'module-heatmap'),
+      h('p', { class: 'hint explain' }, `‖ΔW‖_F: ${r.adapters.map((a, k) => `${a.name} ${fmt(sel.norms[k])}`).join(' · ')}; numerical rank: ${r.adapters.map((a, k) => `${a.name} ${sel.ranks[k] ?? '–'}`).join(' · ')}`)));
+  }
+  return out;
 }
 
 function render(): void {
@@ -131,7 +138,7 @@ function render(): void {
       facts: [fact('adapters', 'Adapters', String(N)), fact('modules', 'Modules compared', String(Object.keys(r.modules).length)), fact('shared', 'Most shared (pair)', String(shared)),
         fact('skipped', 'Skipped', String(r.skipped.length)), fact('time', 'Time', `${view.ms.toFixed(0)} ms`)],
     }),
-    card('heatmap-card', 'Adapters × adapters', spec.hint, toggle(), heatmap(), h('p', { class: 'hint explain' }, `Invariant to how ΔW is split into B and A (B→BG, A→G⁻¹A): computed from r×r products, ΔW never formed. Aggregation: ${r.aggregation}.`)),
+    card('heatmap-card', 'Adapters × adapters', spec.hint, toggle(), heatmap(r[metric], 'heatmap', r.shared), h('p', { class: 'hint explain' }, `Invariant to how ΔW is split into B and A (B→BG, A→G⁻¹A): computed from r×r products, ΔW never formed. Aggregation: ${r.aggregation}.`)),
     ...drillDown(),
   ];
   if (r.notes.length || r.skipped.length) {
