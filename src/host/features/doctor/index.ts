@@ -110,6 +110,5 @@ export function registerDoctor(ctx: LensContext): void {
       const p = await adapterFromArgOrPick(ctx.reader, arg, 'LoRA Lens: Run Doctor');
       if (p) await runDoctor(ctx, diags, p, true);
     },
-    'loraLens.clearDoctor': () => { diags.collection.clear(); },
   });
 }
