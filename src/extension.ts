@@ -16,6 +16,12 @@ import { ReportPanel } from './host/reportPanel';
 import { EngineStatus } from './host/status';
 import { registerResearchFeature } from './host/features/research';
 import { registerConvertFeature } from './host/features/convert';
+import { registerDoctor } from './host/features/doctor';
+import { registerSimilarity } from './host/features/similarity';
+import { registerFleet } from './host/features/fleet';
+import { registerMerge } from './host/features/merge';
+import { registerExtract } from './host/features/extract';
+import { registerReport } from './host/features/report';
 import { WorkerClient } from './worker/client';
 
 let worker: WorkerClient | undefined;
@@ -33,7 +39,8 @@ export function activate(context: vscode.ExtensionContext): void {
   CheckpointHoverProvider.register(context, reader);
   CheckpointViewerProvider.register(context, reader);
   context.subscriptions.push(ReportPanel.attachStatus(status));
-  for (const register of [registerCommands, registerSurgery, registerTraining, registerBaseFeatures, registerResearchFeature, registerConvertFeature]) register(ctx);
+  for (const register of [registerCommands, registerSurgery, registerTraining, registerBaseFeatures, registerResearchFeature, registerConvertFeature,
+    registerReport, registerDoctor, registerSimilarity, registerFleet, registerMerge, registerExtract]) register(ctx);
   context.subscriptions.push({ dispose: () => ReportPanel.disposeAll() });
 }
 

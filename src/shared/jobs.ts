@@ -16,6 +16,12 @@ import type { DynamicsParams, DynamicsResult, KoubbiResult, LipschitzParams, Lip
 import type {
   CombineParams, MergeParams, PlanJobResult, PlanParams, RebalanceJobResult, RebalanceParams, ReduceJobResult, ReduceParams, RescaleParams, SimpleJobResult,
 } from './surgery';
+import type { DoctorJobResult, DoctorParams } from './doctor';
+import type { ExtractJobResult, ExtractParams } from './extract';
+import type { FleetJobResult, FleetParams, FleetProgressData } from './fleet';
+import type { MergeJobParams, MergePreviewResult, MergeWriteParams, MergeWriteResult } from './merge';
+import type { ReportParams, ReportResult } from './peers';
+import type { SimilarityParams, SimilarityResultView } from './similarity';
 import type { TrainJobParams, TrainJobResult, TrainProgressData } from './training';
 import type { ViewerData } from './viewer';
 
@@ -76,6 +82,15 @@ export const Vlora = job<VloraParams, VloraResult>('research.vlora');
 
 // ---- conversion
 export const Convert = job<ConvertJobParams, ConvertResult>('convert.adapter');
+
+// ---- issue 11 in the editor: doctor, similarity, fleets, N-adapter merges, extraction, reports
+export const Doctor = job<DoctorParams, DoctorJobResult>('peers.doctor');
+export const Similarity = job<SimilarityParams, SimilarityResultView>('peers.similarity');
+export const Fleet = job<FleetParams, FleetJobResult, FleetProgressData>('peers.fleet');
+export const MergePreview = job<MergeJobParams, MergePreviewResult>('peers.mergePreview');
+export const MergeWrite = job<MergeWriteParams, MergeWriteResult>('peers.mergeWrite');
+export const Extract = job<ExtractParams, ExtractJobResult>('peers.extract');
+export const ExportReport = job<ReportParams, ReportResult>('peers.report');
 
 // ---- wire messages
 export type WorkerRequest =
