@@ -12,7 +12,7 @@ import { adapterReportDoc, doctorReportDoc, similarityReportDoc } from '../../co
 import type { ReportDoc } from '../../core/report/doc';
 import { toHtml, toMarkdown } from '../../core/report/render';
 import type { SimilarityResult } from '../../core/similarity/similarity';
-import { writeNewFileAtomic } from '../../core/surgery/writer';
+import { writeNewFileAtomic } from '../../core/formats/writer';
 import type { FleetView } from '../../shared/fleet';
 import type { ExtractView } from '../../shared/extract';
 import { ExportReport } from '../../shared/jobs';
