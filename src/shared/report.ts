@@ -9,8 +9,10 @@ export interface ModuleReport {
   layer?: number;
   /** Last path component (`q_proj`). */
   kind: string;
-  /** Display group (`layers.0`). */
+  /** Display group (`layers.0`; SD adapters: the UNet / text-encoder block, `down.1.attn0`). */
   group: string;
+  /** Stable Diffusion block label of `layer` (`te.3`, `down.1.attn0`, `mid.attn0`, `up.2.attn1`); absent for LLM layers. */
+  layerLabel?: string;
   rank: number;
   outFeatures: number;
   inFeatures: number;
@@ -45,6 +47,27 @@ export interface ModuleReport {
   dora: boolean;
   /** Set when the module could not be analysed (e.g. NaN/Inf in a factor). */
   error?: string;
+  /**
+   * LoHa / LoKr / VeRA modules: ΔW is a structured product, not s·B·A, so the factor metrics
+   * (σ(A), σ(B), κ(A), κ(B), norms, balance gap) are NaN / empty for these rows.
+   */
+  structure?: StructureInfo;
+}
+
+export interface StructureInfo {
+  type: 'loha' | 'lokr' | 'vera';
+  /** How σ was obtained (identity used). */
+  method: string;
+  /** Upper bound of rank(ΔW) from the structure (LoHa r1·r2, LoKr rank(W1)·rank(W2), VeRA r). */
+  maxRank: number;
+  /** LoKr: shapes and spectra of the two Kronecker factors; LoHa: ranks; VeRA: λ statistics. */
+  details: Record<string, unknown>;
+}
+
+/** Display name of a module's adapter type: "LoRA", "LoHa", "LoKr", "VeRA". */
+export function moduleTypeLabel(m: Pick<ModuleReport, 'structure' | 'dora'>): string {
+  const t = m.structure?.type;
+  return t === 'loha' ? 'LoHa' : t === 'lokr' ? 'LoKr' : t === 'vera' ? 'VeRA' : m.dora ? 'DoRA' : 'LoRA';
 }
 
 export interface AdapterInfo {

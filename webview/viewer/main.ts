@@ -5,6 +5,7 @@
 import { h, HostChannel } from '../common/vscodeApi';
 import type { HostToWebview, TensorRow, ViewerData, WebviewToHost } from '../../src/shared/viewer';
 import { fact } from '../common/format';
+import { showLogButton } from '../common/banner';
 
 interface State { filter?: string; sortKey?: number; sortDir?: 1 | -1 }
 
@@ -194,7 +195,7 @@ function render(d: ViewerData): void {
       fact('Tensors', nf.format(d.tensorCount ?? 0), 'tensors'),
       fact('DTypes', dtypes, 'dtypes')));
   const warnings = d.warnings?.length
-    ? h('section', { class: 'card warnings', id: 'warnings' }, h('div', { class: 'warnings-title' }, `⚠ ${d.warnings.length} warning${d.warnings.length === 1 ? '' : 's'}`),
+    ? h('section', { class: 'card warnings', id: 'warnings' }, h('div', { class: 'warnings-title' }, `⚠ ${d.warnings.length} warning${d.warnings.length === 1 ? '' : 's'}`, showLogButton()),
       h('ul', {}, ...d.warnings.map((w) => h('li', {}, w))))
     : undefined;
   const parts = [header, warnings, adapterCard(d), metadataCard(d.metadata ?? {}), tensorCard(d.tensors ?? [])].filter((x): x is HTMLElement => !!x);
