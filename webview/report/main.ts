@@ -202,6 +202,8 @@ function buildSpectrum(canvas: HTMLCanvasElement, r: AdapterReport, sel: string)
       tension: 0,
     };
   });
+  // For tests and screen readers: what the chart shows.
+  canvas.dataset.points = String(datasets.reduce((n, d) => n + d.data.length, 0));
   spectrumChart = new Chart<'line', { x: number; y: number }[]>(canvas, {
     type: 'line',
     data: { datasets },
@@ -244,6 +246,8 @@ function buildLayers(canvas: HTMLCanvasElement, r: AdapterReport, metric: NumKey
   const labels = hasLayers ? layers.map((l) => layerName(r, l)) : Array.from({ length: Math.max(0, ...datasets.map((d) => d.data.length)) }, (_, i) => String(i));
   const blocks = ok.some((m) => m.layerLabel);
   const metricLabel = METRICS.find((x) => x.key === metric)?.label ?? metric;
+  canvas.dataset.xLabels = JSON.stringify(labels);
+  canvas.dataset.series = JSON.stringify(datasets.map((d) => d.label));
   layersChart = new Chart<'line', (number | null)[], string>(canvas, {
     type: 'line',
     data: { labels, datasets },
