@@ -122,7 +122,7 @@ export class FolderNode extends Node {
   constructor(readonly folder: string, label: string, readonly items: CheckpointNode[]) {
     super(label, vscode.TreeItemCollapsibleState.Expanded);
     this.id = `folder:${folder}`;
-    this.description = `${items.length} checkpoints`;
+    this.description = `${items.length} checkpoint${items.length === 1 ? '' : 's'}`;
     this.iconPath = vscode.ThemeIcon.Folder;
     this.resourceUri = vscode.Uri.file(folder);
     this.contextValue = 'folder';
@@ -295,6 +295,7 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
     this.filterText = text.trim();
     void vscode.commands.executeCommand('setContext', 'loraLens.checkpointFilter', !!this.filterText);
     if (this.view) this.view.description = this.filterText ? `filter: ${this.filterText}` : undefined;
+    if (this.view && !this.filterText) this.view.message = undefined;
     this.refresh();
   }
 
@@ -326,7 +327,8 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
     }
     if (this.view) {
       const shown = layout.top.length + layout.folders.reduce((s, f) => s + f.items.length, 0) + layout.runs.reduce((s, r) => s + r.items.length, 0);
-      this.view.description = this.filterText ? `filter: ${this.filterText} (${shown} of ${entries.length})` : undefined;
+      this.view.description = this.filterText ? `filter: ${this.filterText}` : undefined;
+      this.view.message = this.filterText ? `Showing ${shown} of ${entries.length} checkpoints matching "${this.filterText}".` : undefined;
     }
     if (!out.length && this.filterText) out.push(new MessageNode(undefined, `No checkpoints match "${this.filterText}"`));
     return out;

@@ -109,9 +109,9 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
   await t.test('filter: command and title button', async () => {
     await step(page, 'tree-04-filter', 'Filter Checkpoints "kohya" should leave only the kohya file', async () => {
       await openView(page, 'LoRA Lens');
-      const button = page.locator('.part.sidebar .pane-header .actions-container [aria-label*="Filter Checkpoints"]').first();
-      await button.waitFor({ state: 'attached', timeout: 10000 });
-      await button.click({ force: true });
+      const button = page.locator('.part.sidebar [aria-label*="Filter Checkpoints"]:visible').first();
+      await button.waitFor({ state: 'visible', timeout: 10000 });
+      await button.click();
       const input = await page.waitForSelector(selectors.quickInputBox, { state: 'visible' });
       await input.fill('kohya');
       await page.keyboard.press('Enter');
@@ -120,8 +120,9 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
         return names.length > 0 && !names.includes('adapters') && !names.includes('Training runs');
       }, selectors.sidebarRows, { timeout: 20000 });
       await waitForTreeItem(page, KOHYA);
-      const header = await page.$eval('.part.sidebar', (s) => s.innerText);
+      const header = await page.$eval('.part.sidebar', (s) => s.textContent);
       assert.match(header, /filter: kohya/, 'the view title shows the filter');
+      assert.match(header, /Showing 1 of \d+ checkpoints matching "kohya"/, 'the view message says how many are shown');
     });
     await step(page, 'tree-05-filter-cleared', 'Clear Checkpoints Filter should bring every row back', async () => {
       await runCommand(page, 'LoRA Lens: Clear Checkpoints Filter');
@@ -150,6 +151,7 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
 
   await t.test('checkpoint viewer metadata at a ~900 px editor', async () => {
     await step(page, 'tree-08-viewer-900', 'metadata values should use the width, not wrap one character per line', async () => {
+      await runCommand(page, 'View: Close All Editors');
       await page.setViewportSize({ width: 1250, height: 1000 });
       await openView(page, 'LoRA Lens');
       await openFile(page, `loras/${KOHYA}`);

@@ -65,6 +65,7 @@ const app = document.getElementById('app')!;
 
 /** `model.layers.0.self_attn.q_proj` in group `layers.0` → `layers.0 · self_attn.q_proj`. */
 function shortName(m: ModuleReport): string {
+  if (m.layerLabel) return `${m.layerLabel} · ${m.kind}`;
   const i = m.name.indexOf(`${m.group}.`);
   return i >= 0 ? `${m.group} · ${m.name.slice(i + m.group.length + 1)}` : m.name;
 }

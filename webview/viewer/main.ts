@@ -92,7 +92,7 @@ function prettyValue(v: string): Node {
 function metadataCard(meta: Record<string, string>): HTMLElement {
   const entries = Object.entries(meta).sort(([a], [b]) => a.localeCompare(b));
   const body = entries.length
-    ? h('table', { class: 'data kv', id: 'metadata-table' }, h('tbody', {},
+    ? h('table', { class: 'data kv', id: 'metadata-table' }, h('colgroup', {}, h('col', { class: 'key' }), h('col', { class: 'value' })), h('tbody', {},
       ...entries.map(([k, v]) => h('tr', { 'data-key': k }, h('th', { scope: 'row' }, k), h('td', {}, prettyValue(v))))))
     : h('p', { class: 'hint', id: 'metadata-empty' }, 'No __metadata__ in this file.');
   return h('section', { class: 'card', id: 'metadata-card' }, h('div', { class: 'card-head' }, h('h2', {}, 'Metadata'), h('span', { class: 'hint' }, `${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}`)), body);
