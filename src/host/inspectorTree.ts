@@ -137,8 +137,8 @@ export class FolderNode extends Node {
 /** "Training runs" (kind 'runs') and each run in it (kind 'run': its LoRA and BaLoRA adapters). */
 export class RunNode extends Node {
   parent: InspectorNode | undefined = undefined;
-  constructor(readonly key: string, label: string, readonly items: (CheckpointNode | RunNode)[], kind: 'runs' | 'run') {
-    super(label, kind === 'runs' ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.Collapsed);
+  constructor(readonly key: string, label: string, readonly items: (CheckpointNode | RunNode)[], kind: 'runs' | 'run', expanded = kind === 'runs') {
+    super(label, expanded ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.Collapsed);
     this.id = `${kind}:${key}`;
     this.iconPath = new vscode.ThemeIcon(kind === 'runs' ? 'history' : 'beaker');
     this.contextValue = kind;
@@ -322,7 +322,9 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
     for (const f of layout.folders) out.push(new FolderNode(f.dir, f.label, f.items.map((i) => new CheckpointNode(i.entry, this.reader, i.label))));
     for (const i of layout.top) out.push(new CheckpointNode(i.entry, this.reader, i.label));
     if (layout.runs.length) {
-      const runs = layout.runs.map((r) => new RunNode(r.key, r.label, r.items.map((i) => new CheckpointNode(i.entry, this.reader, i.label)), 'run'));
+      // A few runs are shown open (their adapters one click from Analyze); many runs start collapsed.
+      const open = layout.runs.length <= 3;
+      const runs = layout.runs.map((r) => new RunNode(r.key, r.label, r.items.map((i) => new CheckpointNode(i.entry, this.reader, i.label)), 'run', open));
       out.push(new RunNode('training', 'Training runs', runs, 'runs'));
     }
     if (this.view) {

@@ -54,6 +54,7 @@ function makeWorkspace() {
   runCli(['convert', SD, '--to', 'kohya', path.join(ws, 'loras', KOHYA)]);
   addKohyaMetadata(path.join(ws, 'loras', KOHYA));
   fs.copyFileSync(SD, path.join(ws, 'loras', 'pytorch_lora_weights.safetensors'));
+  fs.copyFileSync(path.join(REPO_ROOT, 'test', 'fixtures', 'peers', 'lycoris', 'mixed.safetensors'), path.join(ws, 'loras', 'lycoris-mixed.safetensors'));
   fs.appendFileSync(path.join(ws, 'train.py'), `\nstyle = load_lora("loras/${KOHYA}")\n`);
   return ws;
 }
@@ -80,7 +81,6 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
       const run = rows.find((r) => r.startsWith(RUN));
       assert.match(run ?? '', /LoRA \+ BaLoRA|BaLoRA \+ LoRA/, `the run row names both adapters: ${JSON.stringify(rows)}`);
       assert.ok(!rows.some((r) => r.startsWith('tiny-llama-lora-20261130')), 'run adapters are inside the run row, not top-level');
-      await expandTreeItem(page, RUN);
       await waitForTreeItem(page, 'tiny-llama-balora-20261130-0412');
     });
   });
@@ -146,6 +146,24 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
       assert.equal(series.length, 8, `8 module types: ${series}`);
       assert.ok(series.includes('attn2_to_k'), `series: ${series}`);
       assert.ok(Number(await frame.getAttribute('#spectrum-chart', 'data-points')) > 0, 'the spectrum chart has points');
+      await frame.$eval('#layers-card', (el) => el.scrollIntoView());
+    });
+    await step(page, 'tree-07b-lycoris-report', 'LoHa/LoKr rows show a type badge and "—" for factor metrics', async () => {
+      await runCommand(page, 'LoRA Lens: Analyze Adapter');
+      await pickQuickItem(page, 'lycoris-mixed');
+      const f = await webviewFrame(page, 'LoRA Lens: lycoris-mixed', { timeout: TIMEOUT });
+      await f.waitForSelector('#module-table tbody tr', { timeout: TIMEOUT });
+      const rows = await f.$$eval('#module-table tbody tr', (trs) => trs.map((tr) => ({
+        type: tr.querySelector('.badge.type')?.textContent ?? 'LoRA',
+        kappaA: tr.querySelector('td[data-metric="kappaA"]').textContent,
+        sigma1: tr.querySelector('td[data-metric="spectral"]').textContent,
+      })));
+      const structured = rows.filter((r) => r.type !== 'LoRA');
+      assert.ok(structured.length > 0 && structured.every((r) => ['LoHa', 'LoKr'].includes(r.type)), JSON.stringify(rows));
+      for (const r of structured) assert.equal(r.kappaA, '—', JSON.stringify(r));
+      assert.ok(structured.some((r) => Number.isFinite(Number(r.sigma1))), `σ₁ of LoHa/LoKr rows are numbers: ${JSON.stringify(rows)}`);
+      assert.ok(!rows.some((r) => /NaN/.test(r.kappaA + r.sigma1)), 'no NaN in the table');
+      await f.$eval('#module-table', (el) => el.scrollIntoView());
     });
   });
 

@@ -71,7 +71,11 @@ function adapterCard(d: ViewerData): HTMLElement | undefined {
       fact('Modules', String(a.moduleCount), 'modules'),
       fact('Targets', a.targetModules.join(', ') || '–', 'targets'),
       fact('Base model', a.baseModel ?? '–', 'base')));
-  if (a.warnings.length) card.append(h('ul', { class: 'warnings' }, ...a.warnings.map((w) => h('li', {}, w))));
+  if (a.warnings.length) {
+    card.append(h('div', { class: 'warnings' },
+      h('div', { class: 'warnings-title' }, `⚠ ${a.warnings.length} adapter warning${a.warnings.length === 1 ? '' : 's'}`, showLogButton()),
+      h('ul', {}, ...a.warnings.map((w) => h('li', {}, w)))));
+  }
   return card;
 }
 
