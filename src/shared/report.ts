@@ -115,9 +115,24 @@ export function reportToCsv(r: AdapterReport): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * Restores NaN after a JSON round trip: webview messages (and saved reports) turn NaN — the factor
+ * metrics of LoHa / LoKr / VeRA rows and failed modules — into null. Mutates and returns `r`.
+ */
+export function reviveReport(r: AdapterReport): AdapterReport {
+  for (const m of r.modules) {
+    const o = m as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(o)) {
+      if (v === null && k !== 'error' && k !== 'structure') o[k] = NaN;
+      else if (Array.isArray(v)) o[k] = v.map((x) => (x === null ? NaN : x));
+    }
+  }
+  return r;
+}
+
 /** Formats a number with 4 significant digits (the report table's format). */
-export function fmt4(x: number | undefined): string {
-  if (x === undefined || Number.isNaN(x)) return '–';
+export function fmt4(x: number | undefined | null): string {
+  if (x === undefined || x === null || Number.isNaN(x)) return '–';
   if (x === Infinity) return '∞';
   if (x === 0) return '0';
   const a = Math.abs(x);

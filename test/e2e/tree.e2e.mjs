@@ -80,7 +80,12 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
       const rows = await treeItems(page);
       const run = rows.find((r) => r.startsWith(RUN));
       assert.match(run ?? '', /LoRA \+ BaLoRA|BaLoRA \+ LoRA/, `the run row names both adapters: ${JSON.stringify(rows)}`);
-      assert.ok(!rows.some((r) => r.startsWith('tiny-llama-lora-20261130')), 'run adapters are inside the run row, not top-level');
+      const levels = await page.$$eval(selectors.sidebarRows, (rs) => rs.map((r) => [(r.querySelector('.label-name')?.textContent || '').trim(), Number(r.getAttribute('aria-level'))]));
+      const level = (n) => levels.find(([l]) => l.startsWith(n))?.[1];
+      assert.equal(level('Training runs'), 1);
+      assert.equal(level(RUN), 2, `levels: ${JSON.stringify(levels)}`);
+      assert.equal(level('tiny-llama-lora-20261130'), 3, 'run adapters are inside the run row, not top-level');
+      assert.equal(level('tiny-llama-balora-20261130'), 3);
       await waitForTreeItem(page, 'tiny-llama-balora-20261130-0412');
     });
   });
@@ -107,7 +112,7 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
   });
 
   await t.test('filter: command and title button', async () => {
-    await step(page, 'tree-04-filter', 'Filter Checkpoints "kohya" should leave only the kohya file', async () => {
+    await step(page, 'tree-04-filter', 'Filter Checkpoints "kohya" should leave only the kohya files', async () => {
       await openView(page, 'LoRA Lens');
       const button = page.locator('.part.sidebar [aria-label*="Filter Checkpoints"]:visible').first();
       await button.waitFor({ state: 'visible', timeout: 10000 });
@@ -122,7 +127,7 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
       await waitForTreeItem(page, KOHYA);
       const header = await page.$eval('.part.sidebar', (s) => s.textContent);
       assert.match(header, /filter: kohya/, 'the view title shows the filter');
-      assert.match(header, /Showing 1 of \d+ checkpoints matching "kohya"/, 'the view message says how many are shown');
+      assert.match(header, /Showing 2 of \d+ checkpoints matching "kohya"/, 'the view message says how many are shown (the kohya file and the kohya-style LyCORIS file)');
     });
     await step(page, 'tree-05-filter-cleared', 'Clear Checkpoints Filter should bring every row back', async () => {
       await runCommand(page, 'LoRA Lens: Clear Checkpoints Filter');

@@ -6,7 +6,7 @@ import {
   CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, LogarithmicScale, PointElement, Tooltip,
   type ChartDataset,
 } from 'chart.js';
-import { fmt4, moduleTypeLabel, type AdapterReport, type ModuleReport } from '../../src/shared/report';
+import { fmt4, moduleTypeLabel, reviveReport, type AdapterReport, type ModuleReport } from '../../src/shared/report';
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
 import type { HostToWebview, WebviewToHost } from '../../src/shared/reportView';
@@ -50,7 +50,7 @@ let layersChart: { destroy(): void } | undefined;
 const channel = new HostChannel<WebviewToHost, HostToWebview, State>((m) => {
   switch (m.type) {
     case 'init':
-      report = m.report;
+      report = reviveReport(m.report);
       render();
       break;
     case 'reply':
