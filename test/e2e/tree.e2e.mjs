@@ -125,9 +125,10 @@ test('Checkpoints tree, single-file LoRAs, SD report, viewer at ~900 px', { time
         return names.length > 0 && !names.includes('adapters') && !names.includes('Training runs');
       }, selectors.sidebarRows, { timeout: 20000 });
       await waitForTreeItem(page, KOHYA);
-      const header = await page.$eval('.part.sidebar', (s) => s.textContent);
-      assert.match(header, /filter: kohya/, 'the view title shows the filter');
-      assert.match(header, /Showing 2 of \d+ checkpoints matching "kohya"/, 'the view message says how many are shown (the kohya file and the kohya-style LyCORIS file)');
+      // The view's description (title) and message (above the rows) say what is filtered.
+      await page.waitForFunction(() => /filter: kohya/.test(document.querySelector('.part.sidebar').textContent), null, { timeout: 10000 });
+      await page.waitForFunction(() => /Showing 2 of \d+ checkpoints matching "kohya"/.test(document.querySelector('.part.sidebar').textContent), null, { timeout: 10000 })
+        .catch((e) => { e.message = `the view message should count the kohya file and the kohya-style LyCORIS file: ${e.message}`; throw e; });
     });
     await step(page, 'tree-05-filter-cleared', 'Clear Checkpoints Filter should bring every row back', async () => {
       await runCommand(page, 'LoRA Lens: Clear Checkpoints Filter');
