@@ -387,7 +387,8 @@ function renderTable(r: AdapterReport): HTMLElement {
       const tr = h('tr', { 'data-module': m.name, class: m.error ? 'row-error' : '', title: m.error ?? `${m.name} — ${m.outFeatures}×${m.inFeatures}, ${m.dtype}, ${m.scaleSource}` });
       for (const c of COLUMNS) {
         if (c.key === 'name') {
-          tr.append(h('td', { class: 'name', 'data-metric': 'name', 'data-value': m.name }, m.name, m.dora ? h('span', { class: 'badge small' }, 'DoRA') : undefined,
+          // SD adapters: "down.0.attn0 · attn1_to_q" (the full kohya / diffusers name is the row's tooltip).
+          tr.append(h('td', { class: 'name', 'data-metric': 'name', 'data-value': m.name }, m.layerLabel ? shortName(m) : m.name, m.dora ? h('span', { class: 'badge small' }, 'DoRA') : undefined,
             m.structure ? h('span', { class: 'badge small type', 'data-type': m.structure.type, title: m.structure.method }, moduleTypeLabel(m)) : undefined,
             m.error ? h('span', { class: 'badge small error' }, 'error') : undefined));
         } else if (c.key === 'method') {
