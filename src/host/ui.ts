@@ -8,6 +8,7 @@ import type { JobOptions, WorkerClient } from '../worker/client';
 import { CancelledError } from '../core/util/cancel';
 import { CheckpointNode, workspaceAdapters } from './inspectorTree';
 import { errorMessage, log, showLog } from './log';
+import { progressText } from '../shared/format';
 
 export function providerSetting(): Provider {
   return asProvider(vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu'));
@@ -112,12 +113,6 @@ export async function askOutputFolder(adapterPath: string, suffix: string, title
     },
   });
   return v?.trim() ? path.join(parent, v.trim()) : undefined;
-}
-
-/** "Reading factors 2/28": the count once, after the message (not when the message already has it). */
-export function progressText(message: string, done: number, total: number): string {
-  if (!(total > 0) || message.includes(`${done}/${total}`)) return message;
-  return `${message} ${done}/${total}`;
 }
 
 /** Worker-client progress/cancel options bound to a VS Code progress report and cancellation token. */

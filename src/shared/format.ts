@@ -16,3 +16,9 @@ export function formatCount(n: number): string {
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
   return String(n);
 }
+
+/** Progress line "Reading factors 2/28": the count once, after the message (not when the message already has it). */
+export function progressText(message: string, done: number, total: number): string {
+  if (!(total > 0) || message.includes(`${done}/${total}`)) return message;
+  return `${message} ${done}/${total}`;
+}

@@ -14,6 +14,8 @@ import { describeWeights, openAdapter } from '../../src/core/formats/open';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import { layoutCheckpoints, type CheckpointEntry } from '../../src/shared/inspect';
 import { exportFileName } from '../../src/shared/reportView';
+import { fmt4, reviveReport, type AdapterReport } from '../../src/shared/report';
+import { progressText } from '../../src/shared/format';
 import { scanJob } from '../../src/worker/jobs/inspect';
 
 const REAL = path.resolve(__dirname, '../../../../shared/realdata');
@@ -140,4 +142,20 @@ test('export names have no doubled words', () => {
   assert.equal(exportFileName('pytorch_lora_weights.safetensors', 'csv'), 'pytorch_lora_weights-report.csv');
   assert.equal(exportFileName('style.safetensors', 'csv'), 'style-lora-report.csv');
   assert.equal(exportFileName('adapter', 'json'), 'adapter-lora-report.json');
+});
+
+test('plain progress text; NaN survives the webview JSON round trip', () => {
+  assert.equal(progressText('Reading factors', 2, 28), 'Reading factors 2/28');
+  assert.equal(progressText('pre-training base: step 5/100, loss 1.2', 5, 100), 'pre-training base: step 5/100, loss 1.2');
+  assert.equal(progressText('written', 0, 0), 'written');
+  const row = { name: 'm', kappaA: NaN, kappaB: NaN, balanceGap: NaN, spectral: 2, sigma: [2, 1], sigmaA: [], error: undefined, structure: { type: 'loha', method: 'x', maxRank: 4, details: {} } };
+  const r = JSON.parse(JSON.stringify({ modules: [row] })) as AdapterReport;
+  assert.equal((r.modules[0] as unknown as { kappaA: unknown }).kappaA, null, 'JSON turns NaN into null');
+  assert.throws(() => (null as unknown as number).toExponential(), TypeError);
+  reviveReport(r);
+  assert.ok(Number.isNaN(r.modules[0].kappaA) && Number.isNaN(r.modules[0].balanceGap));
+  assert.deepEqual(r.modules[0].sigma, [2, 1]);
+  assert.equal(r.modules[0].structure?.type, 'loha');
+  assert.equal(fmt4(r.modules[0].kappaA), '–');
+  assert.equal(fmt4(null), '–');
 });
