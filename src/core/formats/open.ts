@@ -131,7 +131,14 @@ export function openAdapter(p: string): Adapter {
   if (ext === '.gguf') {
     return openGgufAdapter(p);
   }
-  if (ext === '.safetensors' || ['.bin', '.pt', '.pth', '.ckpt'].includes(ext)) return openLoraFile(p);
+  if (ext === '.safetensors' || ['.bin', '.pt', '.pth', '.ckpt'].includes(ext)) {
+    const a = openLoraFile(p);
+    // PEFT keys (lora_A / lora_B) in a lone file: alpha lives in the adapter_config.json that is missing.
+    if (a.modules.some((m) => /\.lora_A(?:\.[A-Za-z0-9_-]+)?\.weight$/.test(m.A.tensor.name))) {
+      a.warnings.unshift(`${path.basename(p)}: no adapter_config.json next to it; scale 1 assumed`);
+    }
+    return a;
+  }
   throw new FormatError(p, `is not a recognised adapter file (expected a folder with ${PEFT_CONFIG}, .safetensors or .gguf)`);
 }
 
