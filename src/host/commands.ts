@@ -23,13 +23,19 @@ async function analyze(ctx: LensContext, arg: unknown): Promise<void> {
   const name = path.basename(p);
   const ep = providerSetting();
   log.info(`analyze ${p} (provider ${ep})`);
-  const report = await vscode.window.withProgress(
+  const target = p;
+  const report = await Promise.resolve(vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: analyzing ${name}`, cancellable: true },
-    (progress, token) => ctx.worker.run(Analyze, { path: p }, { provider: ep, ...jobProgress(progress, token) }),
-  );
+    (progress, token) => ctx.worker.run(Analyze, { path: target }, { provider: ep, ...jobProgress(progress, token) }),
+  )).catch((e: unknown) => {
+    // Re-analysing an open report: the failure also stays visible in that panel (toasts vanish).
+    if (!(e instanceof Error && e.name === 'CancelledError')) ReportPanel.find(target)?.showBanner('error', `Re-analysis failed: ${e instanceof Error ? e.message : String(e)}`);
+    throw e;
+  });
   log.info(`analysis of ${report.adapter.name}: ${report.modules.length} modules in ${report.timings.totalMs.toFixed(1)} ms on ${report.engine.provider}`);
   for (const w of report.warnings) log.warn(`${report.adapter.name}: ${w}`);
   ReportPanel.show(ctx.extensionUri, report);
+  ReportPanel.find(report.adapter.path)?.clearBanner();
 }
 
 async function exportReport(arg: unknown): Promise<void> {

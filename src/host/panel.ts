@@ -99,6 +99,11 @@ export abstract class LensPanel<In extends { type: string }, Out extends { type:
     if (!this.isDisposed && this.isReady) void this.panel.webview.postMessage({ type: 'banner', level, message });
   }
 
+  /** Removes the panel's banner (e.g. after a successful retry). */
+  clearBanner(): void {
+    if (!this.isDisposed && this.isReady) void this.panel.webview.postMessage({ type: 'banner', level: 'info', message: '' });
+  }
+
   /** Runs `fn` when the panel is disposed (PanelMap uses it to forget the panel). */
   onDispose(fn: () => void): void {
     this.disposeListeners.push(fn);

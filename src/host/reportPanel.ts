@@ -34,6 +34,11 @@ export class ReportPanel extends LensPanel<WebviewToHost, HostToWebview> {
     return p;
   }
 
+  /** The open report of an adapter path, if any. */
+  static find(adapterPath: string): ReportPanel | undefined {
+    return ReportPanel.panels.get(adapterPath);
+  }
+
   /** The focused report, else the most recently focused one still open. */
   static current(): ReportPanel | undefined {
     return ReportPanel.active ?? ReportPanel.panels.values().pop();

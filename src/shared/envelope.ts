@@ -16,7 +16,8 @@ export type Envelope = ReadyMessage | LogMessage | ShowLogMessage;
 
 /**
  * Host → webview: a message for the panel's banner (webview/common/banner.ts), which stays visible
- * until dismissed or replaced; HostChannel renders it before the feature sees any message.
+ * until dismissed or replaced (an empty message clears it); HostChannel renders it before the feature
+ * sees any message.
  */
 export interface BannerMessage { type: 'banner'; level: LogLevel; message: string }
 

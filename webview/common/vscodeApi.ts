@@ -1,6 +1,6 @@
 /** Typed access to the webview API and a small request/response helper (the envelope of src/shared/envelope.ts). */
 import { parseBanner, parseReply } from '../../src/shared/envelope';
-import { setBannerHost, showBanner } from './banner';
+import { clearBanner, setBannerHost, showBanner } from './banner';
 
 interface VsCodeApi<S> {
   postMessage(message: unknown): void;
@@ -28,7 +28,8 @@ export class HostChannel<ToHost extends { type: string }, FromHost extends { typ
       if (!m || typeof m !== 'object' || typeof m.type !== 'string') return;
       const banner = parseBanner(m);
       if (banner) {
-        showBanner(banner.level, banner.message);
+        if (banner.message) showBanner(banner.level, banner.message);
+        else clearBanner();
         return;
       }
       const reply = parseReply(m);
