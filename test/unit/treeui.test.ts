@@ -17,6 +17,7 @@ import { exportFileName } from '../../src/shared/reportView';
 import { fmt4, reviveReport, type AdapterReport } from '../../src/shared/report';
 import { progressText } from '../../src/shared/format';
 import { scanJob } from '../../src/worker/jobs/inspect';
+import { convertAdapter } from '../../src/core/convert/convert';
 
 const REAL = path.resolve(__dirname, '../../../../shared/realdata');
 const SD15 = path.join(REAL, 'catundchat__stable-diffusion-v1.5-lora', 'pytorch_lora_weights.safetensors');
@@ -104,6 +105,20 @@ test('single-file LoRAs are adapters by their header; full models are not', { sk
   assert.equal(model2.isAdapter, false);
   const picks = await scanJob({ folders: [ws], adaptersOnly: true });
   assert.ok(picks.entries.some((e) => e.ref.path.endsWith('style.safetensors')), 'the Analyze picker lists the single-file LoRA');
+  // Our own converted files: a kohya .safetensors and a llama.cpp GGUF LoRA of demo-lora (14 modules).
+  const demo = openAdapter(path.join(ws, 'adapters', 'demo-lora'));
+  try {
+    await convertAdapter(demo, 'kohya', path.join(ws, 'loras', 'demo-kohya.safetensors'));
+    await convertAdapter(demo, 'gguf', path.join(ws, 'loras', 'demo.gguf'), { base: path.join(ws, 'tiny-llama') });
+  } finally {
+    demo.store.close();
+  }
+  const again = await scanJob({ folders: [ws] });
+  for (const [file, format] of [['demo-kohya.safetensors', 'kohya'], ['demo.gguf', 'gguf']]) {
+    const e = again.entries.find((x) => x.ref.path.endsWith(file))!;
+    assert.equal(e.ref.kind, 'adapter-file', file);
+    assert.ok(e.adapter && 'value' in e.adapter && e.adapter.value.format === format && e.adapter.value.modules.length === 14, file);
+  }
 });
 
 function entry(folder: string, rel: string, kind = 'safetensors'): CheckpointEntry {
