@@ -23,7 +23,6 @@ import { combineCommand } from './cli/combine';
 import { extractCommand } from './cli/extract';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount } from './formats/open';
-import './formats/register';
 
 const SURGERY = ['rebalance', 'reduce', 'merge', 'rescale', 'hessian-demo'];
 

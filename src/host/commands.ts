@@ -7,29 +7,13 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Analyze } from '../shared/jobs';
 import type { LensContext } from './context';
-import { CheckpointNode } from './inspectorTree';
-import { log } from './log';
-import { jobProgress, pathExists, pickAdapter, providerSetting, registerBoundaryCommands } from './ui';
+import { log, showLog } from './log';
+import { argTarget, jobProgress, pathExists, pickAdapter, providerSetting, registerBoundaryCommands } from './ui';
 import { ReportPanel } from './reportPanel';
 
 
-/** Path from a tree node, Uri, string path or a Uri-like JSON object (command links). */
-function argPath(arg: unknown): string | undefined {
-  if (!arg) return undefined;
-  if (arg instanceof CheckpointNode) return arg.isAdapter ? arg.ref.path : arg.viewerFile;
-  if (arg instanceof vscode.Uri) return arg.scheme === 'file' ? arg.fsPath : undefined;
-  if (typeof arg === 'string') return arg.startsWith('file:') ? vscode.Uri.parse(arg).fsPath : arg;
-  if (typeof arg === 'object') {
-    const o = arg as { fsPath?: unknown; path?: unknown; scheme?: unknown; ref?: { path?: unknown } };
-    if (typeof o.fsPath === 'string') return o.fsPath;
-    if (typeof o.path === 'string' && (o.scheme === undefined || o.scheme === 'file')) return vscode.Uri.file(o.path).fsPath;
-    if (o.ref && typeof o.ref.path === 'string') return o.ref.path;
-  }
-  return undefined;
-}
-
 async function analyze(ctx: LensContext, arg: unknown): Promise<void> {
-  let p = argPath(arg);
+  let p = argTarget(arg).path;
   if (!p) {
     // Palette on a checkpoint viewer / weights file: analyze that file's adapter.
     p = await pickAdapter(ctx.reader, 'LoRA Lens: Analyze Adapter');
@@ -39,13 +23,19 @@ async function analyze(ctx: LensContext, arg: unknown): Promise<void> {
   const name = path.basename(p);
   const ep = providerSetting();
   log.info(`analyze ${p} (provider ${ep})`);
-  const report = await vscode.window.withProgress(
+  const target = p;
+  const report = await Promise.resolve(vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: `LoRA Lens: analyzing ${name}`, cancellable: true },
-    (progress, token) => ctx.worker.run(Analyze, { path: p }, { provider: ep, ...jobProgress(progress, token) }),
-  );
+    (progress, token) => ctx.worker.run(Analyze, { path: target }, { provider: ep, ...jobProgress(progress, token) }),
+  )).catch((e: unknown) => {
+    // Re-analysing an open report: the failure also stays visible in that panel (toasts vanish).
+    if (!(e instanceof Error && e.name === 'CancelledError')) ReportPanel.find(target)?.showBanner('error', `Re-analysis failed: ${e instanceof Error ? e.message : String(e)}`);
+    throw e;
+  });
   log.info(`analysis of ${report.adapter.name}: ${report.modules.length} modules in ${report.timings.totalMs.toFixed(1)} ms on ${report.engine.provider}`);
   for (const w of report.warnings) log.warn(`${report.adapter.name}: ${w}`);
   ReportPanel.show(ctx.extensionUri, report);
+  ReportPanel.find(report.adapter.path)?.clearBanner();
 }
 
 async function exportReport(arg: unknown): Promise<void> {
@@ -69,7 +59,7 @@ async function exportReport(arg: unknown): Promise<void> {
 }
 
 async function openCheckpoint(arg: unknown): Promise<void> {
-  let p = argPath(arg);
+  let p = argTarget(arg).path;
   if (!p) {
     const active = vscode.window.activeTextEditor?.document.uri;
     if (active?.scheme === 'file' && /\.(safetensors|gguf)$/i.test(active.fsPath)) p = active.fsPath;
@@ -92,6 +82,20 @@ async function openCheckpoint(arg: unknown): Promise<void> {
   await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(p), 'loraLens.checkpointViewer');
 }
 
+/** Asks for (or takes) the Checkpoints filter text: words matched against labels, paths, kinds and formats. */
+async function filterCheckpoints(ctx: LensContext, arg: unknown): Promise<void> {
+  let text = typeof arg === 'string' ? arg : undefined;
+  if (text === undefined) {
+    text = await vscode.window.showInputBox({
+      title: 'Filter Checkpoints', value: ctx.inspector.filter,
+      prompt: 'Words matched against names, folders, kinds and formats (e.g. "kohya", "adapters", "gguf"); empty shows everything',
+      placeHolder: 'e.g. lora, tiny-llama, safetensors',
+    });
+    if (text === undefined) return;
+  }
+  ctx.inspector.setFilter(text);
+}
+
 /** Registers all commands, each wrapped so that failures surface once, at the boundary. */
 export function registerCommands(ctx: LensContext): void {
   const commands: Record<string, (...args: unknown[]) => unknown> = {
@@ -99,6 +103,9 @@ export function registerCommands(ctx: LensContext): void {
     'loraLens.exportReport': (arg) => exportReport(arg),
     'loraLens.openCheckpoint': (arg) => openCheckpoint(arg),
     'loraLens.refreshInspector': () => ctx.inspector.refresh(),
+    'loraLens.filterCheckpoints': (arg) => filterCheckpoints(ctx, arg),
+    'loraLens.clearCheckpointFilter': () => ctx.inspector.setFilter(''),
+    'loraLens.showLog': () => showLog(),
   };
   registerBoundaryCommands(ctx.extension, commands);
 }

@@ -6,7 +6,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { formatBytes, formatCount } from '../core/formats/open';
+import { formatBytes, formatCount } from '../shared/format';
 import { adapterFlags, formatLabel, scaleRule } from '../shared/inspect';
 import { Describe } from '../shared/jobs';
 import type { WorkerClient } from '../worker/client';
@@ -85,8 +85,10 @@ export async function hoverMarkdown(t: Target, reader: WorkerClient): Promise<vs
   const md = new vscode.MarkdownString('', true);
   md.isTrusted = { enabledCommands: ['loraLens.analyzeAdapter', 'loraLens.openCheckpoint'] };
   const dir = t.kind === 'folder' ? t.path : path.dirname(t.path);
-  const isAdapter = t.kind !== 'file' || (await exists(path.join(dir, 'adapter_config.json')));
-  const d = await reader.run(Describe, { adapter: isAdapter ? (t.kind === 'file' ? t.path : dir) : undefined, file: t.kind === 'file' ? t.path : undefined });
+  const inAdapterFolder = t.kind !== 'file' || (await exists(path.join(dir, 'adapter_config.json')));
+  // A single-file LoRA (kohya, diffusers, GGUF, …): the worker classifies the file and describes the adapter.
+  const d = await reader.run(Describe, { adapter: inAdapterFolder ? (t.kind === 'file' ? t.path : dir) : undefined, file: t.kind === 'file' ? t.path : undefined });
+  const isAdapter = inAdapterFolder || !!(d.adapter && 'value' in d.adapter);
   if (isAdapter) {
     if (d.adapter && 'value' in d.adapter) {
       const a = d.adapter.value;

@@ -1,14 +1,17 @@
 /**
- * Tree view `loraLens.inspector` ("Checkpoints"): checkpoints found in the workspace folders,
- * adapters → layer groups → modules → tensors, weight files → tensors (grouped by layer when
- * large). Headers are read by the reader worker (`inspect.scan`, `inspect.describe`), never on the
- * extension host's thread; a weight file's tensors are listed when its node is expanded.
+ * Tree view `loraLens.inspector` ("Checkpoints"): checkpoints found in the workspace folders, grouped
+ * by folder (a folder with one checkpoint is one row labelled with its folder-relative path, so four
+ * `model.safetensors` read `tiny-llama/model.safetensors`, …), training outputs under "Training runs"
+ * (one row per run: its LoRA and BaLoRA adapters), and a filter (`loraLens.filterCheckpoints`).
+ * Below a checkpoint: adapters → layer groups → modules → tensors, weight files → tensors (grouped by
+ * layer when large). Headers are read by the reader worker (`inspect.scan`, `inspect.describe`),
+ * never on the extension host's thread; a weight file's tensors are listed when its node is expanded.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { formatBytes, formatCount } from '../core/formats/open';
+import { formatBytes, formatCount } from '../shared/format';
 import {
-  adapterDescription, adapterFlags, formatLabel, scaleRule, shapeText,
+  adapterDescription, adapterFlags, formatLabel, layoutCheckpoints, scaleRule, shapeText,
   type AdapterSnapshot, type CheckpointEntry, type CheckpointRefBrief, type ModuleBrief, type TensorBrief,
 } from '../shared/inspect';
 import { Describe, Scan } from '../shared/jobs';
@@ -18,7 +21,7 @@ import { errorMessage, log } from './log';
 
 const GROUP_THRESHOLD = 50;
 
-export type InspectorNode = CheckpointNode | GroupNode | ModuleNode | TensorNode | MessageNode;
+export type InspectorNode = FolderNode | RunNode | CheckpointNode | GroupNode | ModuleNode | TensorNode | MessageNode;
 
 abstract class Node extends vscode.TreeItem {
   abstract readonly parent: InspectorNode | undefined;
@@ -26,16 +29,18 @@ abstract class Node extends vscode.TreeItem {
 }
 
 export class CheckpointNode extends Node {
-  readonly parent = undefined;
+  /** The folder or run row it is listed under (undefined at the top level). */
+  parent: InspectorNode | undefined = undefined;
   readonly isAdapter: boolean;
   readonly ref: CheckpointRefBrief;
   readonly error?: string;
   private adapter?: AdapterSnapshot;
 
-  constructor(entry: CheckpointEntry, private readonly reader: WorkerClient) {
+  /** @param label the row's label (folder-relative; defaults to the checkpoint's name) */
+  constructor(entry: CheckpointEntry, private readonly reader: WorkerClient, label?: string) {
     const ref = entry.ref;
     const rel = path.relative(entry.folder, ref.path) || ref.name;
-    super(ref.name, vscode.TreeItemCollapsibleState.Collapsed);
+    super(label ?? ref.name, vscode.TreeItemCollapsibleState.Collapsed);
     this.ref = ref;
     this.id = `ckpt:${ref.path}`;
     this.isAdapter = entry.isAdapter;
@@ -56,6 +61,7 @@ export class CheckpointNode extends Node {
       const a = (this.adapter = entry.adapter.value);
       this.description = adapterDescription(a);
       this.iconPath = new vscode.ThemeIcon('layers');
+      // Single-file LoRAs (kohya, diffusers, GGUF, …) are adapters too: same context, same actions.
       this.contextValue = 'adapter';
       this.tooltip = adapterTooltip(a, rel);
     } else if (entry.file && 'value' in entry.file) {
@@ -110,6 +116,42 @@ export class CheckpointNode extends Node {
   }
 }
 
+/** A workspace folder holding several checkpoints (label: its workspace-relative path). */
+export class FolderNode extends Node {
+  readonly parent = undefined;
+  constructor(readonly folder: string, label: string, readonly items: CheckpointNode[]) {
+    super(label, vscode.TreeItemCollapsibleState.Expanded);
+    this.id = `folder:${folder}`;
+    this.description = `${items.length} checkpoint${items.length === 1 ? '' : 's'}`;
+    this.iconPath = vscode.ThemeIcon.Folder;
+    this.resourceUri = vscode.Uri.file(folder);
+    this.contextValue = 'folder';
+    this.tooltip = folder;
+    for (const it of items) it.parent = this;
+  }
+  children(): InspectorNode[] {
+    return this.items;
+  }
+}
+
+/** "Training runs" (kind 'runs') and each run in it (kind 'run': its LoRA and BaLoRA adapters). */
+export class RunNode extends Node {
+  parent: InspectorNode | undefined = undefined;
+  constructor(readonly key: string, label: string, readonly items: (CheckpointNode | RunNode)[], kind: 'runs' | 'run', expanded = kind === 'runs') {
+    super(label, expanded ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.Collapsed);
+    this.id = `${kind}:${key}`;
+    this.iconPath = new vscode.ThemeIcon(kind === 'runs' ? 'history' : 'beaker');
+    this.contextValue = kind;
+    if (kind === 'runs') this.description = `${items.length} run${items.length === 1 ? '' : 's'}`;
+    else this.description = items.map((i) => (i instanceof CheckpointNode && /-balora(?:-|$)/.test(i.ref.name) ? 'BaLoRA' : 'LoRA')).join(' + ');
+    this.tooltip = key;
+    for (const it of items) it.parent = this;
+  }
+  children(): InspectorNode[] {
+    return this.items;
+  }
+}
+
 export class GroupNode extends Node {
   constructor(readonly parent: CheckpointNode, readonly group: string, private readonly items: ({ m: ModuleBrief } | { t: TensorBrief })[], description: string) {
     super(group, vscode.TreeItemCollapsibleState.Collapsed);
@@ -135,7 +177,8 @@ export class ModuleNode extends Node {
     const m = module;
     this.id = `${parent.id}/module:${m.name}`;
     const s = Number.isInteger(m.scale) ? String(m.scale) : m.scale.toPrecision(4);
-    this.description = `r=${m.rank} · s=${s} · ${m.outFeatures}×${m.inFeatures}${m.dora ? ' · DoRA' : ''}`;
+    const type = m.structure === 'loha' ? 'LoHa · ' : m.structure === 'lokr' ? 'LoKr · ' : m.structure === 'vera' ? 'VeRA · ' : '';
+    this.description = `${type}r=${m.rank} · s=${s} · ${m.outFeatures}×${m.inFeatures}${m.dora ? ' · DoRA' : ''}`;
     this.iconPath = new vscode.ThemeIcon('symbol-method');
     this.contextValue = 'module';
     this.tooltip = new vscode.MarkdownString(
@@ -172,7 +215,7 @@ export class TensorNode extends Node {
 }
 
 export class MessageNode extends Node {
-  constructor(readonly parent: InspectorNode | undefined, message: string, error = false) {
+  constructor(public parent: InspectorNode | undefined, message: string, error = false) {
     super(message, vscode.TreeItemCollapsibleState.None);
     this.iconPath = new vscode.ThemeIcon(error ? 'error' : 'info', error ? new vscode.ThemeColor('errorForeground') : undefined);
     this.contextValue = error ? 'message.error' : 'message';
@@ -206,6 +249,8 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
   private readonly emitter = this.register(new vscode.EventEmitter<InspectorNode | undefined | void>());
   readonly onDidChangeTreeData = this.emitter.event;
   private timer: NodeJS.Timeout | undefined;
+  private view: vscode.TreeView<InspectorNode> | undefined;
+  private filterText = '';
 
   private constructor(private readonly reader: WorkerClient) {
     super();
@@ -214,6 +259,7 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
   static register(context: vscode.ExtensionContext, reader: WorkerClient): InspectorProvider {
     const p = new InspectorProvider(reader);
     const view = vscode.window.createTreeView(InspectorProvider.viewType, { treeDataProvider: p, showCollapseAll: true });
+    p.view = view;
     p.register(view);
     for (const glob of ['**/*.safetensors', '**/*.gguf', '**/adapter_config.json', '**/*.index.json', '**/*.bin']) {
       const w = p.register(vscode.workspace.createFileSystemWatcher(glob));
@@ -239,6 +285,20 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
     this.emitter.fire();
   }
 
+  /** The current filter ('' = none). */
+  get filter(): string {
+    return this.filterText;
+  }
+
+  /** Shows only checkpoints whose label, path, kind or format contains every word of `text`. */
+  setFilter(text: string): void {
+    this.filterText = text.trim();
+    void vscode.commands.executeCommand('setContext', 'loraLens.checkpointFilter', !!this.filterText);
+    if (this.view) this.view.description = this.filterText ? `filter: ${this.filterText}` : undefined;
+    if (this.view && !this.filterText) this.view.message = undefined;
+    this.refresh();
+  }
+
   override dispose(): void {
     if (this.timer) clearTimeout(this.timer);
     super.dispose();
@@ -254,9 +314,26 @@ export class InspectorProvider extends Disposable implements vscode.TreeDataProv
 
   async getChildren(n?: InspectorNode): Promise<InspectorNode[]> {
     if (n) return n.children();
-    const { entries, errors } = await this.reader.run(Scan, { folders: fileFolders() });
+    const folders = fileFolders();
+    const { entries, errors } = await this.reader.run(Scan, { folders });
     for (const e of errors) log.error(e);
-    return entries.map((e) => new CheckpointNode(e, this.reader));
+    const layout = layoutCheckpoints(entries, this.filterText, folders.length > 1);
+    const out: InspectorNode[] = [];
+    for (const f of layout.folders) out.push(new FolderNode(f.dir, f.label, f.items.map((i) => new CheckpointNode(i.entry, this.reader, i.label))));
+    for (const i of layout.top) out.push(new CheckpointNode(i.entry, this.reader, i.label));
+    if (layout.runs.length) {
+      // A few runs are shown open (their adapters one click from Analyze); many runs start collapsed.
+      const open = layout.runs.length <= 3;
+      const runs = layout.runs.map((r) => new RunNode(r.key, r.label, r.items.map((i) => new CheckpointNode(i.entry, this.reader, i.label)), 'run', open));
+      out.push(new RunNode('training', 'Training runs', runs, 'runs'));
+    }
+    if (this.view) {
+      const shown = layout.top.length + layout.folders.reduce((s, f) => s + f.items.length, 0) + layout.runs.reduce((s, r) => s + r.items.length, 0);
+      this.view.description = this.filterText ? `filter: ${this.filterText}` : undefined;
+      this.view.message = this.filterText ? `Showing ${shown} of ${entries.length} checkpoints matching "${this.filterText}".` : undefined;
+    }
+    if (!out.length && this.filterText) out.push(new MessageNode(undefined, `No checkpoints match "${this.filterText}"`));
+    return out;
   }
 }
 

@@ -19,3 +19,8 @@ export const log = {
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/** Reveals the LoRA Lens output channel ("Show log" actions in toasts and panels). */
+export function showLog(): void {
+  channel?.show(true);
+}

@@ -10,7 +10,7 @@ import * as vscode from 'vscode';
 import { CancelledError } from '../core/util/cancel';
 import type { Envelope, ReplyMessage } from '../shared/envelope';
 import { Disposable } from './dispose';
-import { errorMessage, log } from './log';
+import { errorMessage, log, showLog } from './log';
 import type { EngineStatus, StatusEntry } from './status';
 import { webviewHtml, webviewOptions } from './webviewHtml';
 
@@ -90,6 +90,20 @@ export abstract class LensPanel<In extends { type: string }, Out extends { type:
     if (!this.isDisposed && this.isReady) void this.panel.webview.postMessage(m);
   }
 
+  /**
+   * Shows a message in the panel's banner (top of the page, stays until dismissed or replaced; with
+   * a "Show log" action). Failed requests show theirs automatically (webview/common/vscodeApi.ts).
+   */
+  showBanner(level: 'info' | 'warn' | 'error', message: string): void {
+    if (level === 'error') log.error(`${this.page.name}: ${message}`);
+    if (!this.isDisposed && this.isReady) void this.panel.webview.postMessage({ type: 'banner', level, message });
+  }
+
+  /** Removes the panel's banner (e.g. after a successful retry). */
+  clearBanner(): void {
+    if (!this.isDisposed && this.isReady) void this.panel.webview.postMessage({ type: 'banner', level: 'info', message: '' });
+  }
+
   /** Runs `fn` when the panel is disposed (PanelMap uses it to forget the panel). */
   onDispose(fn: () => void): void {
     this.disposeListeners.push(fn);
@@ -144,7 +158,8 @@ export abstract class LensPanel<In extends { type: string }, Out extends { type:
       if (m.type === 'ready') {
         this.isReady = true;
         this.onReady();
-      } else log[m.level](`${this.page.name} webview: ${m.message}`);
+      } else if (m.type === 'showLog') showLog();
+      else log[m.level](`${this.page.name} webview: ${m.message}`);
       return;
     }
     if (!hasRequestId(m)) {
@@ -164,7 +179,7 @@ export abstract class LensPanel<In extends { type: string }, Out extends { type:
 }
 
 function isEnvelope(m: { type: string }): m is Envelope {
-  return m.type === 'ready' || m.type === 'log';
+  return m.type === 'ready' || m.type === 'log' || m.type === 'showLog';
 }
 
 function hasRequestId<M extends { type: string }>(m: M): m is Extract<M, { requestId: number }> {

@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { reportToCsv, type AdapterReport } from '../shared/report';
-import { parseWebviewToHost, type ExportFormat, type HostToWebview, type WebviewToHost } from '../shared/reportView';
+import { exportFileName, parseWebviewToHost, type ExportFormat, type HostToWebview, type WebviewToHost } from '../shared/reportView';
 import { log } from './log';
 import { createWebviewPanel, LensPanel, PanelMap, type ReplyFields } from './panel';
 import type { EngineStatus, StatusEntry } from './status';
@@ -32,6 +32,11 @@ export class ReportPanel extends LensPanel<WebviewToHost, HostToWebview> {
     ReportPanel.active = p;
     ReportPanel.changed.fire();
     return p;
+  }
+
+  /** The open report of an adapter path, if any. */
+  static find(adapterPath: string): ReportPanel | undefined {
+    return ReportPanel.panels.get(adapterPath);
   }
 
   /** The focused report, else the most recently focused one still open. */
@@ -105,7 +110,7 @@ export class ReportPanel extends LensPanel<WebviewToHost, HostToWebview> {
   async exportTo(format: ExportFormat): Promise<string | undefined> {
     const r = this.reportData;
     const base = vscode.workspace.workspaceFolders?.find((f) => f.uri.scheme === 'file')?.uri ?? vscode.Uri.file(path.dirname(r.adapter.path));
-    const defaultUri = vscode.Uri.joinPath(base, `${r.adapter.name}-lora-report.${format}`);
+    const defaultUri = vscode.Uri.joinPath(base, exportFileName(r.adapter.name, format));
     const target = await vscode.window.showSaveDialog({
       defaultUri,
       saveLabel: `Export ${format.toUpperCase()}`,

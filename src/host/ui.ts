@@ -7,24 +7,62 @@ import { asProvider, type Provider } from '../shared/provider';
 import type { JobOptions, WorkerClient } from '../worker/client';
 import { CancelledError } from '../core/util/cancel';
 import { CheckpointNode, workspaceAdapters } from './inspectorTree';
-import { errorMessage, log } from './log';
+import { errorMessage, log, showLog } from './log';
+import { progressText } from '../shared/format';
 
 export function providerSetting(): Provider {
   return asProvider(vscode.workspace.getConfiguration('loraLens').get<string>('executionProvider', 'cpu'));
 }
 
-/** Adapter path from a tree node, Uri, string or Uri-like object. */
-export function adapterArg(arg: unknown): string | undefined {
-  if (!arg) return undefined;
-  if (arg instanceof CheckpointNode) return arg.isAdapter ? arg.ref.path : undefined;
-  if (arg instanceof vscode.Uri) return arg.scheme === 'file' ? arg.fsPath : undefined;
-  if (typeof arg === 'string') return arg.startsWith('file:') ? vscode.Uri.parse(arg).fsPath : arg;
-  if (typeof arg === 'object') {
-    const o = arg as { fsPath?: unknown; ref?: { path?: unknown } };
-    if (typeof o.fsPath === 'string') return o.fsPath;
-    if (o.ref && typeof o.ref.path === 'string') return o.ref.path;
+/** What a command argument points at: an adapter (and maybe one of its modules) or a weights file. */
+export interface ArgTarget {
+  /** The adapter, else the file (undefined: the argument names nothing on disk). */
+  path?: string;
+  adapter?: string;
+  module?: string;
+  file?: string;
+  /** True when the argument is a Checkpoints tree row. */
+  fromTree?: boolean;
+}
+
+/**
+ * The one "path from a command argument" helper (tree rows, context menus, command links, the
+ * palette): a checkpoint row (adapter or file; a file row's viewer file), a module row (its adapter
+ * and module), a Uri (file scheme only), a path or `file:` URI string, a Uri-like JSON object
+ * (`{fsPath}`, `{scheme, path}`) or a `{ref: {path}, isAdapter}` object.
+ */
+export function argTarget(arg: unknown): ArgTarget {
+  if (!arg) return {};
+  if (arg instanceof CheckpointNode) {
+    return arg.isAdapter ? { path: arg.ref.path, adapter: arg.ref.path, fromTree: true } : { path: arg.viewerFile, file: arg.viewerFile, fromTree: true };
   }
-  return undefined;
+  if (arg instanceof vscode.Uri) return arg.scheme === 'file' ? { path: arg.fsPath, file: arg.fsPath } : {};
+  if (typeof arg === 'string') {
+    const f = arg.startsWith('file:') ? vscode.Uri.parse(arg).fsPath : arg;
+    return { path: f, file: f };
+  }
+  if (typeof arg === 'object') {
+    const o = arg as { fsPath?: unknown; path?: unknown; scheme?: unknown; ref?: { path?: unknown }; isAdapter?: unknown; module?: { name?: unknown }; parent?: { parent?: { ref?: { path?: unknown } } } };
+    if (o.module && typeof o.module.name === 'string' && typeof o.parent?.parent?.ref?.path === 'string') {
+      const a = o.parent.parent.ref.path;
+      return { path: a, adapter: a, module: o.module.name, fromTree: true };
+    }
+    if (o.ref && typeof o.ref.path === 'string') {
+      return o.isAdapter === false ? { path: o.ref.path, file: o.ref.path, fromTree: true } : { path: o.ref.path, adapter: o.ref.path, fromTree: true };
+    }
+    if (typeof o.fsPath === 'string') return { path: o.fsPath, file: o.fsPath };
+    if (typeof o.path === 'string' && (o.scheme === undefined || o.scheme === 'file')) {
+      const f = vscode.Uri.file(o.path).fsPath;
+      return { path: f, file: f };
+    }
+  }
+  return {};
+}
+
+/** Adapter path from a command argument (a weights-file tree row is not an adapter: undefined). */
+export function adapterArg(arg: unknown): string | undefined {
+  const t = argTarget(arg);
+  return t.fromTree && !t.adapter ? undefined : t.path;
 }
 
 /** True when `p` exists (async: the host never blocks on the file system). */
@@ -83,7 +121,7 @@ export function jobProgress(progress: vscode.Progress<{ message?: string; increm
   return {
     onProgress: (done, total, message) => {
       const pct = total > 0 ? (100 * done) / total : 0;
-      progress.report({ message: `${message} (${done}/${total})`, increment: Math.max(0, pct - last) });
+      progress.report({ message: progressText(message, done, total), increment: Math.max(0, pct - last) });
       last = Math.max(last, pct);
     },
     token: {
@@ -103,6 +141,16 @@ export function runJobWithProgress<P, R>(worker: WorkerClient, job: Job<P, R>, p
   ));
 }
 
+/** An error toast with a "Show log" action (the details are in the LoRA Lens output channel). */
+export function showErrorWithLog(message: string): void {
+  void vscode.window.showErrorMessage(message, 'Show log').then((a) => { if (a) showLog(); });
+}
+
+/** A warning toast with a "Show log" action (wherever warnings are mentioned). */
+export function showWarningWithLog(message: string): void {
+  void vscode.window.showWarningMessage(message, 'Show log').then((a) => { if (a) showLog(); });
+}
+
 /** Registers commands with one error boundary each (cancel → info, failure → error message + log). */
 export function registerBoundaryCommands(context: vscode.ExtensionContext, commands: Record<string, (...args: unknown[]) => unknown>): void {
   for (const [id, fn] of Object.entries(commands)) {
@@ -116,7 +164,7 @@ export function registerBoundaryCommands(context: vscode.ExtensionContext, comma
           return;
         }
         log.error(`${id}: ${errorMessage(e)}`);
-        void vscode.window.showErrorMessage(`LoRA Lens: ${errorMessage(e)}`);
+        showErrorWithLog(`LoRA Lens: ${errorMessage(e)}`);
       }
     }));
   }

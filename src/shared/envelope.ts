@@ -10,7 +10,16 @@
 export type LogLevel = 'info' | 'warn' | 'error';
 export interface ReadyMessage { type: 'ready' }
 export interface LogMessage { type: 'log'; level: LogLevel; message: string }
-export type Envelope = ReadyMessage | LogMessage;
+/** "Show log" in a webview (error banner, warnings): reveals the LoRA Lens output channel. */
+export interface ShowLogMessage { type: 'showLog' }
+export type Envelope = ReadyMessage | LogMessage | ShowLogMessage;
+
+/**
+ * Host → webview: a message for the panel's banner (webview/common/banner.ts), which stays visible
+ * until dismissed or replaced (an empty message clears it); HostChannel renders it before the feature
+ * sees any message.
+ */
+export interface BannerMessage { type: 'banner'; level: LogLevel; message: string }
 
 /** The answer to a request; `result` is the feature's payload type (if any). */
 export interface ReplyMessage<R = never> {
@@ -42,9 +51,17 @@ export function parseWebviewMessage<T>(raw: unknown, feature: (m: Incoming) => T
   const o = raw as Record<string, unknown>;
   if (typeof o.type !== 'string') return undefined;
   if (o.type === 'ready') return { type: 'ready' };
+  if (o.type === 'showLog') return { type: 'showLog' };
   if (o.type === 'log') return isLevel(o.level) && typeof o.message === 'string' ? { type: 'log', level: o.level, message: o.message.slice(0, MAX_LOG_CHARS) } : undefined;
   const requestId = typeof o.requestId === 'number' && Number.isInteger(o.requestId) ? o.requestId : undefined;
   return feature({ type: o.type, o, requestId });
+}
+
+/** A host → webview banner message, or undefined when `raw` is not one. */
+export function parseBanner(raw: unknown): BannerMessage | undefined {
+  if (!raw || typeof raw !== 'object') return undefined;
+  const o = raw as Record<string, unknown>;
+  return o.type === 'banner' && isLevel(o.level) && typeof o.message === 'string' ? { type: 'banner', level: o.level, message: o.message.slice(0, MAX_LOG_CHARS) } : undefined;
 }
 
 /** A host → webview reply, or undefined when `raw` is not one. */

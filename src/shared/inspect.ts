@@ -23,6 +23,10 @@ export interface ModuleBrief {
   /** Convolution LoRA (no matrix spectrum). */
   conv: boolean;
   tensors: TensorBrief[];
+  /** LoHa / LoKr / VeRA module (not s·B·A). */
+  structure?: 'loha' | 'lokr' | 'vera';
+  /** Stable Diffusion block label (`down.1.attn0`), when the adapter is an SD LoRA. */
+  layerLabel?: string;
 }
 
 export interface AdapterSummaryBrief {
@@ -156,3 +160,98 @@ export function adapterDescription(s: AdapterSnapshot): string {
 }
 
 export const shapeText = (shape: number[]): string => `[${shape.join(', ')}]`;
+
+// ---- tree layout (pure: unit-tested in test/unit/treelayout.test.ts)
+
+/** Folder the training panel saves its runs into (src/host/features/training). */
+export const TRAINING_FOLDER = 'lora-lens-training';
+
+export interface LayoutItem { entry: CheckpointEntry; label: string }
+export interface LayoutFolder { dir: string; label: string; items: LayoutItem[] }
+export interface LayoutRun { key: string; label: string; items: LayoutItem[] }
+export interface TreeLayout {
+  /** Rows at the top level (checkpoints alone in their folder, labelled folder-relative). */
+  top: LayoutItem[];
+  /** Folders with two or more checkpoints. */
+  folders: LayoutFolder[];
+  /** Training outputs: one run per LoRA/BaLoRA pair. */
+  runs: LayoutRun[];
+}
+
+const splitPath = (p: string): string[] => p.split(/[\\/]+/).filter(Boolean);
+const relPath = (from: string, to: string): string => {
+  const a = splitPath(from), b = splitPath(to);
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i < a.length ? b.join('/') : b.slice(i).join('/');
+};
+
+/** The path a checkpoint is listed by: the adapter / sharded model folder, else the file. */
+export function checkpointItemPath(ref: CheckpointRefBrief): string {
+  if (ref.kind === 'sharded') return ref.path.replace(/[\\/][^\\/]*$/, '');
+  return ref.path;
+}
+
+/** `tiny-llama-lora-20261130-0412` and `…-balora-…` → run `tiny-llama-20261130-0412`. */
+export function runKey(name: string): string | undefined {
+  const m = /^(.*?)-(?:ba)?lora(-.+)?$/.exec(name);
+  return m ? `${m[1]}${m[2] ?? ''}` : undefined;
+}
+
+/** Case-insensitive match of the filter against a checkpoint's label, path, kind and format. */
+export function matchesFilter(item: LayoutItem, filter: string): boolean {
+  const q = filter.trim().toLowerCase();
+  if (!q) return true;
+  const e = item.entry;
+  const fmt = e.adapter && 'value' in e.adapter ? `${e.adapter.value.format} ${formatLabel(e.adapter.value.format)} adapter lora` : '';
+  const hay = `${item.label} ${relPath(e.folder, e.ref.path)} ${e.ref.kind} ${fmt}`.toLowerCase();
+  return q.split(/\s+/).every((w) => hay.includes(w));
+}
+
+/**
+ * Groups scanned checkpoints for the tree: by containing folder (workspace-relative; a folder with a
+ * single checkpoint becomes one top-level row labelled with its relative path), training outputs
+ * (anything below a `lora-lens-training` folder) by run. `multiRoot` prefixes labels with the
+ * workspace folder's name.
+ */
+export function layoutCheckpoints(entries: CheckpointEntry[], filter = '', multiRoot = false): TreeLayout {
+  const byDir = new Map<string, { folder: string; rel: string; items: { entry: CheckpointEntry; name: string }[] }>();
+  const runs = new Map<string, LayoutItem[]>();
+  for (const entry of entries) {
+    const item = checkpointItemPath(entry.ref);
+    const parts = splitPath(item);
+    const name = parts[parts.length - 1] ?? entry.ref.name;
+    const dir = item.slice(0, Math.max(0, item.length - name.length)).replace(/[\\/]+$/, '');
+    const rootName = splitPath(entry.folder).pop() ?? '';
+    const rel = [multiRoot ? rootName : '', relPath(entry.folder, dir)].filter(Boolean).join('/');
+    if (splitPath(relPath(entry.folder, item)).includes(TRAINING_FOLDER)) {
+      const key = runKey(name) ?? name;
+      const arr = runs.get(key) ?? [];
+      arr.push({ entry, label: name });
+      runs.set(key, arr);
+      continue;
+    }
+    const g = byDir.get(dir) ?? { folder: entry.folder, rel, items: [] };
+    g.items.push({ entry, name });
+    byDir.set(dir, g);
+  }
+  const out: TreeLayout = { top: [], folders: [], runs: [] };
+  const keep = (i: LayoutItem): boolean => matchesFilter(i, filter);
+  for (const [dir, g] of [...byDir].sort((a, b) => a[1].rel.localeCompare(b[1].rel, 'en', { numeric: true }))) {
+    if (g.items.length === 1 || !g.rel) {
+      for (const it of g.items) {
+        const label = g.rel ? `${g.rel}/${it.name}` : it.name;
+        const li = { entry: it.entry, label };
+        if (keep(li)) out.top.push(li);
+      }
+      continue;
+    }
+    const items = g.items.map((it) => ({ entry: it.entry, label: it.name })).filter((li) => keep({ ...li, label: `${g.rel}/${li.label}` }));
+    if (items.length) out.folders.push({ dir, label: g.rel, items: items.sort((a, b) => a.label.localeCompare(b.label, 'en', { numeric: true })) });
+  }
+  for (const [key, items] of [...runs].sort((a, b) => b[0].localeCompare(a[0], 'en', { numeric: true }))) {
+    const kept = items.filter((li) => keep(li) || keep({ ...li, label: key }));
+    if (kept.length) out.runs.push({ key, label: key, items: kept.sort((a, b) => a.label.localeCompare(b.label)) });
+  }
+  return out;
+}

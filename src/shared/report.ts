@@ -9,8 +9,10 @@ export interface ModuleReport {
   layer?: number;
   /** Last path component (`q_proj`). */
   kind: string;
-  /** Display group (`layers.0`). */
+  /** Display group (`layers.0`; SD adapters: the UNet / text-encoder block, `down.1.attn0`). */
   group: string;
+  /** Stable Diffusion block label of `layer` (`te.3`, `down.1.attn0`, `mid.attn0`, `up.2.attn1`); absent for LLM layers. */
+  layerLabel?: string;
   rank: number;
   outFeatures: number;
   inFeatures: number;
@@ -45,6 +47,27 @@ export interface ModuleReport {
   dora: boolean;
   /** Set when the module could not be analysed (e.g. NaN/Inf in a factor). */
   error?: string;
+  /**
+   * LoHa / LoKr / VeRA modules: ΔW is a structured product, not s·B·A, so the factor metrics
+   * (σ(A), σ(B), κ(A), κ(B), norms, balance gap) are NaN / empty for these rows.
+   */
+  structure?: StructureInfo;
+}
+
+export interface StructureInfo {
+  type: 'loha' | 'lokr' | 'vera';
+  /** How σ was obtained (identity used). */
+  method: string;
+  /** Upper bound of rank(ΔW) from the structure (LoHa r1·r2, LoKr rank(W1)·rank(W2), VeRA r). */
+  maxRank: number;
+  /** LoKr: shapes and spectra of the two Kronecker factors; LoHa: ranks; VeRA: λ statistics. */
+  details: Record<string, unknown>;
+}
+
+/** Display name of a module's adapter type: "LoRA", "LoHa", "LoKr", "VeRA". */
+export function moduleTypeLabel(m: Pick<ModuleReport, 'structure' | 'dora'>): string {
+  const t = m.structure?.type;
+  return t === 'loha' ? 'LoHa' : t === 'lokr' ? 'LoKr' : t === 'vera' ? 'VeRA' : m.dora ? 'DoRA' : 'LoRA';
 }
 
 export interface AdapterInfo {
@@ -92,9 +115,24 @@ export function reportToCsv(r: AdapterReport): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * Restores NaN after a JSON round trip: webview messages (and saved reports) turn NaN — the factor
+ * metrics of LoHa / LoKr / VeRA rows and failed modules — into null. Mutates and returns `r`.
+ */
+export function reviveReport(r: AdapterReport): AdapterReport {
+  for (const m of r.modules) {
+    const o = m as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(o)) {
+      if (v === null && k !== 'error' && k !== 'structure') o[k] = NaN;
+      else if (Array.isArray(v)) o[k] = v.map((x) => (x === null ? NaN : x));
+    }
+  }
+  return r;
+}
+
 /** Formats a number with 4 significant digits (the report table's format). */
-export function fmt4(x: number | undefined): string {
-  if (x === undefined || Number.isNaN(x)) return '–';
+export function fmt4(x: number | undefined | null): string {
+  if (x === undefined || x === null || Number.isNaN(x)) return '–';
   if (x === Infinity) return '∞';
   if (x === 0) return '0';
   const a = Math.abs(x);

@@ -24,3 +24,12 @@ export function parseWebviewToHost(m: unknown): WebviewToHost | undefined {
   return parseWebviewMessage(m, ({ type, o, requestId }): WebviewToHost | undefined =>
     type === 'export' && requestId !== undefined && (o.format === 'json' || o.format === 'csv') ? { type: 'export', requestId, format: o.format } : undefined);
 }
+
+/**
+ * Default export file name: `demo-lora` → `demo-lora-report.json` (not `demo-lora-lora-report`),
+ * `style.safetensors` → `style-lora-report.csv`.
+ */
+export function exportFileName(adapterName: string, format: ExportFormat): string {
+  const stem = adapterName.replace(/\.(safetensors|gguf|bin|pt|pth|ckpt)$/i, '').replace(/[^\w.+-]+/g, '_') || 'adapter';
+  return `${stem}${/lora/i.test(stem) ? '' : '-lora'}-report.${format}`;
+}

@@ -6,7 +6,6 @@
 import { parentPort } from 'node:worker_threads';
 import { Engine } from '../core/engine/ort';
 import { CancelledError } from '../core/util/cancel';
-import '../core/formats/register';
 import type { WorkerRequest, WorkerResponse } from '../shared/jobs';
 import type { Provider } from '../shared/provider';
 import { createJobTable } from './jobs/index';

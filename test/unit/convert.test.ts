@@ -8,7 +8,6 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import '../../src/core/formats/register';
 import { convertAdapter, ConvertOptions, ConvertTarget, kohyaName, loraDiff, loraSigma, readFactors } from '../../src/core/convert/convert';
 import { hfNameFromLlamaCpp, llamaCppName, ropePermutation } from '../../src/core/convert/gguf';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';

@@ -12,7 +12,6 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Engine } from '../../src/core/engine/ort';
 import { openAdapter } from '../../src/core/formats/open';
-import '../../src/core/formats/register';
 import { openBaseModel } from '../../src/core/base/basemodel';
 import { DOCTOR_CODES, doctorAdapter, jsonKeyLine } from '../../src/core/doctor/doctor';
 

@@ -9,7 +9,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import '../../src/core/formats/register';
 import { FormatError } from '../../src/core/formats/errors';
 import { detectCheckpoints, describeWeights, openAdapter, openStore } from '../../src/core/formats/open';
 import { encodeSafetensors, SafetensorsStore, TensorStore } from '../../src/core/formats/safetensors';

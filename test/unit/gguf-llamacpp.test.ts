@@ -24,7 +24,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import '../../src/core/formats/register';
 import { DEMO_CONFIG, writeDemoAdapter, writeTinyLlama } from '../../src/core/demo/makeDemo';
 import { writeDemoTokenizerAndData } from '../../src/core/demo/tokenizer';
 import { SafetensorsStore, encodeSafetensors } from '../../src/core/formats/safetensors';

@@ -13,7 +13,6 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import '../../src/core/formats/register';
 import { Engine } from '../../src/core/engine/ort';
 import { CancelledError, FormatError } from '../../src/core/formats/errors';
 import { openAdapter, openStore } from '../../src/core/formats/open';

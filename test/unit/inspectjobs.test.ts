@@ -7,7 +7,6 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import '../../src/core/formats/register';
 import { baseWeightsFile, resolveBase } from '../../src/core/base/resolve';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import { describeWeights, openAdapter } from '../../src/core/formats/open';

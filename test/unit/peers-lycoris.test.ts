@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Engine } from '../../src/core/engine/ort';
 import { openAdapter, openStore } from '../../src/core/formats/open';
-import '../../src/core/formats/register';
 import { analyzeAdapter } from '../../src/core/analysis/lora';
 import { analyzeDora, faceSplit, khatriRao, productSpectrum, StructuredModuleReport } from '../../src/core/analysis/lycoris';
 import { mat, matmul } from '../../src/core/linalg/dense';

@@ -129,7 +129,7 @@ test('realdata broken files: FormatError naming the file and the problem', (t) =
   for (const f of ['lora.safetensors', 'feb27.safetensors']) {
     const vit = path.join(REAL, 'JamesQFreeman__LoRA-ViT', f);
     assert.equal(readSafetensorsHeader(vit).tensors.length, 24, 'header itself is fine');
-    expectFormatError(() => openAdapter(vit), vit, /no LoRA factor pairs/);
+    expectFormatError(() => openAdapter(vit), vit, /no LoRA factor pairs|no LoRA can be formed/);
   }
 });
 

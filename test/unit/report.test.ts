@@ -12,7 +12,6 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Engine } from '../../src/core/engine/ort';
 import { openAdapter } from '../../src/core/formats/open';
-import '../../src/core/formats/register';
 import { doctorAdapter } from '../../src/core/doctor/doctor';
 import { adapterReportDoc, modelCardMarkdown } from '../../src/core/report/build';
 import { escapeHtml, fmtNum, toHtml, toMarkdown } from '../../src/core/report/render';

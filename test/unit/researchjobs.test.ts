@@ -7,7 +7,6 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import '../../src/core/formats/register';
 import { makeDemoWorkspace } from '../../src/core/demo/makeDemo';
 import { Engine } from '../../src/core/engine/ort';
 import { openAdapter, openStore } from '../../src/core/formats/open';

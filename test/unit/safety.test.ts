@@ -11,7 +11,6 @@ import * as cp from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import '../../src/core/formats/register';
 import { Engine } from '../../src/core/engine/ort';
 import { FormatError } from '../../src/core/formats/errors';
 import { openAdapter } from '../../src/core/formats/open';

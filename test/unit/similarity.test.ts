@@ -14,7 +14,6 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Engine } from '../../src/core/engine/ort';
 import { openAdapter } from '../../src/core/formats/open';
-import '../../src/core/formats/register';
 import { adapterSimilarity, SimilarityResult } from '../../src/core/similarity/similarity';
 import { assertClose } from './tolerance';
 

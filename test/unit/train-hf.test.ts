@@ -10,7 +10,6 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import '../../src/core/formats/register';
 import { openAdapter } from '../../src/core/formats/open';
 import { SafetensorsStore } from '../../src/core/formats/safetensors';
 import { writeTinyLlama } from '../../src/core/demo/makeDemo';

@@ -2,7 +2,6 @@
  * `training.run` with task causal-lm: LoRA vs BaLoRA on the demo workspace's tiny-llama and
  * data/train.jsonl (src/worker/jobs/training.ts), called directly (no worker).
  */
-import '../../src/core/formats/register';
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';

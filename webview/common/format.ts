@@ -18,6 +18,21 @@ export function logTick(value: string | number): string {
   return v >= 1e-3 && v < 1e5 ? String(Number(v.toPrecision(3))) : v.toExponential(0);
 }
 
+/**
+ * Log-axis label that never leaves an axis with a single label: 1, 2 and 5 × 10^k when at least two
+ * of the generated ticks are such values, otherwise (an axis spanning less than a decade) every
+ * other tick with 3 significant digits. chart.js tick callback signature.
+ */
+export function logTickAdaptive(value: string | number, index: number, ticks: { value: number }[]): string {
+  const nice = ticks.filter((t) => logTick(t.value) !== '').length;
+  if (nice >= 2) return logTick(value);
+  const v = Number(value);
+  if (!(v > 0)) return '';
+  const step = ticks.length > 8 ? 2 : 1;
+  if (index % step !== 0 && index !== ticks.length - 1) return '';
+  return v >= 1e-3 && v < 1e5 ? String(Number(v.toPrecision(3))) : v.toExponential(1);
+}
+
 /** One entry of a `<dl>` fact list; `id` becomes `data-fact` for tests. */
 export function fact(label: string, value: string | Node, id?: string): HTMLElement {
   return h('div', { class: 'fact', 'data-fact': id }, h('dt', {}, label), h('dd', {}, value));

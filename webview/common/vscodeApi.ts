@@ -1,5 +1,6 @@
 /** Typed access to the webview API and a small request/response helper (the envelope of src/shared/envelope.ts). */
-import { parseReply } from '../../src/shared/envelope';
+import { parseBanner, parseReply } from '../../src/shared/envelope';
+import { clearBanner, setBannerHost, showBanner } from './banner';
 
 interface VsCodeApi<S> {
   postMessage(message: unknown): void;
@@ -16,16 +17,31 @@ export class HostChannel<ToHost extends { type: string }, FromHost extends { typ
   private readonly pending = new Map<number, { resolve: (r: FromHost) => void; reject: (e: Error) => void }>();
 
   constructor(private readonly onMessage: (m: FromHost) => void) {
+    setBannerHost((m) => this.api.postMessage(m));
+    // Uncaught webview errors: logged on the host and shown in the banner (not swallowed).
+    window.addEventListener('error', (e) => {
+      this.api.postMessage({ type: 'log', level: 'error', message: `${e.message} @${e.filename}:${e.lineno}` });
+      showBanner('error', `Internal error in this view: ${e.message}`);
+    });
     window.addEventListener('message', (ev: MessageEvent) => {
       const m = ev.data as FromHost;
       if (!m || typeof m !== 'object' || typeof m.type !== 'string') return;
+      const banner = parseBanner(m);
+      if (banner) {
+        if (banner.message) showBanner(banner.level, banner.message);
+        else clearBanner();
+        return;
+      }
       const reply = parseReply(m);
       if (reply) {
         const p = this.pending.get(reply.requestId);
         if (p) {
           this.pending.delete(reply.requestId);
-          if (reply.error) p.reject(new Error(reply.error));
-          else p.resolve(m);
+          if (reply.error) {
+            // Failed requests stay visible in the panel (toasts vanish); a cancel is not an error.
+            if (!/^cancell?ed\b/i.test(reply.error)) showBanner('error', reply.error);
+            p.reject(new Error(reply.error));
+          } else p.resolve(m);
         }
         return;
       }

@@ -6,11 +6,12 @@ import {
   CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, LogarithmicScale, PointElement, Tooltip,
   type ChartDataset,
 } from 'chart.js';
-import { fmt4, type AdapterReport, type ModuleReport } from '../../src/shared/report';
+import { fmt4, moduleTypeLabel, reviveReport, type AdapterReport, type ModuleReport } from '../../src/shared/report';
 import { h, HostChannel } from '../common/vscodeApi';
 import { onThemeChange, themeColors } from '../common/theme';
 import type { HostToWebview, WebviewToHost } from '../../src/shared/reportView';
-import { axisTick, fact, logTick } from '../common/format';
+import { axisTick, fact, logTickAdaptive } from '../common/format';
+import { showLogButton } from '../common/banner';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
 
@@ -49,7 +50,7 @@ let layersChart: { destroy(): void } | undefined;
 const channel = new HostChannel<WebviewToHost, HostToWebview, State>((m) => {
   switch (m.type) {
     case 'init':
-      report = m.report;
+      report = reviveReport(m.report);
       render();
       break;
     case 'reply':
@@ -59,19 +60,26 @@ const channel = new HostChannel<WebviewToHost, HostToWebview, State>((m) => {
 const state: State = { metric: 'spectral', sortDir: 1, ...channel.api.getState() };
 const save = (): void => channel.api.setState(state);
 
-window.addEventListener('error', (e) => channel.post({ type: 'log', level: 'error', message: `${e.message} @${e.filename}:${e.lineno}` }));
 
 const app = document.getElementById('app')!;
 
 /** `model.layers.0.self_attn.q_proj` in group `layers.0` → `layers.0 · self_attn.q_proj`. */
 function shortName(m: ModuleReport): string {
+  if (m.layerLabel) return `${m.layerLabel} · ${m.kind}`;
   const i = m.name.indexOf(`${m.group}.`);
   return i >= 0 ? `${m.group} · ${m.name.slice(i + m.group.length + 1)}` : m.name;
 }
 
+/** Module type for legends: the path inside its layer (`self_attn.q_proj`; SD: `attn1.to_k`). */
 function kindPath(m: ModuleReport): string {
+  if (m.layerLabel) return m.kind;
   const i = m.name.indexOf(`${m.group}.`);
   return i >= 0 ? m.name.slice(i + m.group.length + 1) : m.kind;
+}
+
+/** x-axis label of a layer: the SD block label (`down.1.attn0`) when the report has one. */
+function layerName(r: AdapterReport, l: number): string {
+  return r.modules.find((m) => m.layer === l && m.layerLabel)?.layerLabel ?? String(l);
 }
 
 function scaleRuleText(r: AdapterReport): string {
@@ -139,7 +147,7 @@ function renderHeader(r: AdapterReport): HTMLElement {
   );
   if (r.warnings.length) {
     header.append(h('div', { class: 'warnings', id: 'report-warnings' },
-      h('div', { class: 'warnings-title' }, `⚠ ${r.warnings.length} warning${r.warnings.length === 1 ? '' : 's'}`),
+      h('div', { class: 'warnings-title' }, `⚠ ${r.warnings.length} warning${r.warnings.length === 1 ? '' : 's'}`, showLogButton()),
       h('ul', {}, ...r.warnings.map((w) => h('li', {}, w)))));
   }
   return header;
@@ -177,6 +185,9 @@ function buildSpectrum(canvas: HTMLCanvasElement, r: AdapterReport, sel: string)
   const c = themeColors();
   const mods = selectedModules(r, sel);
   const kinds = [...new Set(r.modules.map(kindPath))];
+  // Rank-1 (or rank-2) adapters: one or two points per module, so lines alone would draw nothing.
+  const maxLen = Math.max(1, ...mods.map((m) => m.sigma.length));
+  const dots = maxLen <= 2;
   const datasets: ChartDataset<'line', { x: number; y: number }[]>[] = mods.map((m) => {
     const ki = kinds.indexOf(kindPath(m));
     const color = colorFor(mods.length <= 8 ? mods.indexOf(m) : ki);
@@ -186,11 +197,14 @@ function buildSpectrum(canvas: HTMLCanvasElement, r: AdapterReport, sel: string)
       borderColor: color,
       backgroundColor: color,
       borderWidth: 1.5,
-      pointRadius: mods.length > 30 ? 0 : 2,
+      pointRadius: dots ? 3 : mods.length > 30 ? 0 : 2,
+      showLine: !dots,
       borderDash: (m.layer ?? 0) % 2 === 1 && mods.length > 8 ? [5, 3] : undefined,
       tension: 0,
     };
   });
+  // For tests and screen readers: what the chart shows.
+  canvas.dataset.points = String(datasets.reduce((n, d) => n + d.data.length, 0));
   spectrumChart = new Chart<'line', { x: number; y: number }[]>(canvas, {
     type: 'line',
     data: { datasets },
@@ -202,8 +216,11 @@ function buildSpectrum(canvas: HTMLCanvasElement, r: AdapterReport, sel: string)
         tooltip: { callbacks: { label: (ctx) => `${ctx.dataset.label}: σ${ctx.parsed.x} = ${fmt4(ctx.parsed.y ?? undefined)}` } },
       },
       scales: {
-        x: { type: 'linear', title: { display: true, text: 'index i', color: c.muted }, ticks: { color: c.muted, precision: 0, stepSize: 1 }, grid: { color: c.grid } },
-        y: { type: 'logarithmic', title: { display: true, text: 'σᵢ(ΔW)', color: c.muted }, ticks: { color: c.muted, callback: logTick }, grid: { color: c.grid } },
+        x: {
+          type: 'linear', min: dots ? 0 : 1, max: dots ? maxLen + 1 : maxLen,
+          title: { display: true, text: 'index i', color: c.muted }, ticks: { color: c.muted, precision: 0, stepSize: 1 }, grid: { color: c.grid },
+        },
+        y: { type: 'logarithmic', title: { display: true, text: 'σᵢ(ΔW)', color: c.muted }, ticks: { color: c.muted, callback: logTickAdaptive }, grid: { color: c.grid } },
       },
     },
   });
@@ -227,8 +244,11 @@ function buildLayers(canvas: HTMLCanvasElement, r: AdapterReport, metric: NumKey
       : ms.map((m) => (Number.isFinite(m[metric]) ? m[metric] : null));
     return { label: k, data, borderColor: colorFor(i), backgroundColor: colorFor(i), borderWidth: 1.75, pointRadius: 3, spanGaps: true, tension: 0 };
   });
-  const labels = hasLayers ? layers.map(String) : Array.from({ length: Math.max(0, ...datasets.map((d) => d.data.length)) }, (_, i) => String(i));
+  const labels = hasLayers ? layers.map((l) => layerName(r, l)) : Array.from({ length: Math.max(0, ...datasets.map((d) => d.data.length)) }, (_, i) => String(i));
+  const blocks = ok.some((m) => m.layerLabel);
   const metricLabel = METRICS.find((x) => x.key === metric)?.label ?? metric;
+  canvas.dataset.xLabels = JSON.stringify(labels);
+  canvas.dataset.series = JSON.stringify(datasets.map((d) => d.label));
   layersChart = new Chart<'line', (number | null)[], string>(canvas, {
     type: 'line',
     data: { labels, datasets },
@@ -237,11 +257,15 @@ function buildLayers(canvas: HTMLCanvasElement, r: AdapterReport, metric: NumKey
       interaction: { mode: 'index', intersect: false },
       plugins: {
         legend: { position: 'bottom', labels: { color: c.fg, boxWidth: 12, boxHeight: 2, font: { size: 11 } } },
-        tooltip: { callbacks: { title: (items) => `layer ${items[0]?.label ?? ''}`, label: (ctx) => `${ctx.dataset.label}: ${fmt4(ctx.parsed.y ?? undefined)}` } },
+        tooltip: { callbacks: { title: (items) => `${blocks ? 'block' : 'layer'} ${items[0]?.label ?? ''}`, label: (ctx) => `${ctx.dataset.label}: ${fmt4(ctx.parsed.y ?? undefined)}` } },
       },
       scales: {
-        x: { type: 'category', title: { display: true, text: hasLayers ? 'layer' : 'module', color: c.muted }, ticks: { color: c.muted }, grid: { color: c.grid } },
-        y: { type: logY ? 'logarithmic' : 'linear', title: { display: true, text: metricLabel, color: c.muted }, ticks: { color: c.muted, callback: logY ? logTick : (v) => axisTick(Number(v)) }, grid: { color: c.grid } },
+        x: { type: 'category', title: { display: true, text: blocks ? 'UNet / text-encoder block' : hasLayers ? 'layer' : 'module', color: c.muted }, ticks: { color: c.muted, autoSkip: true, maxRotation: 60 }, grid: { color: c.grid } },
+        y: {
+          type: logY ? 'logarithmic' : 'linear', beginAtZero: !logY, grace: logY ? undefined : '5%',
+          title: { display: true, text: metricLabel, color: c.muted },
+          ticks: { color: c.muted, callback: logY ? logTickAdaptive : (v) => axisTick(Number(v)) }, grid: { color: c.grid },
+        },
       },
     },
   });
@@ -363,13 +387,20 @@ function renderTable(r: AdapterReport): HTMLElement {
       const tr = h('tr', { 'data-module': m.name, class: m.error ? 'row-error' : '', title: m.error ?? `${m.name} — ${m.outFeatures}×${m.inFeatures}, ${m.dtype}, ${m.scaleSource}` });
       for (const c of COLUMNS) {
         if (c.key === 'name') {
-          tr.append(h('td', { class: 'name', 'data-metric': 'name', 'data-value': m.name }, m.name, m.dora ? h('span', { class: 'badge small' }, 'DoRA') : undefined,
+          // SD adapters: "down.0.attn0 · attn1_to_q" (the full kohya / diffusers name is the row's tooltip).
+          tr.append(h('td', { class: 'name', 'data-metric': 'name', 'data-value': m.name }, m.layerLabel ? shortName(m) : m.name, m.dora ? h('span', { class: 'badge small' }, 'DoRA') : undefined,
+            m.structure ? h('span', { class: 'badge small type', 'data-type': m.structure.type, title: m.structure.method }, moduleTypeLabel(m)) : undefined,
             m.error ? h('span', { class: 'badge small error' }, 'error') : undefined));
         } else if (c.key === 'method') {
-          tr.append(h('td', { 'data-metric': 'method', 'data-value': m.method }, m.method));
+          tr.append(h('td', { 'data-metric': 'method', 'data-value': m.method }, m.structure ? moduleTypeLabel(m) : m.method));
         } else {
           const v = m[c.key];
-          tr.append(h('td', { class: 'num', 'data-metric': c.key, 'data-value': String(v) }, c.key === 'rank' ? String(v) : fmt4(v)));
+          // Factor metrics do not exist for LoHa / LoKr / VeRA rows (NaN in the report): an em dash.
+          const text = c.key === 'rank' ? String(v) : Number.isNaN(v) ? '—' : fmt4(v);
+          tr.append(h('td', {
+            class: 'num', 'data-metric': c.key, 'data-value': String(v),
+            title: Number.isNaN(v) && m.structure ? `not defined for ${moduleTypeLabel(m)} (ΔW is not s·B·A)` : undefined,
+          }, text));
         }
       }
       tr.addEventListener('click', () => {

@@ -5,6 +5,7 @@
 import { h, HostChannel } from '../common/vscodeApi';
 import type { HostToWebview, TensorRow, ViewerData, WebviewToHost } from '../../src/shared/viewer';
 import { fact } from '../common/format';
+import { showLogButton } from '../common/banner';
 
 interface State { filter?: string; sortKey?: number; sortDir?: 1 | -1 }
 
@@ -70,7 +71,11 @@ function adapterCard(d: ViewerData): HTMLElement | undefined {
       fact('Modules', String(a.moduleCount), 'modules'),
       fact('Targets', a.targetModules.join(', ') || '–', 'targets'),
       fact('Base model', a.baseModel ?? '–', 'base')));
-  if (a.warnings.length) card.append(h('ul', { class: 'warnings' }, ...a.warnings.map((w) => h('li', {}, w))));
+  if (a.warnings.length) {
+    card.append(h('div', { class: 'warnings' },
+      h('div', { class: 'warnings-title' }, `⚠ ${a.warnings.length} adapter warning${a.warnings.length === 1 ? '' : 's'}`, showLogButton()),
+      h('ul', {}, ...a.warnings.map((w) => h('li', {}, w)))));
+  }
   return card;
 }
 
@@ -91,7 +96,7 @@ function prettyValue(v: string): Node {
 function metadataCard(meta: Record<string, string>): HTMLElement {
   const entries = Object.entries(meta).sort(([a], [b]) => a.localeCompare(b));
   const body = entries.length
-    ? h('table', { class: 'data kv', id: 'metadata-table' }, h('tbody', {},
+    ? h('table', { class: 'data kv', id: 'metadata-table' }, h('colgroup', {}, h('col', { class: 'key' }), h('col', { class: 'value' })), h('tbody', {},
       ...entries.map(([k, v]) => h('tr', { 'data-key': k }, h('th', { scope: 'row' }, k), h('td', {}, prettyValue(v))))))
     : h('p', { class: 'hint', id: 'metadata-empty' }, 'No __metadata__ in this file.');
   return h('section', { class: 'card', id: 'metadata-card' }, h('div', { class: 'card-head' }, h('h2', {}, 'Metadata'), h('span', { class: 'hint' }, `${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}`)), body);
@@ -194,7 +199,7 @@ function render(d: ViewerData): void {
       fact('Tensors', nf.format(d.tensorCount ?? 0), 'tensors'),
       fact('DTypes', dtypes, 'dtypes')));
   const warnings = d.warnings?.length
-    ? h('section', { class: 'card warnings', id: 'warnings' }, h('div', { class: 'warnings-title' }, `⚠ ${d.warnings.length} warning${d.warnings.length === 1 ? '' : 's'}`),
+    ? h('section', { class: 'card warnings', id: 'warnings' }, h('div', { class: 'warnings-title' }, `⚠ ${d.warnings.length} warning${d.warnings.length === 1 ? '' : 's'}`, showLogButton()),
       h('ul', {}, ...d.warnings.map((w) => h('li', {}, w))))
     : undefined;
   const parts = [header, warnings, adapterCard(d), metadataCard(d.metadata ?? {}), tensorCard(d.tensors ?? [])].filter((x): x is HTMLElement => !!x);

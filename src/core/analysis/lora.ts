@@ -20,6 +20,7 @@ import { Mat, mat, matmul, transpose, frobenius } from '../linalg/dense';
 import type { Engine } from '../engine/ort';
 import { batchedGram, GramSide, MAX_RUN_ELEMENTS } from '../engine/products';
 import type { AdapterReport, ModuleReport } from '../../shared/report';
+import { assignSdLayers } from './layers';
 import { analyzeStructured } from './lycoris';
 
 /** Above this factor condition number the Cholesky-QR result is replaced by Householder QR. */
@@ -203,7 +204,7 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
   let readMs = 0, computeMs = 0;
   let done = 0;
   const total = jobs.length;
-  for (const [key, g] of groups) {
+  for (const g of groups.values()) {
     const per = g[0].p * g[0].q;
     const chunk = Math.max(1, Math.floor(MAX_RUN_ELEMENTS / per));
     for (let start = 0; start < g.length; start += chunk) {
@@ -244,7 +245,8 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
       });
       computeMs += performance.now() - tc;
       done += part.length;
-      opts.onProgress?.(done, total, `Gram matrices ${key} (${done}/${total} factors)`);
+      // Plain language: the host shows "(done/total)" after it.
+      opts.onProgress?.(done, total, 'Reading factors');
     }
   }
   throwIfCancelled(opts.token);
@@ -285,6 +287,8 @@ export async function analyzeAdapter(adapter: Adapter, opts: AnalyzeOptions): Pr
   // LoHa / LoKr / VeRA modules: spectra from their structure (analysis/lycoris.ts).
   if (adapter.structured?.length) reports.push(...(await analyzeStructured({ ...adapter, structured: adapter.structured.filter((m) => { try { return !opts.filter || opts.filter(m as unknown as LoraModule); } catch { return true; } }) }, opts.engine, opts.token)));
   computeMs += performance.now() - tSmall;
+  // Stable Diffusion adapters: UNet / text-encoder blocks as the layer axis (analysis/layers.ts).
+  assignSdLayers(reports);
   const s = adapter.summary;
   return {
     tool: 'lora-lens',

@@ -28,7 +28,7 @@ import { GraphBuilder } from '../engine/graph';
 import { rsvd } from '../base/rsvd';
 import { baseWeightFor, readBaseWeight, type BaseModel } from '../base/basemodel';
 import type { TensorStore } from '../formats/safetensors';
-import type { ModuleReport } from '../../shared/report';
+import type { ModuleReport, StructureInfo } from '../../shared/report';
 
 /** A module's factors in PEFT orientation (A r×in, B out×r), fp64, stored transposes undone. */
 function readFactors(adapter: Adapter, m: LoraModule): { A: Float64Array; B: Float64Array; r: number; inF: number; outF: number } {
@@ -113,15 +113,7 @@ async function factorSpectrum(engine: Engine, store: TensorStore, t: Record<stri
   return productSpectrum(engine, store.readF64(a.name), p, r, store.readF64(b.name), q);
 }
 
-export interface StructureInfo {
-  type: 'loha' | 'lokr' | 'vera';
-  /** How σ was obtained (identity used). */
-  method: string;
-  /** Upper bound of rank(ΔW) from the structure (LoHa r1·r2, LoKr rank(W1)·rank(W2), VeRA r). */
-  maxRank: number;
-  /** LoKr: shapes and spectra of the two Kronecker factors; LoHa: ranks; VeRA: λ statistics. */
-  details: Record<string, unknown>;
-}
+export type { StructureInfo };
 
 export interface StructuredModuleReport extends ModuleReport {
   structure: StructureInfo;

@@ -7,7 +7,6 @@
  * that cannot be read is a record {"path", "ok": false, "error"}; the run goes on), a table
  * otherwise. The exit code is 0 when the walk completed, also when some records are errors.
  */
-import '../formats/register';
 import * as fs from 'node:fs';
 import { analyzeAdapter } from '../analysis/lora';
 import { Engine, ExecutionProvider } from '../engine/ort';

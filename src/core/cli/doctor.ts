@@ -4,7 +4,6 @@
  * message, file, line?, tensor?, suggestion?}], "summary", "thresholds"}. Exit 0 when the doctor
  * ran (findings are results, not failures); 1 when the adapter cannot be read.
  */
-import '../formats/register';
 import { openAdapter } from '../formats/open';
 import { Engine, ExecutionProvider } from '../engine/ort';
 import { openBaseModel } from '../base/basemodel';

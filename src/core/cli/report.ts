@@ -6,7 +6,6 @@
  * Markdown (default) or one self-contained HTML file; --out writes a NEW file atomically (temp +
  * rename; refuses to overwrite), stdout otherwise.
  */
-import '../formats/register';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

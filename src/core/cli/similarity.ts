@@ -3,7 +3,6 @@
  * Split-invariant similarity of adapters (src/core/similarity). JSON: {"adapters", "matrix",
  * "signed", "columnSpace", "rowSpace", "shared", "aggregation", "tolerance", "modules", "skipped"}.
  */
-import '../formats/register';
 import type { Adapter } from '../formats/adapter';
 import { openAdapter } from '../formats/open';
 import { Engine, ExecutionProvider } from '../engine/ort';

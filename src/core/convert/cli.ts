@@ -4,7 +4,6 @@
  * `lora-lens convert MODEL_DIR --to gguf OUT [--gguf-type auto|f32|f16] [--json]`: a Llama-style Hugging
  *  Face base model folder (config.json, no adapter_config.json) → llama.cpp GGUF (ggufModel.ts).
  */
-import '../formats/register';
 import { openAdapter } from '../formats/open';
 import { CONVERT_TARGETS, convertAdapter, ConvertTarget } from './convert';
 import { convertModelToGguf, isHfModelDir } from './ggufModel';

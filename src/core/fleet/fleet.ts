@@ -14,7 +14,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import '../formats/register';
 import type { Adapter } from '../formats/adapter';
 import { detectCheckpoints, openAdapter } from '../formats/open';
 import { Engine, type ExecutionProvider } from '../engine/ort';

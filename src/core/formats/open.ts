@@ -13,22 +13,11 @@ import {
   PEFT_WEIGHTS, readJsonFile, stripPeftPrefix,
 } from './peft';
 import { SafetensorsStore, TensorInfo, TensorStore } from './safetensors';
-
-/** Optional readers, registered by modules that add formats (pickle, kohya/diffusers, GGUF). */
-export interface ExtraReaders {
-  /** PEFT folder whose weights are the legacy adapter_model.bin. */
-  openPeftBin?: (dir: string) => Adapter;
-  /** kohya / diffusers / cloneofsimo / torchtune single-file LoRA. */
-  openLoraFile?: (file: string) => Adapter;
-  /** GGUF LoRA adapter. */
-  openGgufAdapter?: (file: string) => Adapter;
-  /** Tensor store of a GGUF file. */
-  openGgufStore?: (file: string) => TensorStore;
-  /** Tensor store of a torch pickle checkpoint. */
-  openPickleStore?: (file: string) => TensorStore;
-}
-
-export const readers: ExtraReaders = {};
+// Every reader is imported directly (no side-effect registration; none of them imports this file).
+import { GgufStore, openGgufAdapter } from './gguf';
+import { openPeftBinAdapter } from './peftbin';
+import { openLoraFile } from './sdlora';
+import { openTorchCheckpoint } from './torchzip';
 
 export type CheckpointKind = 'peft-adapter' | 'mlx-adapter' | 'adapter-file' | 'safetensors' | 'sharded' | 'gguf' | 'pickle' | 'model-folder';
 
@@ -125,8 +114,7 @@ export function openAdapter(p: string): Adapter {
     if (isVeraConfig(json)) return openVeraAdapter(p);
     if (isPeftLycorisConfig(json)) return openPeftLycorisAdapter(p);
         if (!lexists(path.join(p, PEFT_WEIGHTS)) && lexists(path.join(p, PEFT_LEGACY_WEIGHTS))) {
-      if (!readers.openPeftBin) throw new FormatError(path.join(p, PEFT_LEGACY_WEIGHTS), 'legacy pickle weights are not supported in this build');
-      return readers.openPeftBin(p);
+      return openPeftBinAdapter(p);
     }
     return openPeftAdapter(p);
   }
@@ -141,14 +129,16 @@ export function openAdapter(p: string): Adapter {
     return openPeftAdapter(dir, p);
   }
   if (ext === '.gguf') {
-    if (!readers.openGgufAdapter) throw new FormatError(p, 'GGUF adapters are not supported in this build');
-    return readers.openGgufAdapter(p);
+    return openGgufAdapter(p);
   }
-  if (ext === '.safetensors') {
-    if (readers.openLoraFile) return readers.openLoraFile(p);
-    return openPeftKeysWithoutConfig(p);
+  if (ext === '.safetensors' || ['.bin', '.pt', '.pth', '.ckpt'].includes(ext)) {
+    const a = openLoraFile(p);
+    // PEFT keys (lora_A / lora_B) in a lone file: alpha lives in the adapter_config.json that is missing.
+    if (a.modules.some((m) => /\.lora_A(?:\.[A-Za-z0-9_-]+)?\.weight$/.test(m.A.tensor.name))) {
+      a.warnings.unshift(`${path.basename(p)}: no adapter_config.json next to it; scale 1 assumed`);
+    }
+    return a;
   }
-  if (['.bin', '.pt', '.pth', '.ckpt'].includes(ext) && readers.openLoraFile) return readers.openLoraFile(p);
   throw new FormatError(p, `is not a recognised adapter file (expected a folder with ${PEFT_CONFIG}, .safetensors or .gguf)`);
 }
 
@@ -183,13 +173,9 @@ export function openStore(p: string): TensorStore {
   if (p.endsWith('.safetensors.index.json')) return SafetensorsStore.openIndex(p);
   if (ext === '.safetensors') return SafetensorsStore.openFile(p);
   if (ext === '.gguf') {
-    if (!readers.openGgufStore) throw new FormatError(p, 'GGUF is not supported in this build');
-    return readers.openGgufStore(p);
+    return GgufStore.openFile(p);
   }
-  if (['.bin', '.pt', '.pth', '.ckpt'].includes(ext)) {
-    if (!readers.openPickleStore) throw new FormatError(p, 'PyTorch pickle checkpoints are not supported in this build');
-    return readers.openPickleStore(p);
-  }
+  if (['.bin', '.pt', '.pth', '.ckpt'].includes(ext)) return openTorchCheckpoint(p);
   throw new FormatError(p, 'is not a recognised weights file');
 }
 
@@ -225,19 +211,5 @@ export function describeWeights(p: string): FileSummary {
   }
 }
 
-/** Human-readable byte size. */
-export function formatBytes(n: number): string {
-  const u = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < u.length - 1) { v /= 1024; i++; }
-  return `${v < 10 && i > 0 ? v.toFixed(2) : v < 100 && i > 0 ? v.toFixed(1) : Math.round(v)} ${u[i]}`;
-}
-
-/** Human-readable parameter count (1.2M, 8.0B). */
-export function formatCount(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
-  return String(n);
-}
+/** Display helpers moved to src/shared/format.ts (host and webviews use them too); re-exported for the CLI. */
+export { formatBytes, formatCount } from '../../shared/format';

@@ -1,15 +1,6 @@
 /**
- * Registers the optional readers (pickle, kohya/diffusers, GGUF) with open.ts. Imported for its
- * side effect by every entry point (CLI, worker, extension, tests).
+ * Formerly registered the optional readers with open.ts as a side effect. open.ts now imports every
+ * reader directly; this empty module stays only so that existing `import './formats/register'`
+ * lines keep compiling (the architecture test keeps it free of statements). Do not add imports of it.
  */
-import { GgufStore, openGgufAdapter } from './gguf';
-import { readers } from './open';
-import { openPeftBinAdapter } from './peftbin';
-import { openLoraFile } from './sdlora';
-import { openTorchCheckpoint } from './torchzip';
-
-readers.openPeftBin = (dir) => openPeftBinAdapter(dir);
-readers.openLoraFile = (file) => openLoraFile(file);
-readers.openGgufAdapter = (file) => openGgufAdapter(file);
-readers.openGgufStore = (file) => GgufStore.openFile(file);
-readers.openPickleStore = (file) => openTorchCheckpoint(file);
+export {};

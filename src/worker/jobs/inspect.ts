@@ -6,9 +6,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { assignSdLayers } from '../../core/analysis/layers';
 import { groupOf, type Adapter } from '../../core/formats/adapter';
+import { isAdapterFile } from '../../core/formats/classify';
 import { FormatError } from '../../core/formats/errors';
-import { describeWeights, detectCheckpoints, formatBytes, formatCount, openAdapter, type FileSummary } from '../../core/formats/open';
+import { describeWeights, detectCheckpoints, openAdapter, type FileSummary } from '../../core/formats/open';
+import { formatBytes, formatCount } from '../../shared/format';
 import {
   ADAPTER_KINDS, adapterFlags, formatLabel, moduleLabel, scaleRule,
   type AdapterSnapshot, type CheckpointEntry, type Described, type DescribeParams, type DescribeResult, type FileBrief, type ModuleBrief,
@@ -42,7 +45,19 @@ function snapshot(a: Adapter): AdapterSnapshot {
       scaleSource: m.scaleSource, outFeatures: m.outFeatures, inFeatures: m.inFeatures, dora: !!m.magnitude, conv: !!m.conv, tensors,
     };
   });
+  // LoHa / LoKr / VeRA modules: listed with their structure's tensors (rank = the decomposition's).
+  for (const sm of a.structured ?? []) {
+    const group = groupOf({ name: sm.name, layer: sm.layer } as Adapter['modules'][number]);
+    modules.push({
+      name: sm.name, group, label: moduleLabel(sm.name, group), kind: sm.kind, layer: sm.layer, rank: sm.rank, alpha: sm.alpha, scale: sm.scale,
+      scaleSource: sm.scaleSource, outFeatures: sm.outFeatures, inFeatures: sm.inFeatures, dora: false, conv: false,
+      tensors: Object.values(sm.tensors).map(t), structure: sm.type,
+    });
+  }
+  // Stable Diffusion LoRAs: UNet / text-encoder blocks as groups, module types as labels.
+  if (assignSdLayers(modules)) for (const m of modules) if (m.layerLabel) m.label = m.kind;
   const parameters = a.modules.reduce((s, m) => s + m.A.tensor.numel + m.B.tensor.numel + (m.magnitude?.numel ?? 0), 0)
+    + (a.structured ?? []).reduce((s, m) => s + Object.values(m.tensors).reduce((x, y) => x + y.numel, 0), 0)
     + a.otherTensors.reduce((s, x) => s + x.numel, 0);
   const s = a.summary;
   return {
@@ -122,6 +137,19 @@ function withoutTensors(f: FileBrief): Omit<FileBrief, 'tensors'> {
   return rest;
 }
 
+/** True when a single weights file is a LoRA adapter by its header (core/formats/classify.ts). */
+export function isAdapterWeightsFile(file: string): boolean {
+  if (!/\.(safetensors|gguf|bin|pt|pth|ckpt)$/i.test(file) || file.endsWith('.index.json')) return false;
+  const f = fileSummary(file);
+  return 'value' in f && isAdapterFile(f.value.tensors.map((t) => t.name), f.value.metadata);
+}
+
+/** A single weights file that is a LoRA (kohya, diffusers, GGUF LoRA, …) becomes an `adapter-file`. */
+function classified<R extends { kind: string; path: string; files: readonly string[] }>(r: R): R {
+  if (r.kind !== 'safetensors' && r.kind !== 'gguf' && r.kind !== 'pickle') return r;
+  return isAdapterWeightsFile(r.path) ? { ...r, kind: 'adapter-file' } : r;
+}
+
 export async function scanJob(p: ScanParams): Promise<ScanResult> {
   const entries: CheckpointEntry[] = [];
   const errors: string[] = [];
@@ -133,7 +161,8 @@ export async function scanJob(p: ScanParams): Promise<ScanResult> {
       errors.push(`detectCheckpoints(${folder}): ${errorMessage(e)}`);
       continue;
     }
-    for (const r of refs) {
+    for (const r0 of refs) {
+      const r = classified(r0);
       const isAdapter = ADAPTER_KINDS.includes(r.kind);
       if (p.adaptersOnly && !isAdapter) continue;
       if (p.kinds && !p.kinds.includes(r.kind)) continue;
@@ -153,6 +182,8 @@ export async function describeJob(p: DescribeParams): Promise<DescribeResult> {
   const r: DescribeResult = {};
   if (p.adapter) r.adapter = adapterSnapshot(p.adapter);
   if (p.file) r.file = fileSummary(p.file);
+  // A single-file LoRA is described as an adapter too (hovers, pickers).
+  if (p.file && !p.adapter && isAdapterWeightsFile(p.file)) r.adapter = adapterSnapshot(p.file);
   return r;
 }
 
@@ -194,7 +225,7 @@ export async function viewerJob(p: { file: string }): Promise<ViewerData> {
     warnings: [...s.warnings],
     tensors: s.tensors.map((t) => [t.name, t.dtype, t.shape, t.numel]),
   };
-  const hasConfig = fs.existsSync(path.join(path.dirname(file), 'adapter_config.json'));
+  const hasConfig = fs.existsSync(path.join(path.dirname(file), 'adapter_config.json')) || isAdapterWeightsFile(file);
   const ad = adapterSnapshot(file);
   if ('value' in ad) {
     const a = ad.value;
