@@ -3,7 +3,6 @@
  * (test/fixtures/research/gpt2/gen_gpt2_lipschitz.py, from the definitions): per-head ‖V_h‖₂ and
  * ‖K_hᵀQ_h‖₂/√d_head of test/fixtures/hf/tiny-gpt2, base and with a fan_in_fan_out LoRA on c_attn/c_proj.
  */
-import '../../src/core/formats/register';
 import { after, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';

@@ -1,3 +1,5 @@
+import { solidColor } from './contrast';
+
 /** Theme-aware colours from VS Code's CSS variables (re-read when the theme changes). */
 export function cssVar(name: string, fallback: string): string {
   const v = getComputedStyle(document.body).getPropertyValue(name).trim();
@@ -12,14 +14,16 @@ export interface ThemeColors {
 }
 
 export function themeColors(): ThemeColors {
+  // VS Code's chart colours can be translucent (Dark Modern's orange is 33 % alpha): made opaque with
+  // ≥ 3:1 contrast against the editor background (contrast.ts).
   const base = [
-    cssVar('--vscode-charts-blue', '#3794ff'),
-    cssVar('--vscode-charts-orange', '#d18616'),
-    cssVar('--vscode-charts-green', '#89d185'),
-    cssVar('--vscode-charts-purple', '#b180d7'),
-    cssVar('--vscode-charts-red', '#f14c4c'),
-    cssVar('--vscode-charts-yellow', '#cca700'),
-  ];
+    ['--vscode-charts-blue', '#3794ff'],
+    ['--vscode-charts-orange', '#d18616'],
+    ['--vscode-charts-green', '#89d185'],
+    ['--vscode-charts-purple', '#b180d7'],
+    ['--vscode-charts-red', '#f14c4c'],
+    ['--vscode-charts-yellow', '#cca700'],
+  ].map(([v, d]) => solidColor(cssVar(v, d), d));
   const light = document.body.classList.contains('vscode-light') || document.body.classList.contains('vscode-high-contrast-light');
   // More distinct hues for adapters with many module kinds.
   const extra = [190, 330, 95, 260, 20, 160, 300, 45].map((h) => `hsl(${h} 60% ${light ? 40 : 62}%)`);

@@ -16,7 +16,7 @@ import {
 import { HostChannel, h } from '../common/vscodeApi';
 import { themeColors, onThemeChange, type ThemeColors } from '../common/theme';
 import { axisTick, fact, logTick } from '../common/format';
-import { solidColor } from './contrast';
+import { solidColor } from '../common/contrast';
 import type { DynamicsResult, HostToWebview, KoubbiResult, LipschitzResult, ResearchInputs, ResearchResult, ResearchView, VloraResult, WebviewToHost } from '../../src/shared/research';
 
 Chart.register(LineController, LineElement, PointElement, BarController, BarElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);

@@ -11,7 +11,7 @@ import {
 } from '../../src/shared/training';
 import { logTick } from '../common/format';
 // Opaque, ≥ 3:1 contrast versions of the theme's chart colours (Dark Modern's orange is 33 % alpha).
-import { solidColor } from '../research/contrast';
+import { solidColor } from '../common/contrast';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
 

@@ -23,7 +23,7 @@ import { workspaceCheckpoints } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
 import { BaseModelStore, chooseBaseModel, resolveBaseModel } from './baseModels';
 import { BasePanel, type RequestHandler } from './panel';
-import { pathExists, pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress } from '../../ui';
+import { pathExists, pickAdapter, providerSetting, registerBoundaryCommands, runJobWithProgress, argTarget, type ArgTarget } from '../../ui';
 
 interface Ctx extends LensContext {
   store: BaseModelStore;
@@ -54,24 +54,6 @@ function runJob<P, R>(ctx: Ctx, title: string, job: Job<P, R>, params: P): Promi
 // ---------------------------------------------------------------------------------------------
 // arguments
 
-interface Target { adapter?: string; module?: string; file?: string }
-
-/** Adapter (and module) from a tree node, a Uri, a path or a Uri-like object. */
-function argTarget(arg: unknown): Target {
-  if (!arg) return {};
-  if (arg instanceof vscode.Uri) return arg.scheme === 'file' ? { file: arg.fsPath } : {};
-  if (typeof arg === 'string') return { file: arg.startsWith('file:') ? vscode.Uri.parse(arg).fsPath : arg };
-  if (typeof arg === 'object') {
-    const o = arg as { fsPath?: unknown; ref?: { path?: unknown }; isAdapter?: unknown; module?: { name?: unknown }; parent?: { parent?: { ref?: { path?: unknown } } } };
-    if (o.module && typeof o.module.name === 'string' && typeof o.parent?.parent?.ref?.path === 'string') {
-      return { adapter: o.parent.parent.ref.path, module: o.module.name };
-    }
-    if (o.ref && typeof o.ref.path === 'string') return o.isAdapter === false ? { file: o.ref.path } : { adapter: o.ref.path };
-    if (typeof o.fsPath === 'string') return { file: o.fsPath };
-  }
-  return {};
-}
-
 async function isAdapterPath(p: string): Promise<boolean> {
   const st = await fsp.stat(p).catch(() => undefined);
   if (!st) return false;
@@ -84,7 +66,7 @@ async function adapterRoot(p: string): Promise<string> {
 }
 
 
-async function adapterFrom(ctx: Ctx, arg: unknown, title: string): Promise<Target | undefined> {
+async function adapterFrom(ctx: Ctx, arg: unknown, title: string): Promise<ArgTarget | undefined> {
   const t = argTarget(arg);
   if (t.adapter) return t;
   if (t.file && (await isAdapterPath(t.file))) return { adapter: await adapterRoot(t.file) };

@@ -10,9 +10,9 @@ import { verifiedText } from '../../../shared/base';
 import { Convert } from '../../../shared/jobs';
 import { CancelledError } from '../../../core/util/cancel';
 import type { LensContext } from '../../context';
-import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
+import { workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
-import { pathExists } from '../../ui';
+import { pathExists, argTarget } from '../../ui';
 
 const TARGETS: { label: string; target: ConvertTarget; description: string; ext: string }[] = [
   { label: 'PEFT', target: 'peft', description: 'folder: adapter_config.json + adapter_model.safetensors', ext: '-peft' },
@@ -21,16 +21,10 @@ const TARGETS: { label: string; target: ConvertTarget; description: string; ext:
   { label: 'GGUF (llama.cpp)', target: 'gguf', description: 'single .gguf LoRA adapter (Llama-style modules only)', ext: '.gguf' },
 ];
 
-function argPath(arg: unknown): string | undefined {
-  if (arg instanceof CheckpointNode) return arg.ref.path;
-  if (arg instanceof vscode.Uri) return arg.fsPath;
-  if (typeof arg === 'string') return arg;
-  return undefined;
-}
 
 export async function convertCommand(ctx: LensContext, arg: unknown): Promise<ConvertResult | undefined> {
   const { worker, inspector } = ctx;
-  let p = argPath(arg);
+  let p = argTarget(arg).path;
   if (!p) {
     const refs = await workspaceAdapters(ctx.reader);
     if (!refs.length) { void vscode.window.showInformationMessage('LoRA Lens: no LoRA adapters found in this workspace.'); return undefined; }

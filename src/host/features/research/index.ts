@@ -10,11 +10,11 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { Dynamics, Koubbi, Lipschitz, ResolveBase, Vlora } from '../../../shared/jobs';
 import type { WorkerClient } from '../../../worker/client';
-import { CheckpointNode, workspaceAdapters } from '../../inspectorTree';
+import { workspaceAdapters } from '../../inspectorTree';
 import { errorMessage, log } from '../../log';
 import { createWebviewPanel, LensPanel, PanelMap } from '../../panel';
 import type { LensContext } from '../../context';
-import { pathExists, registerBoundaryCommands } from '../../ui';
+import { pathExists, registerBoundaryCommands, argTarget } from '../../ui';
 import {
   HostToWebview, parseWebviewToHost, ResearchInputs, ResearchResult, ResearchView, WebviewToHost,
 } from '../../../shared/research';
@@ -31,7 +31,7 @@ async function resolveBase(reader: WorkerClient, adapterPath: string): Promise<s
 }
 
 async function pickTarget(reader: WorkerClient, arg: unknown, title: string): Promise<Target | undefined> {
-  const given = arg instanceof CheckpointNode ? arg.ref.path : arg instanceof vscode.Uri ? arg.fsPath : typeof arg === 'string' ? arg : undefined;
+  const given = argTarget(arg).path;
   if (given) {
     const base = await resolveBase(reader, given);
     if (base) return { base, adapter: given };

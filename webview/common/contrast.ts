@@ -4,10 +4,8 @@
  * curve at a third of its opacity (issue 13). `solidColor` drops the alpha and, where the colour's
  * contrast with the editor background is below 3:1 (WCAG for graphics), mixes it towards the
  * foreground until it reaches 3:1. Returned as #rrggbb.
- * (A local helper of the research and training webviews; it belongs next to themeColors in
- * webview/common/theme.ts, which another helper owns.)
  */
-import { cssVar } from '../common/theme';
+import { cssVar } from './theme';
 
 type RGB = [number, number, number];
 
