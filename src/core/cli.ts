@@ -21,6 +21,7 @@ import { reportCommand } from './cli/report';
 import { trainDemoCommand } from './cli/train-demo';
 import { combineCommand } from './cli/combine';
 import { extractCommand } from './cli/extract';
+import { doraCommand } from './cli/dora';
 import { FormatError } from './formats/errors';
 import { describeWeights, formatBytes, formatCount } from './formats/open';
 
@@ -46,6 +47,7 @@ const COMMANDS: CliCommand[] = [
   compareCommand,
   combineCommand,
   extractCommand,
+  doraCommand,
   { name: 'convert', usage: CONVERT_USAGE.replace(/^usage: /, ''), run: convertCli },
   doctorCommand,
   similarityCommand,

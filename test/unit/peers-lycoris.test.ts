@@ -174,3 +174,23 @@ test('DoRA: magnitude vs base row norms, direction change and the true ΔW vs nu
     base.close();
   }
 });
+
+test('CLI dora: --json equals the numpy DoRA reference; refusals exit ≠ 0 with one line', () => {
+  const r = spawnSync(process.execPath, [CLI, 'dora', path.join(FIX, 'dora', 'adapter'), '--base', path.join(FIX, 'dora', 'base.safetensors'), '--k', '4', '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as { modules: { name: string; normBefore: number[]; magnitude: number[]; directionCos: number[]; trueDelta: { fro: number; sigma: number[]; loraFro: number; relDiffFromLora: number } }[] };
+  assert.equal(j.modules.length, 1);
+  const d = j.modules[0];
+  const e = EXP[`dora:${d.name}`] as unknown as Record<string, number[] | number>;
+  d.normBefore.forEach((v, i) => assert.ok(Math.abs(v - (e.normBefore as number[])[i]) <= 1e-5 * Math.max(1, (e.normBefore as number[])[i])));
+  d.directionCos.forEach((v, i) => assert.ok(Math.abs(v - (e.cos as number[])[i]) <= 1e-5));
+  assert.ok(Math.abs(d.trueDelta.fro - (e.trueFro as number)) <= 1e-5 * (e.trueFro as number));
+  d.trueDelta.sigma.forEach((v, i) => assert.ok(Math.abs(v - (e.trueSigma as number[])[i]) <= 1e-4 * Math.max(1, (e.trueSigma as number[])[i])));
+  // no DoRA modules: one error line naming the adapter
+  const noDora = spawnSync(process.execPath, [CLI, 'dora', path.join(FIX, 'peft_loha'), '--base', path.join(FIX, 'dora', 'base.safetensors')], { encoding: 'utf8' });
+  assert.equal(noDora.status, 1, noDora.stderr);
+  assert.equal(noDora.stderr.trim().split('\n').length, 1);
+  assert.match(noDora.stderr, /peft_loha: has no DoRA modules/);
+  // no --base: usage error
+  assert.equal(spawnSync(process.execPath, [CLI, 'dora', path.join(FIX, 'dora', 'adapter')], { encoding: 'utf8' }).status, 2);
+});
