@@ -117,7 +117,8 @@ test('LoRA Lens research views (code-server)', { timeout: 10 * 60 * 1000 }, asyn
       await openView(page, 'LoRA Lens');
       await page.setViewportSize({ width: 1200, height: 1000 });
       await lip.waitForSelector('#rs-heads tbody tr', { timeout: JOB_TIMEOUT });
-      await page.waitForTimeout(500);
+      // the webview re-lays out some frames after the resize: wait for it instead of sampling once
+      await lip.waitForFunction(() => document.documentElement.clientWidth < 1000, undefined, { timeout: 10000 }).catch(() => {});
       const w = await lip.evaluate(() => document.documentElement.clientWidth);
       assert.ok(w < 1000, `editor width ${w}`);
       assert.ok(await lip.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1), 'no horizontal scrolling');

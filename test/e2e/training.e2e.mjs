@@ -86,6 +86,8 @@ test('LoRA / BaLoRA training in VS Code (code-server)', { timeout: 10 * 60 * 100
     await openView(page, 'LoRA Lens');
     await page.setViewportSize({ width: 1200, height: 1000 });
     await frame.waitForSelector('#result-table');
+    // the webview re-lays out some frames after the resize: wait for it instead of sampling once
+    await frame.waitForFunction(() => document.documentElement.clientWidth < 1000, undefined, { timeout: 10000 }).catch(() => {});
     const w = await frame.evaluate(() => document.documentElement.clientWidth);
     assert.ok(w < 1000, `editor width ${w}`);
     assert.ok(await frame.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1), 'no horizontal scrolling');
