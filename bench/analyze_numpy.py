@@ -2,6 +2,10 @@
 reading the same safetensors file. Prints one JSON line: {"median_ms", "runs_ms", "sigma1": {...}}."""
 import json, struct, sys, time
 import numpy as np
+import os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blasinfo import blas_info  # noqa: E402
+print(blas_info(), file=sys.stderr)
 
 def read_header(path):
     with open(path, 'rb') as f:
