@@ -32,6 +32,7 @@ test('batchedGram equals the fp64 definition for small stacks and for single mat
       [5, 7, 3, 'cols'], [5, 3, 9, 'rows'],
       [1, MAX_RUN_ELEMENTS + 12345, 3, 'cols'], // tall B factor: row blocks
       [2, 3, MAX_RUN_ELEMENTS + 777, 'rows'],   // wide A factors: column blocks (copied into bounded scratch)
+      [1, 520, 4100, 'rows'],                   // a weight's rows-Gram (p ≥ gramTuning.symMinRows): symmetric row blocks 511 + 9
     ];
     for (const [L, p, q, side] of cases) {
       for (const f64 of [false, true]) {
