@@ -42,6 +42,12 @@ export async function batchedGram(engine: Engine, stacked: Float32Array | Float6
     for (let b = 0; b < L; b++) out.set(await symRowsGram(engine, stacked.subarray(b * per, (b + 1) * per), p, q), b * k * k);
     return out;
   }
+  if (per > MAX_RUN_ELEMENTS && side === 'cols' && q >= gramTuning.symMinRows) {
+    // XᵀX = (Xᵀ)(Xᵀ)ᵀ: the rows-Gram of the transpose, built one row block of Xᵀ at a time
+    // (a column block of X copied once), so memory stays ≈ the input plus two blocks.
+    for (let b = 0; b < L; b++) out.set(await symRowsGram(engine, stacked.subarray(b * per, (b + 1) * per), q, p, true), b * k * k);
+    return out;
+  }
   if (per > MAX_RUN_ELEMENTS) {
     // One matrix larger than a run: sum the Grams of blocks along the long side (XᵀX = Σ XᵢᵀXᵢ over
     // row blocks, XXᵀ = Σ X₍:,j₎X₍:,j₎ᵀ over column blocks), so onnxruntime's fp64 cast and
@@ -108,19 +114,31 @@ function blockGramGraph(input: 'float32' | 'float64'): Uint8Array {
  * (4096²: 32 outputs of 134 MB — most of the Gram's time here, fresh output pages cost ~1 ms/MB).
  * Row blocks are contiguous subarrays (no copies); a run holds two blocks of ≤ 4·MAX_RUN_ELEMENTS.
  */
-async function symRowsGram(engine: Engine, X: Float32Array | Float64Array, p: number, q: number): Promise<Float64Array> {
+async function symRowsGram(engine: Engine, X: Float32Array | Float64Array, p: number, q: number, transposed = false): Promise<Float64Array> {
   const input = X instanceof Float64Array ? 'float64' : 'float32';
   const session = await engine.session(`gram_block_${input}`, () => blockGramGraph(input));
   const tensor = (data: Float32Array | Float64Array, dims: number[]) =>
     data instanceof Float64Array ? engine.tensor('float64', data, dims) : engine.tensor('float32', data, dims);
   const rb = Math.max(64, Math.min(p, Math.floor((4 * MAX_RUN_ELEMENTS) / q)));
+  // transposed: X is stored q×p row-major and the Gram is of its transpose (p×q); row block i of
+  // Xᵀ = column block i of X, copied into a contiguous buffer (two buffers: blocks i and j).
+  const bufA = transposed ? (input === 'float64' ? new Float64Array(rb * q) : new Float32Array(rb * q)) : undefined;
+  const bufB = transposed ? (input === 'float64' ? new Float64Array(rb * q) : new Float32Array(rb * q)) : undefined;
+  const block = (i0: number, n: number, buf?: Float32Array | Float64Array): Float32Array | Float64Array => {
+    if (!transposed) return X.subarray(i0 * q, (i0 + n) * q);
+    const dst = buf!.subarray(0, n * q);
+    for (let t = 0; t < q; t++) { const o = t * p + i0; for (let c = 0; c < n; c++) dst[c * q + t] = X[o + c]; }
+    return dst;
+  };
   const G = new Float64Array(p * p);
   for (let i0 = 0; i0 < p; i0 += rb) {
     const ni = Math.min(rb, p - i0);
-    const a = tensor(X.subarray(i0 * q, (i0 + ni) * q), [ni, q]);
+    const ablk = block(i0, ni, bufA);
+    const a = tensor(ablk, [ni, q]);
     for (let j0 = 0; j0 <= i0; j0 += rb) {
       const nj = Math.min(rb, p - j0);
-      const res = await engine.run(session, { a, b: tensor(X.subarray(j0 * q, (j0 + nj) * q), [nj, q]) });
+      const bblk = transposed && j0 === i0 ? ablk : block(j0, nj, bufB);
+      const res = await engine.run(session, { a, b: tensor(bblk, [nj, q]) });
       const y = res.y.data as Float64Array;
       for (let r = 0; r < ni; r++) {
         const gi = (i0 + r) * p + j0;
