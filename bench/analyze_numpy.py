@@ -2,6 +2,10 @@
 reading the same safetensors file. Prints one JSON line: {"median_ms", "runs_ms", "sigma1": {...}}."""
 import json, struct, sys, time
 import numpy as np
+import os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blasinfo import blas_info  # noqa: E402
+print(blas_info(), file=sys.stderr)
 
 def read_header(path):
     with open(path, 'rb') as f:
@@ -43,13 +47,14 @@ def analyze(folder):
 
 folder, repeat = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 5
 analyze(folder)  # warm-up (page cache, imports)
-times = []
+times, cpu = [], []
 for _ in range(repeat):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = analyze(folder)
     times.append((time.perf_counter() - t) * 1000)
-times.sort()
-print(json.dumps({"median_ms": times[len(times) // 2], "runs_ms": times,
+    cpu.append((time.process_time() - c) * 1000)
+times.sort(); cpu.sort()
+print(json.dumps({"median_ms": times[len(times) // 2], "runs_ms": times, "cpu_median_ms": cpu[len(cpu) // 2], "cpu_ms": cpu,
                   "sigma": {k: v[0].tolist() for k, v in res.items()},
                   "kappaA": {k: v[1] for k, v in res.items()}, "kappaB": {k: v[2] for k, v in res.items()},
                   "gap": {k: v[3] for k, v in res.items()}}))

@@ -11,3 +11,15 @@ export function peerEnv(): NodeJS.ProcessEnv {
   delete env.OPENBLAS_NUM_THREADS;
   return env;
 }
+
+/**
+ * The peer's two candidate configurations: OpenBLAS threads at their default (best for large
+ * BLAS-3/LAPACK work) and OPENBLAS_NUM_THREADS=1 (best for many small products, where idle
+ * OpenBLAS threads spin against a busy machine). Scripts run both and compare against the faster.
+ */
+export function peerEnvs(): { label: string; env: NodeJS.ProcessEnv }[] {
+  return [
+    { label: 'OpenBLAS default threads', env: peerEnv() },
+    { label: 'OPENBLAS_NUM_THREADS=1', env: { ...peerEnv(), OPENBLAS_NUM_THREADS: '1' } },
+  ];
+}

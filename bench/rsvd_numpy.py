@@ -3,6 +3,10 @@ power iterations, p=8, q=2) in numpy, and the intruder route with torch full SVD
 find_intruder_dimensions.py). Usage: rsvd_numpy.py W0.f32 B.f32 A.f32 m n r scale k repeat"""
 import json, sys, time
 import numpy as np
+import os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from blasinfo import blas_info  # noqa: E402
+print(blas_info(), file=sys.stderr)
 
 w0f, bf, af, m, n, r, scale, k, rep = sys.argv[1:10]
 m, n, r, k, rep, scale = int(m), int(n), int(r), int(k), int(rep), float(scale)
@@ -21,14 +25,18 @@ def rsvd(W, k, p=8, q=2, seed=0):
     Ub, S, Vt = np.linalg.svd(Bm, full_matrices=False)
     return (Q @ Ub)[:, :k], S[:k], Vt[:k].T
 
-def med(f):
+def runs(f):
     f()
-    ts = []
+    ts, cs = [], []
     for _ in range(rep):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+        t, c = time.perf_counter(), time.process_time(); f()
+        ts.append(time.perf_counter() - t); cs.append(time.process_time() - c)
+    return ts, cs
 
-out = {"rsvd_s": med(lambda: rsvd(W0, k)), "S": rsvd(W0, k)[1][:4].tolist()}
+ts, cs = runs(lambda: rsvd(W0, k))
+out = {"rsvd_s": float(np.median(ts)), "rsvd_runs_s": ts, "rsvd_cpu_s": float(np.median(cs)), "rsvd_cpu_runs_s": cs, "S": rsvd(W0, k)[1][:4].tolist()}
+if os.environ.get("BENCH_INTRUDERS", "1") == "0":
+    print(json.dumps(out)); sys.exit(0)
 import torch
 torch.set_num_threads(2)
 def intruders():

@@ -14,9 +14,12 @@ function refGram(X: ArrayLike<number>, L: number, p: number, q: number, side: 'r
   const G = new Float64Array(L * k * k);
   for (let b = 0; b < L; b++) {
     const o = b * p * q;
+    // cols: transpose first so the inner loop runs over contiguous memory (same sums)
+    let Xt: Float64Array | undefined;
+    if (side === 'cols') { Xt = new Float64Array(p * q); for (let t = 0; t < p; t++) for (let i = 0; i < q; i++) Xt[i * p + t] = X[o + t * q + i]; }
     for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
       let s = 0;
-      if (side === 'cols') for (let t = 0; t < p; t++) s += X[o + t * q + i] * X[o + t * q + j];
+      if (Xt) { const oi = i * p, oj = j * p; for (let t = 0; t < p; t++) s += Xt[oi + t] * Xt[oj + t]; }
       else for (let t = 0; t < q; t++) s += X[o + i * q + t] * X[o + j * q + t];
       G[b * k * k + i * k + j] = s;
     }
@@ -32,6 +35,8 @@ test('batchedGram equals the fp64 definition for small stacks and for single mat
       [5, 7, 3, 'cols'], [5, 3, 9, 'rows'],
       [1, MAX_RUN_ELEMENTS + 12345, 3, 'cols'], // tall B factor: row blocks
       [2, 3, MAX_RUN_ELEMENTS + 777, 'rows'],   // wide A factors: column blocks (copied into bounded scratch)
+      [1, 520, 4100, 'rows'],                   // a weight's rows-Gram (p ≥ gramTuning.symMinRows): symmetric row blocks 511 + 9
+      [1, 4100, 520, 'cols'],                   // its cols-Gram (q ≥ symMinRows): column blocks of X copied, 511 + 9
     ];
     for (const [L, p, q, side] of cases) {
       for (const f64 of [false, true]) {

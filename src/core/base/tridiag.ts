@@ -560,10 +560,12 @@ export async function calibrateExactLarge(engine: Engine): Promise<{ gemm: numbe
  */
 export async function estimateExactLargeSeconds(engine: Engine, m: number, n: number, k = 10, r = 16, nb = DEFAULT_BAND): Promise<{ cold: number; cached: number }> {
   const c = await calibrateExactLarge(engine);
-  const gram = (1.4 * 2 * m * m * n) / c.gemm;
+  // symmetric row blocks (products.ts symRowsGram): half of the 2·m²·n flops, ~10 % overhead
+  const gram = (1.1 * m * m * n) / c.gemm;
   const band = (3 * m ** 3) / (c.gemm / 2) + (4 * nb * m * m) / c.ts;
   const chase = (6 * m * m * nb) / c.ts;
-  const ts = (4 * m * m * (2 * r + k)) / c.ts + (m * m * (10 + 2.5 * k)) / c.ts + (4 * m * 100 * 100) / c.ts;
+  // Q applied to 2r + k columns by the register-blocked kernels of twostage.ts (≈ 4× the plain rate)
+  const ts = (m * m * (2 * r + k)) / c.ts + (m * m * (10 + 2.5 * k)) / c.ts + (4 * m * 100 * 100) / c.ts;
   const io = (8 * m * m) / 0.5e9 + (2 * m * n * r) / c.gemm + (12 * m * n) / c.bw;
   return { cold: gram + band + chase + ts + io, cached: ts + io };
 }

@@ -38,6 +38,16 @@ export async function batchedGram(engine: Engine, stacked: Float32Array | Float6
   const session = await engine.session(`gram_${side}_${input}`, () => gramGraph(side, input));
   const tensor = (data: Float32Array | Float64Array, dims: number[]) =>
     data instanceof Float64Array ? engine.tensor('float64', data, dims) : engine.tensor('float32', data, dims);
+  if (per > MAX_RUN_ELEMENTS && side === 'rows' && p >= gramTuning.symMinRows) {
+    for (let b = 0; b < L; b++) out.set(await symRowsGram(engine, stacked.subarray(b * per, (b + 1) * per), p, q), b * k * k);
+    return out;
+  }
+  if (per > MAX_RUN_ELEMENTS && side === 'cols' && q >= gramTuning.symMinRows) {
+    // XᵀX = (Xᵀ)(Xᵀ)ᵀ: the rows-Gram of the transpose, built one row block of Xᵀ at a time
+    // (a column block of X copied once), so memory stays ≈ the input plus two blocks.
+    for (let b = 0; b < L; b++) out.set(await symRowsGram(engine, stacked.subarray(b * per, (b + 1) * per), q, p, true), b * k * k);
+    return out;
+  }
   if (per > MAX_RUN_ELEMENTS) {
     // One matrix larger than a run: sum the Grams of blocks along the long side (XᵀX = Σ XᵢᵀXᵢ over
     // row blocks, XXᵀ = Σ X₍:,j₎X₍:,j₎ᵀ over column blocks), so onnxruntime's fp64 cast and
@@ -81,6 +91,64 @@ export async function batchedGram(engine: Engine, stacked: Float32Array | Float6
     res.y.dispose?.();
   }
   return out;
+}
+
+/** From `symMinRows` rows on, a large rows-Gram uses the symmetric row-block route (symRowsGram); benches set it to Infinity to time the column-block route. */
+export const gramTuning = { symMinRows: 512 };
+
+function blockGramGraph(input: 'float32' | 'float64'): Uint8Array {
+  // y = a·bᵀ in fp64 (a p×n, b q×n row blocks of the same matrix)
+  const g = new GraphBuilder(`gram_block_${input}`);
+  g.input('a', input, ['p', 'n']);
+  g.input('b', input, ['q', 'n']);
+  const d = (x: string): string => (input === 'float64' ? x : g.op('Cast', [x], { to: 11 }));
+  g.op('Gemm', [d('a'), d('b')], { transB: 1 }, 'y');
+  g.output('y', 'float64', ['p', 'q']);
+  return g.build();
+}
+
+/**
+ * X·Xᵀ (p×p, fp64) of one large row-major p×q matrix by row blocks: G_ij = X_i·X_jᵀ for i ≥ j
+ * only (about half the flops of the full product), each block written once. The column-block
+ * reduction below would instead return and sum a full p×p fp64 product per 128-column block
+ * (4096²: 32 outputs of 134 MB — most of the Gram's time here, fresh output pages cost ~1 ms/MB).
+ * Row blocks are contiguous subarrays (no copies); a run holds two blocks of ≤ 4·MAX_RUN_ELEMENTS.
+ */
+async function symRowsGram(engine: Engine, X: Float32Array | Float64Array, p: number, q: number, transposed = false): Promise<Float64Array> {
+  const input = X instanceof Float64Array ? 'float64' : 'float32';
+  const session = await engine.session(`gram_block_${input}`, () => blockGramGraph(input));
+  const tensor = (data: Float32Array | Float64Array, dims: number[]) =>
+    data instanceof Float64Array ? engine.tensor('float64', data, dims) : engine.tensor('float32', data, dims);
+  const rb = Math.max(64, Math.min(p, Math.floor((4 * MAX_RUN_ELEMENTS) / q)));
+  // transposed: X is stored q×p row-major and the Gram is of its transpose (p×q); row block i of
+  // Xᵀ = column block i of X, copied into a contiguous buffer (two buffers: blocks i and j).
+  const bufA = transposed ? (input === 'float64' ? new Float64Array(rb * q) : new Float32Array(rb * q)) : undefined;
+  const bufB = transposed ? (input === 'float64' ? new Float64Array(rb * q) : new Float32Array(rb * q)) : undefined;
+  const block = (i0: number, n: number, buf?: Float32Array | Float64Array): Float32Array | Float64Array => {
+    if (!transposed) return X.subarray(i0 * q, (i0 + n) * q);
+    const dst = buf!.subarray(0, n * q);
+    for (let t = 0; t < q; t++) { const o = t * p + i0; for (let c = 0; c < n; c++) dst[c * q + t] = X[o + c]; }
+    return dst;
+  };
+  const G = new Float64Array(p * p);
+  for (let i0 = 0; i0 < p; i0 += rb) {
+    const ni = Math.min(rb, p - i0);
+    const ablk = block(i0, ni, bufA);
+    const a = tensor(ablk, [ni, q]);
+    for (let j0 = 0; j0 <= i0; j0 += rb) {
+      const nj = Math.min(rb, p - j0);
+      const bblk = transposed && j0 === i0 ? ablk : block(j0, nj, bufB);
+      const res = await engine.run(session, { a, b: tensor(bblk, [nj, q]) });
+      const y = res.y.data as Float64Array;
+      for (let r = 0; r < ni; r++) {
+        const gi = (i0 + r) * p + j0;
+        G.set(y.subarray(r * nj, (r + 1) * nj), gi);
+        if (j0 !== i0) for (let c = 0; c < nj; c++) G[(j0 + c) * p + i0 + r] = y[r * nj + c];
+      }
+      res.y.dispose?.();
+    }
+  }
+  return G;
 }
 
 function matmulGraph(t: 'float32' | 'float64'): Uint8Array {
