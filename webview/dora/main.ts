@@ -70,7 +70,7 @@ function normsChart(m: DoraModuleView): HTMLElement {
       responsive: true, maintainAspectRatio: false, animation: false, parsing: false, normalized: true,
       interaction: { mode: 'index', intersect: false },
       plugins: { legend: legend(c), tooltip: { callbacks: { title: (items) => `row ${items[0]?.parsed.x ?? ''}`, label: (ctx) => `${ctx.dataset.label}: ${fmt(ctx.parsed.y ?? undefined, 4)}` } } },
-      scales: axes('output row i', 'norm', c),
+      scales: (() => { const s = axes('output row i', 'norm', c); return { ...s, x: { ...s.x, min: 0, max: Math.max(1, m.magnitude.length - 1) } }; })(),
     },
   })));
   return box;
