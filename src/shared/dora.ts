@@ -63,7 +63,8 @@ export interface DoraView {
   updated?: string;
 }
 
-export type DoraRequest = { type: 'rerun'; requestId: number };
+/** Run again; `force` analyses despite a forceable adapter/base mismatch refusal ("Analyse anyway"). */
+export type DoraRequest = { type: 'rerun'; requestId: number; force?: boolean };
 export type DoraWebviewToHost = Envelope | DoraRequest;
 export type DoraHostToWebview =
   | { type: 'init'; view: DoraView }
@@ -72,6 +73,6 @@ export type DoraHostToWebview =
   | ReplyMessage;
 
 export function parseDoraMessage(raw: unknown): DoraWebviewToHost | undefined {
-  return parseWebviewMessage(raw, ({ type, requestId }): DoraRequest | undefined =>
-    type === 'rerun' && requestId !== undefined ? { type, requestId } : undefined);
+  return parseWebviewMessage(raw, ({ type, o, requestId }): DoraRequest | undefined =>
+    type === 'rerun' && requestId !== undefined ? (o.force === true ? { type, requestId, force: true } : { type, requestId }) : undefined);
 }

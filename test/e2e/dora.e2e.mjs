@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, webviewFrame, step } from './harness.mjs';
+import { REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step } from './harness.mjs';
 
 const FIX = path.join(REPO_ROOT, 'test', 'fixtures', 'peers');
 const JOB_TIMEOUT = Number(process.env.E2E_ANALYSIS_TIMEOUT_MS || 60000);
@@ -92,7 +92,20 @@ test('Analyze DoRA Magnitudes in VS Code (code-server)', { timeout: 4 * 60 * 100
     await page.setViewportSize({ width: 1600, height: 1000 });
   });
 
-  await step(page, 'dora-03-refused', 'an adapter without DoRA modules is refused with one sentence', async () => {
+  await step(page, 'dora-03-tree-menu', 'the Checkpoints tree context menu of dora-q offers Analyze DoRA Magnitudes (base remembered, no dialog)', async () => {
+    const before = await frame.$eval('#dora-header', (e) => e.getAttribute('data-updated'));
+    assert.ok(before, 'the first run has a time stamp');
+    await openView(page, 'LoRA Lens');
+    const row = await waitForTreeItem(page, 'dora-q', { timeout: 30000 });
+    await row.click({ button: 'right' });
+    const item = await page.waitForFunction(() => [...document.querySelectorAll('.monaco-menu .action-item')].find((a) => (a.textContent || '').trim().startsWith('Analyze DoRA Magnitudes')) || null, null, { timeout: 30000 });
+    await ((await item.asElement().$('.action-menu-item, .action-label')) ?? item.asElement()).click();
+    frame = await webviewFrame(page, 'DoRA: dora-q', { timeout: JOB_TIMEOUT });
+    await frame.waitForFunction((b) => { const e = document.querySelector('#dora-header'); return e?.getAttribute('data-state') === 'done' && e.getAttribute('data-updated') !== b; }, before, { timeout: JOB_TIMEOUT });
+    assert.equal(await frame.$$eval('#dora-summary tbody tr', (trs) => trs.length), cli.modules.length);
+  });
+
+  await step(page, 'dora-04-refused', 'an adapter without DoRA modules is refused with one sentence', async () => {
     await runCommand(page, 'LoRA Lens: Analyze DoRA Magnitudes');
     await pickQuickItem(page, 'plain-lora');
     await notificationText(page, /plain-lora has no DoRA modules/);

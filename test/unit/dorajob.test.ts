@@ -54,6 +54,8 @@ test('analysis.dora: an adapter without DoRA modules is refused naming the adapt
 
 test('DoRA panel messages: rerun with an id parses, anything else is dropped', () => {
   assert.deepEqual(parseDoraMessage({ type: 'rerun', requestId: 4 }), { type: 'rerun', requestId: 4 });
+  assert.deepEqual(parseDoraMessage({ type: 'rerun', requestId: 5, force: true }), { type: 'rerun', requestId: 5, force: true });
+  assert.deepEqual(parseDoraMessage({ type: 'rerun', requestId: 6, force: 'yes' }), { type: 'rerun', requestId: 6 });
   assert.equal(parseDoraMessage({ type: 'rerun' }), undefined);
   assert.equal(parseDoraMessage({ type: 'export', requestId: 1 }), undefined);
   assert.deepEqual(parseDoraMessage({ type: 'ready' }), { type: 'ready' });

@@ -7,6 +7,7 @@
  */
 import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, LineController, LineElement, PointElement, Tooltip } from 'chart.js';
 import type { DoraHostToWebview, DoraModuleView, DoraView, DoraWebviewToHost } from '../../src/shared/dora';
+import { refusalOf } from '../../src/shared/base';
 import { onThemeChange, themeColors } from '../common/theme';
 import { h, HostChannel } from '../common/vscodeApi';
 import { badge, card, fact, fmt, short, SortTable, warningsCard, type Col } from '../peers/ui';
@@ -157,7 +158,7 @@ function render(): void {
   rerun.addEventListener('click', () => void channel.request({ type: 'rerun' }).catch(() => undefined));
   if (v.running) rerun.setAttribute('disabled', '');
   const status = v.error ? badge('failed', 'warn') : v.running ? badge(`analysing ${mods.length} / ${v.total}`, '') : badge(`${mods.length} module${mods.length === 1 ? '' : 's'}`, 'ok');
-  const header = h('header', { class: 'card header-card', id: 'dora-header', 'data-state': v.error ? 'error' : v.running ? 'running' : 'done' },
+  const header = h('header', { class: 'card header-card', id: 'dora-header', 'data-state': v.error ? 'error' : v.running ? 'running' : 'done', 'data-updated': v.updated ?? '' },
     h('div', { class: 'title-row' },
       h('div', { class: 'title' }, h('h1', {}, `DoRA: ${v.adapterName}`), badge('DoRA'), status),
       h('div', { class: 'actions' }, rerun)),
@@ -168,7 +169,13 @@ function render(): void {
       fact('max-angle-all', 'largest direction change', Number.isFinite(maxAngle) ? `${fmt(maxAngle, 4)}°` : '–'),
       fact('explain', 'reading', 'DoRA rescales each row of W₀ + s·B·A to the learned magnitude m: the true ΔW is not s·B·A.', 'wide')));
   const parts: (HTMLElement | undefined)[] = [header];
-  if (v.error) parts.push(h('section', { class: 'card error-card', id: 'dora-error', role: 'alert' }, h('h2', {}, 'The DoRA analysis failed'), h('p', { class: 'error-text' }, v.error)));
+  if (v.error) {
+    // A forceable refusal (the base does not fit every module) offers "Analyse anyway" (issue 8).
+    const r = refusalOf(v.error);
+    const anyway = r.forceable ? h('button', { id: 'dora-anyway', type: 'button', title: 'Analyse the modules that fit this base anyway' }, 'Analyse anyway') : undefined;
+    anyway?.addEventListener('click', () => void channel.request({ type: 'rerun', force: true }).catch(() => undefined));
+    parts.push(h('section', { class: 'card error-card', id: 'dora-error', role: 'alert' }, h('h2', {}, r.forceable ? 'Refused: this base does not fit the adapter' : 'The DoRA analysis failed'), h('p', { class: 'error-text' }, r.sentence), anyway));
+  }
   if (v.running && mods.length < v.total) {
     parts.push(h('progress', { class: 'fleet-progress', id: 'dora-progress', max: Math.max(1, v.total), value: mods.length }));
   }

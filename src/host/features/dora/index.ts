@@ -24,7 +24,7 @@ class DoraPanel extends LensPanel<DoraWebviewToHost, DoraHostToWebview> {
 
   static show(ctx: LensContext, view: DoraView): DoraPanel {
     const have = DoraPanel.open.get(view.adapter);
-    if (have) { have.panel.reveal(); return have; }
+    if (have) { have.view = { ...view }; have.panel.reveal(); return have; }
     const panel = createWebviewPanel(ctx.extensionUri, 'loraLens.dora', `DoRA: ${view.adapterName}`, vscode.ViewColumn.Active);
     return DoraPanel.open.add(view.adapter, new DoraPanel(panel, ctx, view));
   }
@@ -35,14 +35,14 @@ class DoraPanel extends LensPanel<DoraWebviewToHost, DoraHostToWebview> {
   }
 
   /** Runs the job, streaming each module into the panel; errors stay in the panel (and its banner). */
-  async run(base: string): Promise<void> {
+  async run(base: string, force = false): Promise<void> {
     this.cts?.cancel();
     const cts = (this.cts = new vscode.CancellationTokenSource());
     this.view = { ...this.view, base, modules: [], warnings: [], running: true, error: undefined };
     this.post({ type: 'update', view: this.view });
     this.clearBanner();
     try {
-      const r = await this.ctx.worker.run(Dora, { adapterPath: this.view.adapter, basePath: base }, {
+      const r = await this.ctx.worker.run(Dora, { adapterPath: this.view.adapter, basePath: base, force }, {
         provider: providerSetting(),
         token: { get cancelled() { return cts.token.isCancellationRequested; }, onCancellationRequested: (cb: () => void) => cts.token.onCancellationRequested(cb) },
         onProgress: (done, total, _msg, data) => {
@@ -72,7 +72,7 @@ class DoraPanel extends LensPanel<DoraWebviewToHost, DoraHostToWebview> {
   }
 
   protected override async onRequest(m: DoraRequest): Promise<ReplyFields> {
-    if (m.type === 'rerun') void this.run(this.view.base);
+    if (m.type === 'rerun') void this.run(this.view.base, m.force === true);
     return {};
   }
 }
