@@ -64,7 +64,10 @@ export interface DoraView {
 }
 
 /** Run again; `force` analyses despite a forceable adapter/base mismatch refusal ("Analyse anyway"). */
-export type DoraRequest = { type: 'rerun'; requestId: number; force?: boolean };
+export type DoraRequest =
+  | { type: 'rerun'; requestId: number; force?: boolean }
+  /** Pick another base (folder or file) in a dialog and run again. */
+  | { type: 'changeBase'; requestId: number };
 export type DoraWebviewToHost = Envelope | DoraRequest;
 export type DoraHostToWebview =
   | { type: 'init'; view: DoraView }
@@ -73,6 +76,10 @@ export type DoraHostToWebview =
   | ReplyMessage;
 
 export function parseDoraMessage(raw: unknown): DoraWebviewToHost | undefined {
-  return parseWebviewMessage(raw, ({ type, o, requestId }): DoraRequest | undefined =>
-    type === 'rerun' && requestId !== undefined ? (o.force === true ? { type, requestId, force: true } : { type, requestId }) : undefined);
+  return parseWebviewMessage(raw, ({ type, o, requestId }): DoraRequest | undefined => {
+    if (requestId === undefined) return undefined;
+    if (type === 'rerun') return o.force === true ? { type, requestId, force: true } : { type, requestId };
+    if (type === 'changeBase') return { type, requestId };
+    return undefined;
+  });
 }

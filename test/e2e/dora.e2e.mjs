@@ -25,6 +25,17 @@ function tempWorkspace(t) {
   return ws;
 }
 
+/** The simple open dialog (files.simpleDialog): waits for its start folder, types `target`, accepts. */
+async function openDialog(page, target) {
+  const input = await page.waitForSelector(selectors.quickInputBox, { state: 'visible', timeout: 30000 });
+  await page.waitForFunction((sel) => /[\\/]$/.test(document.querySelector(sel)?.value ?? ''), selectors.quickInputBox, { timeout: 30000 });
+  await page.waitForTimeout(500);
+  await input.fill(target);
+  await page.waitForFunction(({ sel, target }) => document.querySelector(sel)?.value === target, { sel: selectors.quickInputBox, target }, { timeout: 10000 });
+  await page.waitForTimeout(500);
+  await page.keyboard.press('Enter');
+}
+
 async function notificationText(page, re, timeout = 20000) {
   const h = await page.waitForFunction(({ src, flags }) => {
     const t = [...document.querySelectorAll('.notification-toast, .notifications-center .notification-list-item')].map((n) => n.textContent || '').join('\n');
@@ -46,13 +57,7 @@ test('Analyze DoRA Magnitudes in VS Code (code-server)', { timeout: 4 * 60 * 100
     await runCommand(page, 'LoRA Lens: Analyze DoRA Magnitudes');
     await pickQuickItem(page, 'dora-q');
     // No base_model_name_or_path: the (simple) open dialog asks for the base folder or file.
-    const input = await page.waitForSelector(selectors.quickInputBox, { state: 'visible', timeout: 30000 });
-    await page.waitForFunction((sel) => /[\\/]$/.test(document.querySelector(sel)?.value ?? ''), selectors.quickInputBox, { timeout: 30000 });
-    await page.waitForTimeout(500);
-    await input.fill(base);
-    await page.waitForFunction(({ sel, base }) => document.querySelector(sel)?.value === base, { sel: selectors.quickInputBox, base }, { timeout: 10000 });
-    await page.waitForTimeout(500);
-    await page.keyboard.press('Enter');
+    await openDialog(page, base);
     frame = await webviewFrame(page, 'DoRA: dora-q', { timeout: JOB_TIMEOUT });
     await frame.waitForSelector('#dora-header[data-state="done"]', { timeout: JOB_TIMEOUT });
     assert.equal(await frame.$('#dora-error'), null, 'no error card');
@@ -105,7 +110,20 @@ test('Analyze DoRA Magnitudes in VS Code (code-server)', { timeout: 4 * 60 * 100
     assert.equal(await frame.$$eval('#dora-summary tbody tr', (trs) => trs.length), cli.modules.length);
   });
 
-  await step(page, 'dora-04-refused', 'an adapter without DoRA modules is refused with one sentence', async () => {
+  await step(page, 'dora-04-bad-base', 'Change base… to a folder without weights: the error stays in the panel; changing back analyses again', async () => {
+    frame = await webviewFrame(page, 'DoRA: dora-q');
+    await frame.click('#dora-change-base');
+    await openDialog(page, path.join(ws, 'adapters'));
+    await frame.waitForSelector('#dora-error', { timeout: JOB_TIMEOUT });
+    assert.match(await frame.$eval('#dora-error', (e) => e.textContent), /adapters: has no safetensors weights/);
+    await screenshot(page, 'dora-04a-error');
+    await frame.click('#dora-change-base');
+    await openDialog(page, base);
+    await frame.waitForSelector('#dora-header[data-state="done"]', { timeout: JOB_TIMEOUT });
+    assert.equal(await frame.$('#dora-error'), null);
+  });
+
+  await step(page, 'dora-05-refused', 'an adapter without DoRA modules is refused with one sentence', async () => {
     await runCommand(page, 'LoRA Lens: Analyze DoRA Magnitudes');
     await pickQuickItem(page, 'plain-lora');
     await notificationText(page, /plain-lora has no DoRA modules/);

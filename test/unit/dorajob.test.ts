@@ -52,10 +52,12 @@ test('analysis.dora: an adapter without DoRA modules is refused naming the adapt
   await assert.rejects(run({ adapterPath: path.join(FIX, 'dora', 'adapter'), basePath: path.join(FIX, 'nope.safetensors') }), /nope\.safetensors: does not exist/);
 });
 
-test('DoRA panel messages: rerun with an id parses, anything else is dropped', () => {
+test('DoRA panel messages: rerun / changeBase with an id parse, anything else is dropped', () => {
   assert.deepEqual(parseDoraMessage({ type: 'rerun', requestId: 4 }), { type: 'rerun', requestId: 4 });
   assert.deepEqual(parseDoraMessage({ type: 'rerun', requestId: 5, force: true }), { type: 'rerun', requestId: 5, force: true });
   assert.deepEqual(parseDoraMessage({ type: 'rerun', requestId: 6, force: 'yes' }), { type: 'rerun', requestId: 6 });
+  assert.deepEqual(parseDoraMessage({ type: 'changeBase', requestId: 7 }), { type: 'changeBase', requestId: 7 });
+  assert.equal(parseDoraMessage({ type: 'changeBase' }), undefined);
   assert.equal(parseDoraMessage({ type: 'rerun' }), undefined);
   assert.equal(parseDoraMessage({ type: 'export', requestId: 1 }), undefined);
   assert.deepEqual(parseDoraMessage({ type: 'ready' }), { type: 'ready' });

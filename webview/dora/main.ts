@@ -156,16 +156,18 @@ function render(): void {
   const maxAngle = mods.length ? Math.max(...mods.map((m) => m.summary.maxAngleDeg)) : NaN;
   const rerun = h('button', { id: 'dora-rerun', class: 'secondary', type: 'button', title: 'Analyse again (after the adapter or the base changed)' }, 'Re-run');
   rerun.addEventListener('click', () => void channel.request({ type: 'rerun' }).catch(() => undefined));
-  if (v.running) rerun.setAttribute('disabled', '');
+  const change = h('button', { id: 'dora-change-base', class: 'secondary', type: 'button', title: 'Pick another base model folder or weights file and analyse again' }, 'Change base…');
+  change.addEventListener('click', () => void channel.request({ type: 'changeBase' }).catch(() => undefined));
+  if (v.running) { rerun.setAttribute('disabled', ''); change.setAttribute('disabled', ''); }
   const status = v.error ? badge('failed', 'warn') : v.running ? badge(`analysing ${mods.length} / ${v.total}`, '') : badge(`${mods.length} module${mods.length === 1 ? '' : 's'}`, 'ok');
   const header = h('header', { class: 'card header-card', id: 'dora-header', 'data-state': v.error ? 'error' : v.running ? 'running' : 'done', 'data-updated': v.updated ?? '' },
     h('div', { class: 'title-row' },
       h('div', { class: 'title' }, h('h1', {}, `DoRA: ${v.adapterName}`), badge('DoRA'), status),
-      h('div', { class: 'actions' }, rerun)),
+      h('div', { class: 'actions' }, change, rerun)),
     h('div', { class: 'path', title: v.adapter }, v.adapter),
     h('dl', { class: 'facts' },
       fact('base', 'base', h('span', { title: v.base }, v.base.split(/[\\/]/).slice(-2).join('/'))),
-      fact('modules', 'DoRA modules', `${mods.length}${v.running ? ` of ${v.total}` : ''}`),
+      fact('modules', 'DoRA modules', `${mods.length}${v.running || v.error ? ` of ${v.total}` : ''}`),
       fact('max-angle-all', 'largest direction change', Number.isFinite(maxAngle) ? `${fmt(maxAngle, 4)}°` : '–'),
       fact('explain', 'reading', 'DoRA rescales each row of W₀ + s·B·A to the learned magnitude m: the true ΔW is not s·B·A.', 'wide')));
   const parts: (HTMLElement | undefined)[] = [header];

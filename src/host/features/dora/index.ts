@@ -53,6 +53,7 @@ class DoraPanel extends LensPanel<DoraWebviewToHost, DoraHostToWebview> {
         },
       });
       if (cts.token.isCancellationRequested) return;
+      await remember(this.ctx, this.view.adapter, base); // a base that worked is used next time
       this.view = { ...this.view, modules: r.modules, total: r.modules.length, warnings: r.warnings, running: false, updated: new Date().toISOString() };
       log.info(`dora ${this.view.adapter} against ${base}: ${r.modules.length} module(s)`);
     } catch (e) {
@@ -73,6 +74,11 @@ class DoraPanel extends LensPanel<DoraWebviewToHost, DoraHostToWebview> {
 
   protected override async onRequest(m: DoraRequest): Promise<ReplyFields> {
     if (m.type === 'rerun') void this.run(this.view.base, m.force === true);
+    else if (m.type === 'changeBase') {
+      const base = await pickBase(this.view.adapter);
+      if (!base) return { ok: false, message: 'Cancelled' };
+      void this.run(base);
+    }
     return {};
   }
 }
@@ -93,15 +99,22 @@ async function resolveBase(ctx: LensContext, adapter: string): Promise<string | 
   } catch (e) {
     log.warn(`base model detection for ${adapter}: ${errorMessage(e)}`);
   }
+  return pickBase(adapter, message);
+}
+
+/** The open dialog for the base (folder or weights file); remembered only once a run with it succeeded. */
+async function pickBase(adapter: string, message?: string): Promise<string | undefined> {
   const sel = await vscode.window.showOpenDialog({
     canSelectFiles: true, canSelectFolders: true, canSelectMany: false, openLabel: 'Use as Base',
     title: `Base model of ${adapterName(adapter)} (folder or .safetensors)${message ? ` — ${message}` : ''}`,
     defaultUri: vscode.Uri.file(path.dirname(adapter)),
   });
-  const picked = sel?.[0]?.fsPath;
-  if (!picked) return undefined;
-  await state.update(PICKED, { ...state.get<Record<string, string>>(PICKED, {}), [key]: picked });
-  return picked;
+  return sel?.[0]?.fsPath;
+}
+
+async function remember(ctx: LensContext, adapter: string, base: string): Promise<void> {
+  const state = ctx.extension.workspaceState;
+  await state.update(PICKED, { ...state.get<Record<string, string>>(PICKED, {}), [path.resolve(adapter)]: base });
 }
 
 async function analyzeDoraCommand(ctx: LensContext, arg: unknown): Promise<void> {
