@@ -21,8 +21,16 @@ const app = document.getElementById('app')!;
 
 const channel = new HostChannel<DoraWebviewToHost, DoraHostToWebview>((m) => {
   if (m.type === 'init' || m.type === 'update') { view = m.view; render(); }
-  else if (m.type === 'module' && view) { view.modules.push(m.module); view.total = m.total; render(); }
+  else if (m.type === 'module' && view) { view.modules.push(m.module); view.total = m.total; schedule(); }
 });
+
+/** Streamed modules re-render at most once per animation frame (large adapters stream hundreds). */
+let pending = false;
+function schedule(): void {
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => { pending = false; render(); });
+}
 
 const angleDeg = (c: number): number => (180 / Math.PI) * Math.acos(Math.max(-1, Math.min(1, c)));
 
