@@ -20,7 +20,7 @@ const builds0 = [
   { ...browser, entryPoints: ['webview/research/main.ts'], outfile: 'dist/webview/research.js' },
   { ...browser, entryPoints: ['webview/surgery/main.ts'], outfile: 'dist/webview/surgery.js' },
   { ...browser, entryPoints: ['webview/training/main.ts'], outfile: 'dist/webview/training.js' },
-  ...['doctor', 'similarity', 'fleet', 'merge', 'extract'].map((n) => ({ ...browser, entryPoints: [`webview/${n}/main.ts`], outfile: `dist/webview/${n}.js` })),
+  ...['doctor', 'similarity', 'fleet', 'merge', 'extract', 'dora'].map((n) => ({ ...browser, entryPoints: [`webview/${n}/main.ts`], outfile: `dist/webview/${n}.js` })),
 ];
 const builds = builds0.map((b) => ({ ...b, outfile: b.outfile.replace(/^dist\//, `${outdir}/`) }));
 

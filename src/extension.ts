@@ -22,6 +22,7 @@ import { registerFleet } from './host/features/fleet';
 import { registerMerge } from './host/features/merge';
 import { registerExtract } from './host/features/extract';
 import { registerReport } from './host/features/report';
+import { registerDora } from './host/features/dora';
 import { WorkerClient } from './worker/client';
 
 let worker: WorkerClient | undefined;
@@ -40,7 +41,7 @@ export function activate(context: vscode.ExtensionContext): void {
   CheckpointViewerProvider.register(context, reader);
   context.subscriptions.push(ReportPanel.attachStatus(status));
   for (const register of [registerCommands, registerSurgery, registerTraining, registerBaseFeatures, registerResearchFeature, registerConvertFeature,
-    registerReport, registerDoctor, registerSimilarity, registerFleet, registerMerge, registerExtract]) register(ctx);
+    registerReport, registerDoctor, registerSimilarity, registerFleet, registerMerge, registerExtract, registerDora]) register(ctx);
   context.subscriptions.push({ dispose: () => ReportPanel.disposeAll() });
 }
 

@@ -17,6 +17,7 @@ import type {
   CombineParams, MergeParams, PlanJobResult, PlanParams, RebalanceJobResult, RebalanceParams, ReduceJobResult, ReduceParams, RescaleParams, SimpleJobResult,
 } from './surgery';
 import type { DoctorJobResult, DoctorParams } from './doctor';
+import type { DoraParams, DoraProgressData, DoraResult } from './dora';
 import type { ExtractJobResult, ExtractParams } from './extract';
 import type { FleetJobResult, FleetParams, FleetProgressData } from './fleet';
 import type { MergeJobParams, MergePreviewResult, MergeWriteParams, MergeWriteResult } from './merge';
@@ -41,6 +42,9 @@ export function job<P, R, D = undefined>(kind: string): Job<P, R, D> {
 // ---- analysis
 export interface AnalyzeParams { path: string; method?: 'auto' | 'householder' }
 export const Analyze = job<AnalyzeParams, AdapterReport>('analysis.adapter');
+
+/** DoRA modules against their base (issue 11.6): one module result streamed per progress message. */
+export const Dora = job<DoraParams, DoraResult, DoraProgressData>('analysis.dora');
 
 // ---- reading checkpoint headers for the UI (tree, hovers, pickers, viewer)
 export const Scan = job<ScanParams, ScanResult>('inspect.scan');

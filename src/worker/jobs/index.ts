@@ -6,6 +6,7 @@ import { convertHandlers } from './convert';
 import { inspectHandlers } from './inspect';
 import { JobTable } from './registry';
 import { doctorHandlers } from './doctor';
+import { doraHandlers } from './dora';
 import { extractHandlers } from './extract';
 import { fleetHandlers } from './fleet';
 import { mergeHandlers } from './merge';
@@ -17,5 +18,5 @@ import { trainingHandlers } from './training';
 
 export function createJobTable(): JobTable {
   return new JobTable([...analyzeHandlers, ...surgeryHandlers, ...trainingHandlers, ...baseHandlers, ...researchHandlers, ...convertHandlers, ...inspectHandlers, ...baseModelHandlers,
-    ...doctorHandlers, ...similarityHandlers, ...fleetHandlers, ...mergeHandlers, ...extractHandlers, ...reportHandlers]);
+    ...doctorHandlers, ...similarityHandlers, ...fleetHandlers, ...mergeHandlers, ...extractHandlers, ...reportHandlers, ...doraHandlers]);
 }
