@@ -18,8 +18,12 @@ const PICK = {
   'base-04-intruders-heatmap': 'intruders',
   'surgery-03-rebalance-view': 'rebalance',
   'training-04-finished': 'training',
+  'model-03-resumed': 'analyze-model',
+  'peers-01-doctor': 'doctor',
+  'peers-05-similarity': 'similarity',
+  'tree-07-sd-report': 'sd-report',
 };
-const FILES = ['extension', 'base', 'surgery', 'training'].map((f) => `test/e2e/${f}.e2e.mjs`);
+const FILES = ['extension', 'base', 'surgery', 'training', 'model', 'peers', 'tree'].map((f) => `test/e2e/${f}.e2e.mjs`);
 
 const keep = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-lens-shots-'));
 try {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step } from './harness.mjs';
+import { REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step, runContextMenu } from './harness.mjs';
 
 const FIX = path.join(REPO_ROOT, 'test', 'fixtures', 'peers');
 const JOB_TIMEOUT = Number(process.env.E2E_ANALYSIS_TIMEOUT_MS || 60000);
@@ -102,9 +102,7 @@ test('Analyze DoRA Magnitudes in VS Code (code-server)', { timeout: 4 * 60 * 100
     assert.ok(before, 'the first run has a time stamp');
     await openView(page, 'LoRA Lens');
     const row = await waitForTreeItem(page, 'dora-q', { timeout: 30000 });
-    await row.click({ button: 'right' });
-    const item = await page.waitForFunction(() => [...document.querySelectorAll('.monaco-menu .action-item')].find((a) => (a.textContent || '').trim().startsWith('Analyze DoRA Magnitudes')) || null, null, { timeout: 30000 });
-    await ((await item.asElement().$('.action-menu-item, .action-label')) ?? item.asElement()).click();
+    await runContextMenu(page, row, 'Analyze DoRA Magnitudes', { timeout: 30000 });
     frame = await webviewFrame(page, 'DoRA: dora-q', { timeout: JOB_TIMEOUT });
     await frame.waitForFunction((b) => { const e = document.querySelector('#dora-header'); return e?.getAttribute('data-state') === 'done' && e.getAttribute('data-updated') !== b; }, before, { timeout: JOB_TIMEOUT });
     assert.equal(await frame.$$eval('#dora-summary tbody tr', (trs) => trs.length), cli.modules.length);

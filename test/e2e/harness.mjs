@@ -738,6 +738,25 @@ export async function treeItems(page) {
 }
 
 /** Wait for a tree row whose text includes `label`; returns its ElementHandle. */
+/**
+ * Right-clicks a tree row and runs the context-menu entry whose label starts with `label`. The menu
+ * item is hovered and chosen with Enter (a mouse click can land while the menu is still animating
+ * and be lost on a loaded machine); if the menu is still open afterwards the item is clicked.
+ */
+export async function runContextMenu(page, row, label, { timeout = TIMEOUT } = {}) {
+  return withContext(`runContextMenu(${JSON.stringify(label)})`, async () => {
+    await row.click({ button: 'right' });
+    const find = (l) => [...document.querySelectorAll('.monaco-menu .action-item')].find((a) => (a.textContent || '').trim().startsWith(l)) || null;
+    const item = (await page.waitForFunction(find, label, { timeout })).asElement();
+    const target = (await item.$('.action-menu-item, .action-label')) ?? item;
+    await target.hover();
+    await page.waitForTimeout(150);
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(300);
+    if (await page.evaluate(find, label)) await target.click({ timeout: 2000 }).catch(() => {});
+  });
+}
+
 export async function waitForTreeItem(page, label, { timeout = TIMEOUT } = {}) {
   return withContext(`waitForTreeItem(${JSON.stringify(label)})`, async () => {
     const h = await page

@@ -10,8 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step,
-} from './harness.mjs';
+  REPO_ROOT, launch, openView, pickQuickItem, runCli, runCommand, screenshot, selectors, waitForTreeItem, webviewFrame, step, runContextMenu } from './harness.mjs';
 
 const DEMO = path.join(REPO_ROOT, 'demo-workspace');
 const JOB_TIMEOUT = Number(process.env.E2E_ANALYSIS_TIMEOUT_MS || 120000);
@@ -228,9 +227,7 @@ test('doctor, similarity, fleet, N-adapter merge, extract and reports in VS Code
   await step(page, 'peers-11b-tree-menu', 'the Checkpoints tree context menu of demo-lora offers Run Doctor: a clean adapter shows "No findings"', async () => {
     await openView(page, 'LoRA Lens');
     const row = await waitForTreeItem(page, 'demo-lora', { timeout: 30000 });
-    await row.click({ button: 'right' });
-    const item = await page.waitForFunction(() => [...document.querySelectorAll('.monaco-menu .action-item')].find((a) => (a.textContent || '').trim().startsWith('Run Doctor')) || null, null, { timeout: 30000 });
-    await ((await item.asElement().$('.action-menu-item, .action-label')) ?? item.asElement()).click();
+    await runContextMenu(page, row, 'Run Doctor', { timeout: 30000 });
     frame = await webviewFrame(page, 'Doctor: demo-lora', { timeout: JOB_TIMEOUT });
     await frame.waitForSelector('#doctor-clean', { timeout: JOB_TIMEOUT });
   });
