@@ -20,54 +20,9 @@ import { Engine, type ExecutionProvider } from '../engine/ort';
 import { analyzeAdapter } from '../analysis/lora';
 import { diagnose, scanAdapter, scanningHook } from '../doctor/doctor';
 import type { AdapterReport } from '../../shared/report';
+import type { FleetEntry, FleetError, FleetRecord } from '../../shared/fleet';
 
-export interface FleetRecord {
-  path: string;
-  ok: true;
-  name: string;
-  format: string;
-  /** base_model_name_or_path (or the format's equivalent), null when not recorded. */
-  base: string | null;
-  /** Config rank (or the first module's). */
-  r: number | null;
-  /** Distinct module ranks, ascending. */
-  ranks: number[];
-  alpha: number | null;
-  scale: number | null;
-  scaleMin: number | null;
-  scaleMax: number | null;
-  /** How the scale was derived (the most common module's rule). */
-  scaleRule: string;
-  rslora: boolean;
-  dora: boolean;
-  modules: number;
-  /** LoRA parameters. */
-  params: number;
-  /** Bytes of the weights file. */
-  bytes: number;
-  dtype: string;
-  sigma1: number | null;
-  effectiveRank: number | null;
-  stableRank: number | null;
-  gap: number | null;
-  /** Doctor: total findings and per severity. */
-  findings: number;
-  errors: number;
-  warnings: number;
-  infos: number;
-  codes: Record<string, number>;
-  /** Modules that could not be analysed (NaN/Inf). */
-  moduleErrors: number;
-  ms: number;
-}
-
-export interface FleetError {
-  path: string;
-  ok: false;
-  error: string;
-}
-
-export type FleetEntry = FleetRecord | FleetError;
+export type { FleetEntry, FleetError, FleetRecord };
 
 const median = (xs: number[]): number | null => {
   const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
