@@ -14,27 +14,39 @@ export interface DoraParams {
   force?: boolean;
 }
 
-/** One DoRA module (core/analysis/lycoris.ts DoraModuleReport) plus the s·B·A spectrum a LoRA-only view reports. */
-export interface DoraModuleView {
+export interface DoraModuleReport {
   name: string;
-  rank: number;
-  scale: number;
-  outFeatures: number;
-  inFeatures: number;
-  /** Per output row: ‖W₀ᵢ‖. */
+  /** Per output row: ‖W₀ᵢ‖ (the magnitude PEFT initialises m with). */
   normBefore: number[];
   /** Per output row: the learned magnitude mᵢ. */
   magnitude: number[];
-  /** Per output row: ‖W₀ᵢ + s(BA)ᵢ‖. */
+  /** Per output row: ‖W₀ᵢ + s(BA)ᵢ‖ (the direction's norm before renormalisation). */
   normMerged: number[];
-  /** Per output row: cos∠(W₀ᵢ, W₀ᵢ + s(BA)ᵢ). */
+  /** Per output row: cos∠(W₀ᵢ, W₀ᵢ + s(BA)ᵢ) (1 = direction unchanged). */
   directionCos: number[];
   summary: {
     magnitudeRatio: { min: number; max: number; mean: number };
     directionCos: { min: number; max: number; mean: number };
+    /** max angle in degrees. */
     maxAngleDeg: number;
   };
-  trueDelta: { fro: number; sigma: number[]; loraFro: number; relDiffFromLora: number };
+  trueDelta: {
+    fro: number;
+    /** Leading singular values of the true ΔW (randomized SVD). */
+    sigma: number[];
+    /** ‖s·B·A‖_F: what a LoRA-only view reports. */
+    loraFro: number;
+    /** ‖ΔW_true − s·B·A‖_F / ‖ΔW_true‖_F. */
+    relDiffFromLora: number;
+  };
+}
+
+/** One DoRA module as the panel shows it: the core's DoraModuleReport plus the s·B·A spectrum a LoRA-only view reports. */
+export interface DoraModuleView extends DoraModuleReport {
+  rank: number;
+  scale: number;
+  outFeatures: number;
+  inFeatures: number;
   /** σ of s·B·A (exact, from the factors' QR: core/analysis/lora.ts), descending. */
   loraSigma: number[];
 }

@@ -29,6 +29,8 @@ import { rsvd } from '../base/rsvd';
 import { baseWeightFor, readBaseWeight, type BaseModel } from '../base/basemodel';
 import type { TensorStore } from '../formats/safetensors';
 import type { ModuleReport, StructureInfo } from '../../shared/report';
+import type { DoraModuleReport } from '../../shared/dora';
+export type { DoraModuleReport };
 
 /** A module's factors in PEFT orientation (A r×in, B out×r), fp64, stored transposes undone. */
 function readFactors(adapter: Adapter, m: LoraModule): { A: Float64Array; B: Float64Array; r: number; inF: number; outF: number } {
@@ -242,33 +244,6 @@ function doraGraph(): Uint8Array {
   g.output('delta', 'float32', ['o', 'i']);
   for (const o of ['diffSq', 'loraSq', 'deltaSq']) g.output(o, 'float32', []);
   return g.build();
-}
-
-export interface DoraModuleReport {
-  name: string;
-  /** Per output row: ‖W₀ᵢ‖ (the magnitude PEFT initialises m with). */
-  normBefore: number[];
-  /** Per output row: the learned magnitude mᵢ. */
-  magnitude: number[];
-  /** Per output row: ‖W₀ᵢ + s(BA)ᵢ‖ (the direction's norm before renormalisation). */
-  normMerged: number[];
-  /** Per output row: cos∠(W₀ᵢ, W₀ᵢ + s(BA)ᵢ) (1 = direction unchanged). */
-  directionCos: number[];
-  summary: {
-    magnitudeRatio: { min: number; max: number; mean: number };
-    directionCos: { min: number; max: number; mean: number };
-    /** max angle in degrees. */
-    maxAngleDeg: number;
-  };
-  trueDelta: {
-    fro: number;
-    /** Leading singular values of the true ΔW (randomized SVD). */
-    sigma: number[];
-    /** ‖s·B·A‖_F: what a LoRA-only view reports. */
-    loraFro: number;
-    /** ‖ΔW_true − s·B·A‖_F / ‖ΔW_true‖_F. */
-    relDiffFromLora: number;
-  };
 }
 
 /**
